@@ -1,0 +1,62 @@
+"""Write one benchmark's section of BENCHMARKS.md, leaving the other sections alone."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "BENCHMARKS.md"
+HEADER = (
+    "# Benchmarks\n\n"
+    "Each section is written by the command it names; rerun that command to refresh it.\n"
+    "Timings on shared machines are noisy: compare the ratios measured within one run.\n"
+)
+
+
+def machine() -> str:
+    """One line describing the machine this ran on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {gpu}"
+    )
+
+
+def revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def update_section(name: str, title: str, command: str, body: str) -> Path:
+    """Replace (or append) the section ``name`` of BENCHMARKS.md."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (
+        f"<!-- begin {name} -->\n## {title}\n\n"
+        f"- command: `{command}`\n- date: {stamp}, revision {revision()}\n"
+        f"- machine: {machine()}\n\n{body.strip()}\n<!-- end {name} -->\n"
+    )
+    text = REPORT.read_text() if REPORT.exists() else HEADER
+    pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->\n", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    REPORT.write_text(text)
+    return REPORT

@@ -1,0 +1,1 @@
+"""Priors over Gaussian random fields, their simulation and on-disk stores."""
