@@ -191,7 +191,9 @@ class Grid:
         rows, cols, weights = self.interpolation_weights(points, method)
         index = torch.as_tensor(np.stack([rows, cols]), dtype=torch.long)
         values = torch.as_tensor(weights, dtype=dtype)
-        matrix = torch.sparse_coo_tensor(index, values, (len(points), self.n_nodes), device=device)
+        matrix = torch.sparse_coo_tensor(
+            index, values, (len(points), self.n_nodes), device=device, check_invariants=True
+        )
         return matrix.coalesce()
 
     def interpolate(self, fields: torch.Tensor, points, method: str = "bilinear") -> torch.Tensor:

@@ -95,7 +95,8 @@ def plot_simulation(sim, prior, path, *, n_show: int = 4, title: str | None = No
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(
-        title or f"{prior.name}: fields (ellipses: local anisotropy, scaled) and parameter maps", fontsize=10
+        title or f"{prior.name}: fields (ellipses: local anisotropy, scaled) and parameter maps",
+        fontsize=10,
     )
     fig.tight_layout()
     path = Path(path)

@@ -1,0 +1,86 @@
+import subprocess
+import sys
+
+import pytest
+
+from geodiff.cli import main
+from geodiff.fields.store import open_store, partial_path
+
+GOOD = """
+type = "stationary"
+family = "matern"
+[parameters]
+nu = 1.5
+length_scale = 0.2
+"""
+
+
+def test_simulate_writes_store_and_plot(tmp_path, capsys):
+    out = tmp_path / "fields.zarr"
+    args = "simulate --prior nonstationary-anisotropy --grid 16 --n 6 --seed 1 --plot --quiet"
+    code = main([*args.split(), "--out", str(out)])
+    assert code == 0
+    assert len(open_store(out)) == 6
+    assert (tmp_path / "fields.png").stat().st_size > 10_000
+    assert "wrote 6 fields" in capsys.readouterr().out
+
+
+def test_priors_lists_shipped_configs(capsys):
+    assert main(["priors"]) == 0
+    listing = capsys.readouterr().out
+    assert "stationary-matern" in listing and "nonstationary-anisotropy" in listing
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "prior.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (
+            lambda t: ["--prior", _config(t, GOOD.replace("0.2", "-0.2"))],
+            "length_scale: must be > 0",
+        ),
+        (
+            lambda t: ["--prior", _config(t, GOOD.replace('"matern"', '"bessel"'))],
+            "unknown covariance family",
+        ),
+        (
+            lambda t: ["--prior", _config(t, GOOD.replace('type = "stationary"', ""))],
+            "missing key 'type'",
+        ),
+        (lambda t: ["--prior", "no-such-prior"], "no prior config"),
+        (lambda t: ["--prior", "stationary-matern", "--grid", "1"], "grid shape must be"),
+        (lambda t: ["--prior", "stationary-matern", "--grid", "big"], "grid must look like"),
+    ],
+)
+def test_user_errors_give_one_line_and_no_store(tmp_path, capsys, make_args, message):
+    out = tmp_path / "out.zarr"
+    code = main(["simulate", *make_args(tmp_path), "--n", "2", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists() and not partial_path(out).exists()
+
+
+def test_unwritable_output_is_a_clean_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = subprocess.run(
+        [sys.executable, "-m", "geodiff.cli", "simulate", "--prior", "stationary-matern",
+         "--grid", "8", "--n", "2", "--out", str(blocker / "s"), "--quiet"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot create a store" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_bad_numbers_are_rejected_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "--prior", "stationary-matern", "--n", "0", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err

@@ -1,0 +1,153 @@
+"""Exactness of simulation: empirical covariances against the prior's own covariance.
+
+For field ``i`` with parameters ``theta_i`` and a pair of nodes ``(a, b)``, the term
+``t_i = x_i(a) x_i(b) - C(a, b; theta_i)`` has mean zero if and only if the simulator
+draws from the prior (given ``theta_i``, and hence marginally). The terms are i.i.d., so
+``z = mean(t) / (std(t) / sqrt(n))`` is approximately standard normal for n = 2000.
+With M pairs, P(max |z| > 4) <= M * 6.3e-5 (Bonferroni), about 1e-3 for M = 16: the
+tolerance is four Monte Carlo standard errors, and a power check shows that a 20% error
+in the length scale is caught.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from geodiff import GeodiffError, Grid, LogUniform, StationaryPrior, Uniform, simulate
+from geodiff.fields.config import load_prior
+
+N_FIELDS = 2000
+Z_MAX = 4.0
+GRID = Grid.square(16)
+
+
+def _pairs(grid):
+    """16 node pairs: variances, short and long lags in several directions."""
+    h, w = grid.shape
+    node = lambda i, j: i * w + j  # noqa: E731
+    c = h // 2
+    return np.array(
+        [
+            (node(c, c), node(c, c)),
+            (node(0, 0), node(0, 0)),
+            (node(h - 1, 3), node(h - 1, 3)),
+            (node(c, c), node(c, c + 1)),
+            (node(c, c), node(c + 1, c)),
+            (node(c, c), node(c + 1, c + 1)),
+            (node(c, c), node(c + 1, c - 1)),
+            (node(c, c), node(c, c + 3)),
+            (node(c, c), node(c + 3, c)),
+            (node(c, c), node(c - 2, c + 2)),
+            (node(2, 2), node(4, 5)),
+            (node(0, 0), node(0, 1)),
+            (node(h - 1, w - 1), node(h - 2, w - 1)),
+            (node(1, w - 2), node(3, w - 4)),
+            (node(c, 1), node(c, 6)),
+            (node(3, c), node(9, c)),
+        ]
+    )
+
+
+def covariance_z_scores(prior, sim, theta=None):
+    """z-score of the mean of ``x(a) x(b) - C(a, b)`` over fields, for each pair."""
+    theta = sim.theta if theta is None else theta
+    pairs = _pairs(sim.grid)
+    pts = sim.grid.points()
+    values = sim.fields.reshape(len(sim), -1).double()
+    products = values[:, pairs[:, 0]] * values[:, pairs[:, 1]]  # (n, M)
+    cov = prior.covariance(pts[pairs[:, 0]], pts[pairs[:, 1]], theta).diagonal(dim1=-2, dim2=-1)
+    terms = products - cov
+    return (terms.mean(0) / (terms.std(0) / math.sqrt(len(sim)))).numpy()
+
+
+def _random_nu_with_nugget():
+    return StationaryPrior(
+        "matern",
+        nu=Uniform(0.7, 2.5),
+        variance=LogUniform(0.5, 2.0),
+        length_scale=LogUniform(0.08, 0.3),
+        anis_ratio=Uniform(0.4, 1.0),
+        angle=Uniform(0.0, math.pi),
+        nugget=0.05,
+    )
+
+
+CASES = {
+    "stationary-circulant": (lambda: load_prior("stationary-matern"), "auto"),
+    "stationary-cholesky": (lambda: load_prior("stationary-matern"), "cholesky"),
+    "nonstationary": (lambda: load_prior("nonstationary-anisotropy"), "auto"),
+    "random-nu-nugget": (_random_nu_with_nugget, "auto"),
+}
+
+
+@pytest.fixture(scope="module")
+def simulations():
+    cache = {}
+
+    def get(case):
+        if case not in cache:
+            make, method = CASES[case]
+            prior = make()
+            cache[case] = (prior, simulate(prior, GRID, N_FIELDS, seed=123, method=method))
+        return cache[case]
+
+    return get
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_empirical_covariance_matches_prior(simulations, case):
+    prior, sim = simulations(case)
+    z = covariance_z_scores(prior, sim)
+    assert np.abs(z).max() < Z_MAX, z
+
+
+@pytest.mark.parametrize("case", ["stationary-circulant", "nonstationary"])
+def test_covariance_check_detects_a_wrong_length_scale(simulations, case):
+    prior, sim = simulations(case)
+    key = "length_scale" if prior.is_stationary else "length_scale.median"
+    wrong = dict(sim.theta, **{key: 1.2 * sim.theta[key]})
+    assert np.abs(covariance_z_scores(prior, sim, wrong)).max() > Z_MAX
+
+
+def test_fixed_theta_fields_have_that_thetas_covariance():
+    prior = load_prior("nonstationary-anisotropy")
+    sim = simulate(prior, GRID, N_FIELDS, seed=5, fields_per_theta=N_FIELDS)
+    assert all(torch.all(v == v[0]) for v in sim.theta.values())
+    z = covariance_z_scores(prior, sim)
+    assert np.abs(z).max() < Z_MAX, z
+
+
+@pytest.mark.parametrize("name", ["stationary-matern", "nonstationary-anisotropy"])
+def test_seed_reproduces_fields_whatever_the_batching(name):
+    prior = load_prior(name)
+    full = simulate(prior, GRID, 12, seed=9)
+    again = simulate(prior, GRID, 12, seed=9, batch_size=1)
+    tail = simulate(prior, GRID, 5, seed=9, start=7)
+    assert torch.equal(full.fields, again.fields)
+    assert torch.equal(full.fields[7:], tail.fields)
+    assert all(torch.equal(full.theta[k][7:], tail.theta[k]) for k in full.theta)
+    assert not torch.equal(full.fields, simulate(prior, GRID, 12, seed=10).fields)
+
+
+def test_fields_per_theta_shares_parameters_not_noise():
+    prior = load_prior("stationary-matern")
+    sim = simulate(prior, GRID, 6, seed=1, fields_per_theta=3)
+    ell = sim.theta["length_scale"]
+    assert ell[0] == ell[1] == ell[2] and ell[3] == ell[4] == ell[5] and ell[0] != ell[3]
+    assert not torch.equal(sim.fields[0], sim.fields[1])
+
+
+def test_maps_are_returned_on_the_grid():
+    prior = load_prior("nonstationary-anisotropy")
+    sim = simulate(prior, GRID, 3, seed=0)
+    assert set(sim.maps) == {"length_scale", "angle", "variance"}
+    assert sim.maps["length_scale"].shape == (3, *GRID.shape)
+    assert (sim.maps["variance"] > 0).all()
+
+
+def test_grid_outside_a_nonstationary_prior_domain_is_rejected():
+    prior = load_prior("nonstationary-anisotropy")
+    with pytest.raises(GeodiffError, match="domain"):
+        simulate(prior, Grid((8, 8), ((0.0, 2.0), (0.0, 1.0))), 1)
