@@ -38,13 +38,25 @@ def machine() -> str:
 
 
 def revision() -> str:
+    """Short commit hash, marked ``+dirty`` when the code measured differs from it."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "geodiff", "benchmarks"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + ("+dirty" if status else "")
 
 
 def update_section(name: str, title: str, command: str, body: str) -> Path:
@@ -56,7 +68,13 @@ def update_section(name: str, title: str, command: str, body: str) -> Path:
         f"- machine: {machine()}\n\n{body.strip()}\n<!-- end {name} -->\n"
     )
     text = REPORT.read_text() if REPORT.exists() else HEADER
-    pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->\n", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    pattern = re.compile(
+        rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->\n", re.S
+    )
+    text = (
+        pattern.sub(lambda _: section, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + section
+    )
     REPORT.write_text(text)
     return REPORT

@@ -137,34 +137,40 @@ def simulate(
     groups = sorted({i // fields_per_theta for i in indices})
     theta = prior.sample_theta(generators=generators_for(seed, THETA_STREAM, groups))
     group_pos = {g: k for k, g in enumerate(groups)}
+    members_of = {g: [] for g in groups}  # positions in this call of each draw's fields
+    for k, i in enumerate(indices):
+        members_of[i // fields_per_theta].append(k)
     fields = torch.empty((n, *grid.shape), dtype=torch.float32)
     if batch_size is None:
-        batch_size = 64 if use_circulant else max(1, 2**25 // grid.n_nodes**2)
+        # parameter draws per batch: bounded by the dense covariances held at once
+        budget = 2**28 if device.type == "cuda" else 2**25
+        batch_size = 64 if use_circulant else max(1, budget // grid.n_nodes**2)
     bar = tqdm(total=n, desc="simulating", unit="field", disable=not progress, leave=False)
     for lo in range(0, len(groups), batch_size):
         batch_groups = groups[lo : lo + batch_size]
         batch_theta = {k: v[lo : lo + batch_size].to(device) for k, v in theta.items()}
-        members = [
-            [k for k, i in enumerate(indices) if i // fields_per_theta == g] for g in batch_groups
-        ]
+        members = [members_of[g] for g in batch_groups]
         samplers = _circulant_samplers(prior, grid, batch_theta) if use_circulant else None
         cholesky_groups = [
             j for j in range(len(batch_groups)) if samplers is None or samplers[j] is None
         ]
         factors = _cholesky_factors(prior, grid, batch_theta, cholesky_groups)
         for j, field_positions in enumerate(members):
-            noise = generators_for(seed, NOISE_STREAM, [indices[k] for k in field_positions])
+            gens = generators_for(seed, NOISE_STREAM, [indices[k] for k in field_positions])
+            if j in factors:  # (k, N) noise -> (k, H, W) fields in one product
+                z = torch.stack(
+                    [torch.randn(grid.n_nodes, generator=g, dtype=torch.float64) for g in gens]
+                )
+                x = (z.to(device) @ factors[j].T).reshape(-1, *grid.shape)
+            else:
+                x = _circulant_draws(samplers[j], grid, gens, device)
             nugget = batch_theta["nugget"][j]
-            for k, gen in zip(field_positions, noise, strict=True):
-                if j in factors:
-                    z = torch.randn(grid.n_nodes, generator=gen, dtype=torch.float64).to(device)
-                    x = (factors[j] @ z).reshape(grid.shape)
-                else:
-                    x = _circulant_draw(samplers[j], grid, gen, device)
-                if nugget > 0:
-                    eps = torch.randn(grid.shape, generator=gen, dtype=torch.float64).to(device)
-                    x = x + torch.sqrt(nugget) * eps
-                fields[k] = x.float().cpu()
+            if nugget > 0:  # drawn after the field's own noise, from the same generator
+                eps = torch.stack(
+                    [torch.randn(grid.shape, generator=g, dtype=torch.float64) for g in gens]
+                )
+                x = x + torch.sqrt(nugget) * eps.to(device)
+            fields[field_positions] = x.float().cpu()
             bar.update(len(field_positions))
     bar.close()
 
@@ -217,13 +223,14 @@ def _circulant_samplers(prior, grid: Grid, theta: dict) -> list:
     return out
 
 
-def _circulant_draw(
-    sqrt_eig: torch.Tensor, grid: Grid, gen: torch.Generator, device
-) -> torch.Tensor:
-    """One field ``Re(FFT(sqrt(lambda / M) * (e1 + i e2)))`` cropped to the grid."""
-    noise = torch.randn((2, *sqrt_eig.shape), generator=gen, dtype=torch.float64).to(device)
-    spectrum = sqrt_eig * torch.complex(noise[0], noise[1])
-    return torch.fft.fft2(spectrum).real[: grid.shape[0], : grid.shape[1]]
+def _circulant_draws(sqrt_eig: torch.Tensor, grid: Grid, gens: list, device) -> torch.Tensor:
+    """Fields ``Re(FFT(sqrt(lambda / M) * (e1 + i e2)))`` cropped to the grid, (k, H, W)."""
+    noise = torch.stack(
+        [torch.randn((2, *sqrt_eig.shape), generator=g, dtype=torch.float64) for g in gens]
+    )
+    noise = noise.to(device)
+    spectrum = sqrt_eig * torch.complex(noise[:, 0], noise[:, 1])
+    return torch.fft.fft2(spectrum).real[:, : grid.shape[0], : grid.shape[1]]
 
 
 # ---------------------------------------------------------------------- cholesky
