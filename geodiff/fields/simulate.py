@@ -91,6 +91,7 @@ def simulate(
     device=None,
     batch_size: int | None = None,
     progress: bool = False,
+    callback=None,
 ) -> Simulation:
     """Draw fields from a prior, exactly, on a grid.
 
@@ -116,6 +117,8 @@ def simulate(
         Parameter draws processed together (memory only; results do not depend on it).
     progress : bool
         Show a progress bar.
+    callback : callable, optional
+        Called as ``callback(k)`` each time ``k`` more fields are finished.
 
     Returns
     -------
@@ -172,6 +175,8 @@ def simulate(
                 x = x + torch.sqrt(nugget) * eps.to(device)
             fields[field_positions] = x.float().cpu()
             bar.update(len(field_positions))
+            if callback is not None:
+                callback(len(field_positions))
     bar.close()
 
     field_group = torch.tensor(

@@ -156,9 +156,10 @@ def write_store(
         if workers == 1:
             for k in todo:
                 start = k * chunk_size
-                result = _simulate_chunk(*job, start, _chunk_len(k, chunk_size, n), threads=None)
+                result = _simulate_chunk(
+                    *job, start, _chunk_len(k, chunk_size, n), threads=None, callback=bar.update
+                )
                 _write_chunk(group, progress_dir, k, start, result)
-                bar.update(len(result["fields"]))
         else:
             context = multiprocessing.get_context("spawn")
             threads = max(1, (os.cpu_count() or 1) // workers)
@@ -271,7 +272,9 @@ def _create_arrays(group, spec: dict, prior, grid: Grid) -> None:
         )
 
 
-def _simulate_chunk(config, grid_dict, seed, fields_per_theta, device, start, count, *, threads):
+def _simulate_chunk(
+    config, grid_dict, seed, fields_per_theta, device, start, count, *, threads, callback=None
+):
     """Worker task: simulate fields ``start .. start + count`` as numpy arrays."""
     if threads is not None:
         torch.set_num_threads(threads)
@@ -284,6 +287,7 @@ def _simulate_chunk(config, grid_dict, seed, fields_per_theta, device, start, co
         start=start,
         fields_per_theta=fields_per_theta,
         device=device,
+        callback=callback,
     )
     return {
         "fields": sim.fields.numpy(),
