@@ -146,3 +146,12 @@ def test_simulated_dataset_streams_the_seeded_run(prior):
     assert [b.shape for b in batches] == [(3, 1, *GRID.shape)] * 2
     expected = simulate(prior, GRID, 6, seed=8).fields
     assert torch.equal(torch.cat(batches)[:, 0], expected)
+
+
+def test_simulated_dataset_does_not_depend_on_dataloader_workers(prior):
+    from torch.utils.data import DataLoader
+
+    data = SimulatedFieldDataset(prior, GRID, batch_size=2, seed=5, n_batches=4)
+    single = torch.cat(list(data))
+    loader = DataLoader(data, batch_size=None, num_workers=2)
+    assert torch.equal(torch.cat(list(loader)), single)

@@ -23,6 +23,7 @@ number of workers, the device or interruptions.
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import os
@@ -67,8 +68,6 @@ def _spec(prior, grid: Grid, n: int, seed: int, chunk_size: int, fields_per_thet
 
 def _same_spec(stored: dict, spec: dict) -> bool:
     # a JSON round trip turns tuples into lists; compare in that form
-    import json
-
     return json.loads(json.dumps(stored)) == json.loads(json.dumps(spec))
 
 
