@@ -2,17 +2,10 @@ import subprocess
 import sys
 
 import pytest
+from shared import MINIMAL_TOML
 
 from geodiff.cli import main
 from geodiff.fields.store import open_store, partial_path
-
-GOOD = """
-type = "stationary"
-family = "matern"
-[parameters]
-nu = 1.5
-length_scale = 0.2
-"""
 
 
 def test_simulate_writes_store_and_plot(tmp_path, capsys):
@@ -41,15 +34,15 @@ def _config(tmp_path, text):
     ("make_args", "message"),
     [
         (
-            lambda t: ["--prior", _config(t, GOOD.replace("0.2", "-0.2"))],
+            lambda t: ["--prior", _config(t, MINIMAL_TOML.replace("0.2", "-0.2"))],
             "length_scale: must be > 0",
         ),
         (
-            lambda t: ["--prior", _config(t, GOOD.replace('"matern"', '"bessel"'))],
+            lambda t: ["--prior", _config(t, MINIMAL_TOML.replace('"matern"', '"bessel"'))],
             "unknown covariance family",
         ),
         (
-            lambda t: ["--prior", _config(t, GOOD.replace('type = "stationary"', ""))],
+            lambda t: ["--prior", _config(t, MINIMAL_TOML.replace('type = "stationary"', ""))],
             "missing key 'type'",
         ),
         (lambda t: ["--prior", "no-such-prior"], "no prior config"),

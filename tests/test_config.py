@@ -1,18 +1,12 @@
 import pytest
 import torch
 from numpy.testing import assert_allclose
+from shared import MINIMAL_TOML
 
 from geodiff import ConfigError, Grid
 from geodiff.fields.config import builtin_priors, load_prior, prior_from_config
 
 SHIPPED = ["stationary-matern", "nonstationary-anisotropy"]
-GOOD = """
-type = "stationary"
-family = "matern"
-[parameters]
-nu = 1.5
-length_scale = 0.2
-"""
 
 
 def _write(tmp_path, text):
@@ -38,7 +32,7 @@ def test_config_round_trip_gives_the_same_prior(name):
 
 
 def test_a_hand_written_file_loads(tmp_path):
-    prior = load_prior(_write(tmp_path, GOOD))
+    prior = load_prior(_write(tmp_path, MINIMAL_TOML))
     assert prior.family.name == "matern" and prior.parameters["length_scale"].value == 0.2
 
 
@@ -82,13 +76,13 @@ def test_a_hand_written_file_loads(tmp_path):
 )
 def test_bad_configs_give_clear_errors(tmp_path, edit, message):
     old, new = edit
-    assert old in GOOD
+    assert old in MINIMAL_TOML
     with pytest.raises(ConfigError, match=message):
-        load_prior(_write(tmp_path, GOOD.replace(old, new)))
+        load_prior(_write(tmp_path, MINIMAL_TOML.replace(old, new)))
 
 
 def test_map_errors(tmp_path):
-    text = GOOD.replace('"stationary"', '"nonstationary"').replace(
+    text = MINIMAL_TOML.replace('"stationary"', '"nonstationary"').replace(
         "length_scale = 0.2",
         "length_scale = { map = { knots = 1, len_scale = 0.3 }, median = 0.1, log_sd = 0.2 }",
     )
@@ -99,7 +93,9 @@ def test_map_errors(tmp_path):
 
 
 def test_spherical_is_refused_for_nonstationary_priors(tmp_path):
-    text = GOOD.replace('"stationary"', '"nonstationary"').replace('"matern"', '"spherical"')
+    text = MINIMAL_TOML.replace('"stationary"', '"nonstationary"').replace(
+        '"matern"', '"spherical"'
+    )
     with pytest.raises(ConfigError, match="positive definite in every dimension"):
         load_prior(_write(tmp_path, text.replace("nu = 1.5\n", "")))
 

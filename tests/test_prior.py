@@ -6,8 +6,9 @@ import pyro.poutine as poutine
 import pytest
 import torch
 from numpy.testing import assert_allclose
+from shared import random_nu_prior
 
-from geodiff import Fixed, LogUniform, MapPrior, NonStationaryPrior, StationaryPrior, Uniform
+from geodiff import Fixed, MapPrior, NonStationaryPrior, StationaryPrior
 from geodiff.fields.config import load_prior
 from geodiff.fields.correlation import FAMILIES
 
@@ -120,19 +121,8 @@ def test_grid_covariance_is_symmetric_positive_definite(name):
     assert torch.linalg.eigvalsh(cov).min() > -1e-10
 
 
-def _random_nu_prior():
-    return StationaryPrior(
-        "matern",
-        nu=Uniform(0.6, 3.0),
-        length_scale=LogUniform(0.05, 0.3),
-        anis_ratio=Uniform(0.3, 1.0),
-        angle=Uniform(0.0, math.pi),
-        nugget=0.1,
-    )
-
-
 @pytest.mark.parametrize(
-    "make", [lambda: load_prior(SHIPPED[0]), lambda: load_prior(SHIPPED[1]), _random_nu_prior]
+    "make", [lambda: load_prior(SHIPPED[0]), lambda: load_prior(SHIPPED[1]), random_nu_prior]
 )
 def test_covariance_passes_gradcheck(make):
     prior = make()

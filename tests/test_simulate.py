@@ -14,8 +14,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from shared import random_nu_prior
 
-from geodiff import GeodiffError, Grid, LogUniform, StationaryPrior, Uniform, simulate
+from geodiff import GeodiffError, Grid, simulate
 from geodiff.fields.config import load_prior
 
 N_FIELDS = 2000
@@ -62,23 +63,11 @@ def covariance_z_scores(prior, sim, theta=None):
     return (terms.mean(0) / (terms.std(0) / math.sqrt(len(sim)))).numpy()
 
 
-def _random_nu_with_nugget():
-    return StationaryPrior(
-        "matern",
-        nu=Uniform(0.7, 2.5),
-        variance=LogUniform(0.5, 2.0),
-        length_scale=LogUniform(0.08, 0.3),
-        anis_ratio=Uniform(0.4, 1.0),
-        angle=Uniform(0.0, math.pi),
-        nugget=0.05,
-    )
-
-
 CASES = {
     "stationary-circulant": (lambda: load_prior("stationary-matern"), "auto"),
     "stationary-cholesky": (lambda: load_prior("stationary-matern"), "cholesky"),
     "nonstationary": (lambda: load_prior("nonstationary-anisotropy"), "auto"),
-    "random-nu-nugget": (_random_nu_with_nugget, "auto"),
+    "random-nu-nugget": (random_nu_prior, "auto"),
 }
 
 
