@@ -140,3 +140,19 @@ def test_grid_outside_a_nonstationary_prior_domain_is_rejected():
     prior = load_prior("nonstationary-anisotropy")
     with pytest.raises(GeodiffError, match="domain"):
         simulate(prior, Grid((8, 8), ((0.0, 2.0), (0.0, 1.0))), 1)
+
+
+def test_given_theta_is_used_for_every_field():
+    prior = load_prior("nonstationary-anisotropy")
+    theta = prior.sample_theta(1, 42)
+    sim = simulate(prior, GRID, N_FIELDS, seed=6, theta=theta)
+    assert all(torch.equal(sim.theta[k], theta[k].expand_as(sim.theta[k])) for k in theta)
+    z = covariance_z_scores(prior, sim)
+    assert np.abs(z).max() < Z_MAX, z
+    per_field = prior.sample_theta(3, 1)
+    sim3 = simulate(prior, GRID, 3, seed=6, theta=per_field)
+    assert all(torch.equal(sim3.theta[k], per_field[k]) for k in per_field)
+    with pytest.raises(GeodiffError, match="batch of 1 or n"):
+        simulate(prior, GRID, 2, theta=per_field)
+    with pytest.raises(GeodiffError, match="lacks"):
+        simulate(prior, GRID, 2, theta={"nu": torch.tensor([1.5])})

@@ -87,6 +87,7 @@ def simulate(
     *,
     start: int = 0,
     fields_per_theta: int = 1,
+    theta: dict | None = None,
     method: str = "auto",
     device=None,
     batch_size: int | None = None,
@@ -109,6 +110,11 @@ def simulate(
     fields_per_theta : int
         Fields sharing one parameter draw (and one factorisation): fields ``i`` and
         ``j`` share ``theta`` when ``i // fields_per_theta == j // fields_per_theta``.
+    theta : dict, optional
+        Simulate given these parameters instead of drawing them from the prior (for
+        conditional simulation and posterior predictive draws): a batch of 1 shared by
+        every field, or a batch of ``n``, one per field. ``fields_per_theta`` is then
+        ignored.
     method : {"auto", "circulant", "cholesky"}
         ``"auto"`` uses circulant embedding for stationary priors, else Cholesky.
     device : str or torch.device, optional
@@ -137,12 +143,17 @@ def simulate(
     use_circulant = method == "circulant" or (method == "auto" and prior.is_stationary)
 
     indices = list(range(start, start + n))
-    groups = sorted({i // fields_per_theta for i in indices})
-    theta = prior.sample_theta(generators=generators_for(seed, THETA_STREAM, groups))
+    if theta is None:  # draw g of the run feeds fields g * fields_per_theta, ...
+        group_of = [i // fields_per_theta for i in indices]
+        groups = sorted(set(group_of))
+        theta = prior.sample_theta(generators=generators_for(seed, THETA_STREAM, groups))
+    else:
+        theta, group_of = _given_theta(prior, theta, n)
+        groups = sorted(set(group_of))
     group_pos = {g: k for k, g in enumerate(groups)}
     members_of = {g: [] for g in groups}  # positions in this call of each draw's fields
-    for k, i in enumerate(indices):
-        members_of[i // fields_per_theta].append(k)
+    for k, g in enumerate(group_of):
+        members_of[g].append(k)
     fields = torch.empty((n, *grid.shape), dtype=torch.float32)
     if batch_size is None:
         # parameter draws per batch: bounded by the dense covariances held at once
@@ -179,12 +190,26 @@ def simulate(
                 callback(len(field_positions))
     bar.close()
 
-    field_group = torch.tensor(
-        [group_pos[i // fields_per_theta] for i in indices], dtype=torch.long
-    )
+    field_group = torch.tensor([group_pos[g] for g in group_of], dtype=torch.long)
     theta_per_field = {k: v[field_group] for k, v in theta.items()}
     maps = {k: v.float() for k, v in prior.grid_maps(theta_per_field, grid).items()} if n else {}
     return Simulation(fields, theta_per_field, maps, torch.tensor(indices, dtype=torch.long), grid)
+
+
+def _given_theta(prior, theta: dict, n: int) -> tuple[dict, list]:
+    """Validate user-given parameters; return them (float64, CPU) and each field's draw."""
+    missing = sorted(set(prior.leaves()) - set(theta))
+    if missing:
+        raise GeodiffError(f"theta lacks {missing} for prior {prior.name!r}")
+    theta = {k: torch.as_tensor(theta[k], dtype=torch.float64).cpu() for k in prior.leaves()}
+    batch = {v.shape[0] if v.ndim else -1 for v in theta.values()}
+    if batch == {1}:
+        return theta, [0] * n
+    if batch == {n}:
+        return theta, list(range(n))
+    raise GeodiffError(
+        f"theta must have a leading batch of 1 or n = {n}, got sizes {sorted(batch)}"
+    )
 
 
 # --------------------------------------------------------------------- circulant
