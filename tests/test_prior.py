@@ -184,3 +184,11 @@ def test_map_interpolates_its_knots_exactly():
     cov = angle._gstools_model().correlation(np.linalg.norm(knots[:, None] - knots[None], axis=-1))
     chol = np.linalg.cholesky(cov + 1e-8 * np.eye(len(knots)))
     assert_allclose(basis, chol, atol=1e-6)  # z(knots) = L w up to the jitter
+
+
+def test_a_map_over_another_domain_is_refused():
+    from geodiff import ConfigError
+
+    wide = MapPrior(center=Fixed(0.2), spread=Fixed(0.1), log_scale=True, domain=((0, 2), (0, 1)))
+    with pytest.raises(ConfigError, match="map spans"):
+        NonStationaryPrior("matern", nu=1.5, length_scale=wide)

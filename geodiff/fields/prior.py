@@ -407,6 +407,12 @@ class NonStationaryPrior(GRFPrior):
 
     def __init__(self, family: str = "matern", **kwargs):
         super().__init__(family, **kwargs)
+        for key in self.map_parameters:
+            if self.parameters[key].domain != self.domain:
+                raise ConfigError(
+                    f"the {key} map spans {self.parameters[key].domain}, "
+                    f"not the prior's domain {self.domain}"
+                )
         if not self.family.valid_in_all_dimensions:
             raise ConfigError(
                 f"family {self.family.name!r} is not positive definite in every dimension, "
