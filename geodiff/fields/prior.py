@@ -200,6 +200,50 @@ class GRFPrior:
                     draws[key].append(leaf.sample(g))
         return {key: torch.stack(values) for key, values in draws.items()}
 
+    def complete_theta(self, values: dict) -> dict:
+        """Parameters given by the user as a full ``theta`` (batch of 1 or more).
+
+        Parameters
+        ----------
+        values : dict of str to float, array_like or torch.Tensor
+            Every random entry of :meth:`leaves` (scalars, or arrays with a leading batch
+            dimension); fixed parameters may be left out and are filled in.
+
+        Returns
+        -------
+        dict of str to torch.Tensor, float64, each (B,) or (B, K**2)
+        """
+        unknown = sorted(set(values) - set(self.leaves()))
+        if unknown:
+            raise ConfigError(f"unknown parameter(s) {unknown} for prior {self.name!r}")
+        theta, batch = {}, set()
+        for key, leaf in self.leaves().items():
+            if key in values:
+                value = torch.as_tensor(values[key], dtype=_DTYPE)
+                want = 1 if not isinstance(leaf, int) else 2
+                if value.ndim == want - 1:
+                    value = value[None]
+                if value.ndim != want or (isinstance(leaf, int) and value.shape[1] != leaf):
+                    raise ConfigError(f"parameter {key} has shape {tuple(value.shape)}")
+                if not torch.isfinite(value).all():
+                    raise ConfigError(f"parameter {key} is not finite")
+                theta[key] = value
+                batch.add(value.shape[0])
+            elif isinstance(leaf, ScalarPrior) and leaf.is_fixed:
+                theta[key] = None
+            else:
+                raise ConfigError(f"parameter {key} of prior {self.name!r} is not given")
+        if len(batch) > 1:
+            raise ConfigError(f"parameters have different batch sizes {sorted(batch)}")
+        size = batch.pop() if batch else 1
+        for key, value in theta.items():
+            if value is None:
+                theta[key] = torch.full((size,), float(self.leaves()[key].value), dtype=_DTYPE)
+        for key in ("variance", "length_scale", "anis_ratio"):
+            if key in theta and (theta[key] <= 0).any():
+                raise ConfigError(f"parameter {key} must be positive")
+        return theta
+
     def log_prob(self, theta: dict) -> torch.Tensor:
         """Log-density of ``theta`` under the prior (fixed entries contribute nothing).
 

@@ -18,7 +18,6 @@ number of workers that produced it.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
+from geodiff.linalg import robust_cholesky
 from geodiff.rng import generators_for
 
 __all__ = ["Simulation", "default_device", "simulate"]
@@ -271,21 +271,4 @@ def _cholesky_factors(prior, grid: Grid, theta: dict, groups: list) -> dict:
     sub = {k: v[groups] for k, v in theta.items()}
     points = grid.points()
     cov = prior.covariance(points, points, sub, nugget=False)
-    scale = cov.diagonal(dim1=-2, dim2=-1).mean(-1)  # (B,)
-    eye = torch.eye(grid.n_nodes, dtype=cov.dtype, device=cov.device)
-    factors = {}
-    for pos, j in enumerate(groups):
-        for jitter in (1e-12, 1e-10, 1e-8, 1e-6):
-            chol, info = torch.linalg.cholesky_ex(cov[pos] + jitter * scale[pos] * eye)
-            if info == 0:
-                break
-        else:
-            raise GeodiffError("the grid covariance is not positive definite even with jitter 1e-6")
-        if jitter > 1e-8:
-            warnings.warn(
-                f"grid covariance needed relative jitter {jitter:g} to factorise",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        factors[j] = chol
-    return factors
+    return {j: robust_cholesky(cov[pos], "grid covariance") for pos, j in enumerate(groups)}
