@@ -10,11 +10,13 @@ no generator).
 from __future__ import annotations
 
 import math
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import pyro.distributions as dist
 import torch
+from pyro.distributions import constraints
 from pyro.distributions.transforms import ExpTransform
 
 from geodiff.errors import ConfigError
@@ -119,10 +121,26 @@ class LogUniform(ScalarPrior):
             torch.tensor(math.log(self.low), dtype=_DTYPE),
             torch.tensor(math.log(self.high), dtype=_DTYPE),
         )
-        return dist.TransformedDistribution(base, [ExpTransform()])
+        return _BoundedLogUniform(base, [ExpTransform()], validate_args=False)
 
     def to_config(self):
         return {"distribution": "loguniform", "low": self.low, "high": self.high}
+
+
+class _BoundedLogUniform(dist.TransformedDistribution):
+    """exp(Uniform(log low, log high)) whose support is ``[low, high]``.
+
+    A plain TransformedDistribution reports the exp transform's codomain (all positive
+    numbers) as its support; Pyro's NUTS then samples in an unconstrained space that
+    leaves ``[low, high]`` and every such step diverges.
+    """
+
+    arg_constraints: typing.ClassVar[dict] = {}
+
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        base = self.base_dist
+        return constraints.interval(base.low.exp(), base.high.exp())
 
 
 @dataclass(frozen=True)

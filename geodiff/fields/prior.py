@@ -38,7 +38,7 @@ import torch
 from geodiff.errors import ConfigError
 from geodiff.fields.correlation import MAX_NU, CorrelationFamily, get_family
 from geodiff.fields.maps import MapPrior
-from geodiff.fields.parameters import Fixed, ScalarPrior, scalar_prior_from_config
+from geodiff.fields.parameters import Fixed, ScalarPrior, Uniform, scalar_prior_from_config
 
 __all__ = ["LOCAL_PARAMETERS", "GRFPrior", "NonStationaryPrior", "StationaryPrior"]
 
@@ -260,23 +260,53 @@ class GRFPrior:
                 total = total + leaf.log_prob(value)
         return torch.as_tensor(total, dtype=_DTYPE).expand(next(iter(theta.values())).shape[0])
 
-    def pyro_theta(self, prefix: str = "") -> dict:
+    def periodic_keys(self) -> tuple[str, ...]:
+        """Angle entries whose prior is uniform over one full period (``pi``)."""
+        return tuple(
+            key
+            for key, leaf in self.leaves().items()
+            if key in ("angle", "angle.mean")
+            and isinstance(leaf, Uniform)
+            and abs(leaf.high - leaf.low - math.pi) < 1e-9
+        )
+
+    def pyro_theta(self, prefix: str = "", *, periodic_angles: bool = False) -> dict:
         """Sample ``theta`` as Pyro sites inside a Pyro model.
 
         Random scalars become sites named ``prefix + key``, map latents become
         ``N(0, I)`` sites of length ``K**2``; fixed values are constants. Every returned
         tensor has a leading batch dimension of 1, ready for :meth:`covariance`.
+
+        Parameters
+        ----------
+        prefix : str
+        periodic_angles : bool, keyword-only
+            Sample each angle of :meth:`periodic_keys` as a site ``key + ".xy"`` of two
+            standard normals ``(u, v)`` and set ``angle = low + (atan2(v, u) + pi) / 2``:
+            the same uniform prior, but without the artificial boundary at ``low`` and
+            ``low + pi`` (the covariance is ``pi``-periodic in the angle), so that NUTS
+            can move across it. :meth:`angle_from_xy` maps draws back.
         """
         theta = {}
+        periodic = self.periodic_keys() if periodic_angles else ()
         for key, leaf in self.leaves().items():
             if isinstance(leaf, int):
                 site = dist.Normal(torch.zeros(leaf, dtype=_DTYPE), 1.0).to_event(1)
                 theta[key] = pyro.sample(prefix + key, site)[None]
             elif leaf.is_fixed:
                 theta[key] = torch.tensor([leaf.value], dtype=_DTYPE)
+            elif key in periodic:
+                site = dist.Normal(torch.zeros(2, dtype=_DTYPE), 1.0).to_event(1)
+                xy = pyro.sample(prefix + key + ".xy", site)
+                theta[key] = self.angle_from_xy(key, xy)[None]
             else:
                 theta[key] = pyro.sample(prefix + key, leaf.distribution())[None]
         return theta
+
+    def angle_from_xy(self, key: str, xy: torch.Tensor) -> torch.Tensor:
+        """Angles of the periodic entry ``key`` from ``(u, v)`` draws of shape (..., 2)."""
+        low = self.leaves()[key].low
+        return low + (torch.atan2(xy[..., 1], xy[..., 0]) + math.pi) / 2
 
     # ----------------------------------------------------------------- covariance
     def local_parameters(self, theta: dict, points) -> dict:
