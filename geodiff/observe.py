@@ -198,7 +198,8 @@ class ObservationOperator:
         self.check_inside(grid.extent, "the grid")
         coo = _grid_matrix(self, grid, method).tocoo()
         index = torch.as_tensor(np.stack([coo.row, coo.col]), dtype=torch.long)
-        return torch.sparse_coo_tensor(index, torch.as_tensor(coo.data, dtype=dtype), coo.shape)
+        values = torch.as_tensor(coo.data, dtype=dtype)
+        return torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=True).coalesce()
 
     def subset(self, keep) -> ObservationOperator:
         """The operator restricted to the functionals ``keep`` (indices or a mask)."""

@@ -37,7 +37,7 @@ _DIAGONAL_CHUNK = 512
 
 
 def target_operator(
-    targets, obs: Observations
+    targets, obs: Observations, domain=None
 ) -> tuple[ObservationOperator, np.ndarray, Grid | None]:
     """Targets as an operator of the same model as the observations.
 
@@ -46,6 +46,8 @@ def target_operator(
     targets : Grid or array_like of shape (m, 2)
     obs : Observations
         When its operator lives on a grid, targets are read from that grid field.
+    domain : ((float, float), (float, float)), optional
+        Refuse targets outside it.
 
     Returns
     -------
@@ -57,6 +59,8 @@ def target_operator(
     grid = targets if isinstance(targets, Grid) else None
     points = grid.points() if grid is not None else targets
     op = point_operator(points)
+    if domain is not None:
+        op.check_inside(domain, "the prior's domain (targets)")
     if obs.operator.grid is not None:
         op = op.on_grid(obs.operator.grid, obs.operator.method)
     return op, op.locations, grid
@@ -94,7 +98,7 @@ def gaussian_condition(prior, theta: dict, obs: Observations, targets, *, full_c
     ``grid``
     """
     theta = _check_inputs(prior, theta, obs)
-    op, points, grid = target_operator(targets, obs)
+    op, points, grid = target_operator(targets, obs, prior.domain)
     chol = _observation_cholesky(prior, theta, obs)
     y = torch.as_tensor(obs.values, dtype=torch.float64)
     cross = op.covariance(prior, theta, obs.operator)[0]  # (m, n)
@@ -164,7 +168,7 @@ def simple_kriging(
             "off any grid; use engine='torch'"
         )
     if engine == "gstools" or (engine == "auto" and gstools_ok):
-        _, points, grid = target_operator(targets, obs)
+        _, points, grid = target_operator(targets, obs, prior.domain)
         mean, var = _gstools_simple(prior, theta, obs, points)
         info = {"engine": "gstools"}
     else:
@@ -238,7 +242,7 @@ def conditional_simulation(
     if not isinstance(n, int) or n < 1:
         raise GeodiffError(f"number of draws must be a positive integer, got {n!r}")
     theta = _check_inputs(prior, theta, obs)
-    op, _, grid = target_operator(targets, obs)
+    op, _, grid = target_operator(targets, obs, prior.domain)
     same_grid = grid is not None and obs.operator.grid == grid
     if same_grid:
         fields = simulate(prior, grid, n, seed, theta=theta, device="cpu").fields
