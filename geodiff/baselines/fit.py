@@ -237,7 +237,7 @@ def _fit_reml(obs: Observations, fam, shape: dict, anisotropic: bool) -> Covaria
         **shape,
     }
     _range_warning(params, diameter, messages)
-    score = -float(best.fun) - len(y) * math.log(scale)  # REML log-likelihood in data units
+    score = -float(best.fun) - (len(y) - 1) * math.log(scale)  # REML, data units
     return CovarianceFit(fam.name, params, "ml", score, messages)
 
 

@@ -251,6 +251,8 @@ def mcmc_posterior(
             )
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+                # torch 2.13 deprecates torch.jit.trace, which Pyro's jit_compile uses
+                warnings.filterwarnings("ignore", message=".*torch.jit.trace.*")
                 run.run()
         chains.append({k: v.detach() for k, v in run.get_samples().items()})
         divergences.append(len(run.diagnostics()["divergences"]["chain 0"]))
