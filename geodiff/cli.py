@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from geodiff.errors import GeodiffError
@@ -87,7 +88,127 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("priors", help="list the shipped prior configs")
     p.set_defaults(func=_cmd_priors)
+
+    p = sub.add_parser(
+        "krige",
+        help="kriging predictions: ordinary (fitted covariance) or simple (known parameters)",
+    )
+    _prediction_arguments(p)
+    p.add_argument(
+        "--method",
+        choices=("ordinary", "simple"),
+        default="ordinary",
+        help="ordinary: fit the prior's family to the data (default); simple: known --theta",
+    )
+    p.add_argument(
+        "--fit",
+        choices=("ml", "variogram"),
+        default="ml",
+        help="how ordinary kriging fits its covariance (default: restricted max. likelihood)",
+    )
+    p.add_argument("--isotropic", action="store_true", help="ordinary kriging: fit no anisotropy")
+    p.add_argument(
+        "--theta",
+        type=Path,
+        default=None,
+        help="simple kriging: JSON file of parameter values (fixed ones may be left out)",
+    )
+    p.set_defaults(func=_cmd_krige)
+
+    p = sub.add_parser(
+        "mcmc", help="fully Bayesian predictions: Pyro NUTS over the prior's parameters"
+    )
+    _prediction_arguments(p)
+    p.add_argument("--chains", type=_positive_int, default=2, help="chains (default 2)")
+    p.add_argument(
+        "--warmup", type=_positive_int, default=500, help="warm-up steps per chain (default 500)"
+    )
+    p.add_argument(
+        "--samples", type=_positive_int, default=500, help="draws per chain (default 500)"
+    )
+    p.add_argument(
+        "--predictive-draws",
+        type=_positive_int,
+        default=200,
+        help="parameter draws (thinned) turned into field draws (default 200)",
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument("--no-jit", action="store_true", help="do not JIT-compile the potential")
+    p.set_defaults(func=_cmd_mcmc)
     return parser
+
+
+def _probabilities(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(not 0 < v < 1 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected levels in (0, 1) like 0.05,0.5,0.95, got {text!r}"
+        )
+    return values
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _prediction_arguments(p) -> None:
+    """Arguments shared by the commands that predict from observations."""
+    p.add_argument(
+        "--obs",
+        required=True,
+        type=Path,
+        help="observations CSV: x,y,value[,noise_sd] or x_min,x_max,y_min,y_max,value[,noise_sd]",
+    )
+    p.add_argument("--prior", required=True, help="prior config: a .toml file or a shipped name")
+    p.add_argument(
+        "--noise-sd",
+        type=_non_negative,
+        default=None,
+        help="measurement noise sd for every observation (else the CSV's noise_sd column)",
+    )
+    p.add_argument(
+        "--merge-duplicates",
+        action="store_true",
+        help="average observations at the same location (default: refuse them)",
+    )
+    p.add_argument(
+        "--at",
+        default="grid",
+        help="targets: 'grid' (the prior's domain, see --grid) or a CSV with x,y columns",
+    )
+    p.add_argument("--grid", default="64", help="grid size N or HxW for --at grid (default 64)")
+    p.add_argument("--out", required=True, type=Path, help="predictions: .csv or .nc (NetCDF)")
+    p.add_argument(
+        "--quantiles",
+        type=_probabilities,
+        default=(0.05, 0.5, 0.95),
+        help="predictive quantile levels (default 0.05,0.5,0.95)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        action="append",
+        default=[],
+        help="also write P(field > T); repeat for several",
+    )
+    p.add_argument(
+        "--plot",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PNG",
+        help="draw mean and sd maps with the observations (default file: OUT.png)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _cmd_priors(args) -> None:
@@ -145,11 +266,119 @@ def _cmd_simulate(args) -> None:
         print(f"plot: {plot_simulation(sim, prior, png)}")
 
 
+def _load_problem(args):
+    """Prior, observations and targets from the shared prediction arguments."""
+    from geodiff.fields.config import load_prior
+    from geodiff.grid import Grid
+    from geodiff.observe import Observations, read_points_csv
+
+    prior = load_prior(args.prior)
+    duplicates = "merge" if args.merge_duplicates else "reject"
+    obs = Observations.from_csv(args.obs, noise_sd=args.noise_sd, duplicates=duplicates)
+    obs.check_inside(prior.domain, f"the prior's domain (set domain in {args.prior})")
+    targets = Grid.parse(args.grid, prior.domain) if args.at == "grid" else read_points_csv(args.at)
+    return prior, obs, targets
+
+
+def _finish_prediction(args, pred, obs, extra: dict) -> None:
+    """Write the prediction, its JSON sidecar (fit, diagnostics) and the plot."""
+    import json
+
+    out = pred.write(args.out, args.quantiles, args.threshold)
+    sidecar = out.with_name(out.name + ".json")
+    info = {k: v for k, v in pred.info.items() if k != "cov"}
+    sidecar.write_text(
+        json.dumps({"method": pred.method, **info, **extra}, indent=2, default=float)
+    )
+    print(f"wrote {len(pred)} predictions to {out} (details: {sidecar})")
+    if args.plot is not None:
+        from geodiff.plot import plot_prediction
+
+        png = out.with_suffix(".png") if args.plot is True else Path(args.plot)
+        print(f"plot: {plot_prediction(pred, obs, png)}")
+
+
+def _cmd_krige(args) -> None:
+    import json
+
+    from geodiff.baselines.fit import ordinary_kriging
+    from geodiff.baselines.kriging import simple_kriging
+
+    prior, obs, targets = _load_problem(args)
+    if args.method == "simple":
+        if args.theta is None:
+            values = {}
+        else:
+            try:
+                values = json.loads(Path(args.theta).read_text())
+            except (OSError, ValueError) as err:
+                raise GeodiffError(f"{args.theta}: cannot read parameters as JSON: {err}") from None
+            if not isinstance(values, dict):
+                raise GeodiffError(f"{args.theta}: expected a JSON object of parameter values")
+        pred = simple_kriging(prior, values, obs, targets)
+        print(f"simple kriging ({pred.info['engine']}) with theta = {pred.info['theta']}")
+    else:
+        # a random shape parameter is held at its prior median for the plug-in fit
+        shape = {k: prior.parameters[k].prior_median() for k in prior.family.shape_parameters}
+        pred = ordinary_kriging(
+            obs,
+            targets,
+            family=prior.family.name,
+            method=args.fit,
+            anisotropic=not args.isotropic,
+            shape=shape,
+        )
+        fitted = ", ".join(f"{k}={v:.4g}" for k, v in pred.info["fit"].items())
+        print(f"ordinary kriging, {args.fit} fit: {fitted}")
+    _finish_prediction(args, pred, obs, {})
+
+
+def _cmd_mcmc(args) -> None:
+    from geodiff.baselines.mcmc import mcmc_posterior
+
+    prior, obs, targets = _load_problem(args)
+    result = mcmc_posterior(
+        prior,
+        obs,
+        num_samples=args.samples,
+        warmup_steps=args.warmup,
+        num_chains=args.chains,
+        seed=args.seed,
+        jit=not args.no_jit,
+        progress=not args.quiet,
+    )
+    summary = result.summary()
+    print(f"NUTS: {args.chains} chains x {args.samples} draws in {result.wall_time:.1f} s")
+    columns = ("mean", "sd", "q05", "q95")
+    print(f"{'parameter':24s} " + " ".join(f"{c:>9s}" for c in columns) + "  R-hat    ESS")
+    for key, row in summary.items():
+        print(
+            f"{key:24s} {row['mean']:9.4g} {row['sd']:9.4g} {row['q05']:9.4g} {row['q95']:9.4g} "
+            f"{row['rhat']:6.3f} {row['ess']:6.0f}"
+        )
+    print(f"divergences per chain: {result.divergences}")
+    pred = result.predict(
+        targets, n_draws=args.predictive_draws, seed=args.seed, progress=not args.quiet
+    )
+    _finish_prediction(args, pred, obs, {"parameters": summary})
+
+
 def main(argv=None) -> int:
     """Entry point of the ``geodiff`` command."""
     args = _parser().parse_args(argv)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        # geodiff's own warnings (poor fits, unconverged chains) as one plain line each
+        if category.__module__.startswith("geodiff") or "geodiff" in filename:
+            print(f"geodiff {args.command}: warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            default_show = warnings.showwarning
+            warnings.showwarning = show_warning
+            args.func(args)
     except GeodiffError as err:
         print(f"geodiff {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ __all__ = [
     "Observations",
     "block_mean_operator",
     "point_operator",
+    "read_points_csv",
 ]
 
 _DUPLICATE_POLICIES = ("reject", "merge")
@@ -523,6 +524,21 @@ class Observations:
         else:
             op = block_mean_operator(keys_kept, order=round(np.sqrt(self.operator.weights[0].nnz)))
         return Observations(op, np.array(values), np.array(noise))
+
+
+def read_points_csv(path) -> np.ndarray:
+    """Target points from a CSV file with ``x`` and ``y`` columns (others ignored).
+
+    Returns
+    -------
+    numpy.ndarray, shape (m, 2)
+    """
+    header, rows = _read_csv(path)
+    missing = [c for c in _POINT_COLUMNS if c not in header]
+    if missing:
+        raise GeodiffError(f"{path}: missing column(s) {missing}; expected a header with x, y")
+    table = _numeric_columns(path, header, rows, _POINT_COLUMNS)
+    return _as_points(np.stack([table["x"], table["y"]], 1), f"{path}: coordinates")
 
 
 def _read_csv(path) -> tuple[list[str], list[list[str]]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_simulation"]
+__all__ = ["plot_prediction", "plot_simulation"]
 
 _MAP_TITLES = {
     "length_scale": "length scale ℓ(s)",
@@ -98,6 +98,68 @@ def plot_simulation(sim, prior, path, *, n_show: int = 4, title: str | None = No
         title or f"{prior.name}: fields (ellipses: local anisotropy, scaled) and parameter maps",
         fontsize=10,
     )
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_prediction(pred, obs, path, *, n_draws: int = 2, title: str | None = None) -> Path:
+    """Posterior mean and standard deviation (and a few draws) with the observations.
+
+    Parameters
+    ----------
+    pred : Prediction
+        On a grid: maps; at scattered targets: coloured points.
+    obs : Observations
+        Drawn on every panel (points, or block outlines).
+    path : str or Path
+        Output image (PNG).
+    n_draws : int
+        Posterior draws to show beside the summaries, when ``pred`` has draws.
+
+    Returns
+    -------
+    Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    panels = [("posterior mean", pred.mean, "RdBu_r"), ("posterior sd", pred.sd, "magma")]
+    if pred.draws is not None:
+        for k in range(min(n_draws, len(pred.draws))):
+            panels.append((f"draw {k + 1}", pred.draws[k], "RdBu_r"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3), squeeze=False)
+    limit = float(np.abs(pred.mean).max() + 2 * pred.sd.max())
+    for ax, (name, values, cmap) in zip(axes[0], panels, strict=True):
+        norm = {} if cmap == "magma" else {"vmin": -limit, "vmax": limit}
+        if pred.grid is not None:
+            (x0, x1), (y0, y1) = pred.grid.extent
+            im = ax.imshow(
+                values.reshape(pred.grid.shape),
+                origin="lower",
+                extent=(x0, x1, y0, y1),
+                cmap=cmap,
+                **norm,
+            )
+        else:
+            im = ax.scatter(
+                pred.targets[:, 0], pred.targets[:, 1], c=values, s=12, cmap=cmap, **norm
+            )
+            ax.set_aspect("equal")
+        if obs.operator.blocks is None:
+            ax.scatter(*obs.locations.T, s=10, c="none", edgecolors="k", linewidths=0.8)
+        else:
+            for x0, x1, y0, y1 in obs.operator.blocks:
+                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="k", lw=0.8))
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(title or f"{pred.method}: {len(obs)} observations (circles)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -118,3 +118,14 @@ def test_the_readme_example_prior_is_valid(tmp_path):
 
     sim = simulate(prior, Grid((6, 5), prior.domain), 2, seed=0)
     assert torch.isfinite(sim.fields).all()
+
+
+def test_open_supports_may_touch_a_strict_bound():
+    from geodiff.fields.parameters import HalfNormal, LogNormal
+    from geodiff.fields.prior import StationaryPrior
+
+    prior = StationaryPrior(
+        "matern", nu=1.5, variance=LogNormal(1.0, 0.5), length_scale=HalfNormal(0.2)
+    )
+    theta = prior.sample_theta(50, 0)
+    assert (theta["variance"] > 0).all() and (theta["length_scale"] > 0).all()

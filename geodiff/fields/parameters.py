@@ -60,6 +60,12 @@ class ScalarPrior(ABC):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return self.distribution().log_prob(value)
 
+    def prior_median(self) -> float:
+        """The prior median (the value itself when fixed)."""
+        if self.is_fixed:
+            return float(self.support[0])
+        return float(self.distribution().icdf(torch.tensor(0.5, dtype=_DTYPE)))
+
     @abstractmethod
     def to_config(self) -> float | dict:
         """The TOML-ready value this prior was read from."""
@@ -263,7 +269,9 @@ def scalar_prior_from_config(
     else:
         prior = Fixed(_number(spec, where))
     lo, hi = prior.support
-    below = lo <= lower if strict_lower else lo < lower
+    # a distribution puts no mass on a single point, so a support that merely touches a
+    # strict bound (lognormal, halfnormal on (0, inf)) respects it; a fixed value must not
+    below = lo <= lower if (strict_lower and prior.is_fixed) else lo < lower
     if below or hi > upper:
         bound = f"> {lower}" if strict_lower else f">= {lower}"
         if upper < math.inf:
