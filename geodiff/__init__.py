@@ -16,14 +16,30 @@ write_store, open_store, FieldStore
     Resumable chunked zarr stores of simulated fields with their parameters.
 StoreFieldDataset, SimulatedFieldDataset
     torch datasets: fields read from a store, or simulated on the fly.
+Observations, point_operator, block_mean_operator
+    Observed values (points or block means, with noise) and their linear operators.
+Prediction
+    A predictive distribution at targets: mean, sd, quantiles, exceedances, files.
+simple_kriging, conditional_simulation
+    Exact Gaussian conditioning given the parameters (the oracle), and joint draws.
+fit_covariance, ordinary_kriging
+    The practitioner's plug-in: REML or variogram fit, then GSTools ordinary kriging.
+mcmc_posterior
+    The fully Bayesian reference: Pyro NUTS over the prior's parameters.
 
 Example
 -------
 >>> import geodiff
 >>> prior = geodiff.load_prior("nonstationary-anisotropy")
 >>> sim = geodiff.simulate(prior, geodiff.Grid.square(32), n=4, seed=0)
+>>> obs = geodiff.Observations.at_points([[0.2, 0.3], [0.7, 0.6]], [0.5, -1.0], noise_sd=0.1)
+>>> theta = {k: v[:1] for k, v in sim.theta.items()}  # the first field's parameters
+>>> pred = geodiff.simple_kriging(prior, theta, obs, geodiff.Grid.square(32))
 """
 
+from geodiff.baselines.fit import fit_covariance, ordinary_kriging
+from geodiff.baselines.kriging import conditional_simulation, simple_kriging
+from geodiff.baselines.mcmc import mcmc_posterior
 from geodiff.errors import ConfigError, GeodiffError, StoreError
 from geodiff.fields.config import builtin_priors, load_prior, prior_from_config
 from geodiff.fields.datasets import SimulatedFieldDataset, StoreFieldDataset
@@ -33,6 +49,8 @@ from geodiff.fields.prior import GRFPrior, NonStationaryPrior, StationaryPrior
 from geodiff.fields.simulate import Simulation, simulate
 from geodiff.fields.store import FieldStore, open_store, write_store
 from geodiff.grid import Grid
+from geodiff.observe import Observations, block_mean_operator, point_operator
+from geodiff.prediction import Prediction
 
 __version__ = "0.1.0"
 
@@ -49,6 +67,8 @@ __all__ = [
     "MapPrior",
     "NonStationaryPrior",
     "Normal",
+    "Observations",
+    "Prediction",
     "SimulatedFieldDataset",
     "Simulation",
     "StationaryPrior",
@@ -56,10 +76,17 @@ __all__ = [
     "StoreFieldDataset",
     "Uniform",
     "__version__",
+    "block_mean_operator",
     "builtin_priors",
+    "conditional_simulation",
+    "fit_covariance",
     "load_prior",
+    "mcmc_posterior",
     "open_store",
+    "ordinary_kriging",
+    "point_operator",
     "prior_from_config",
+    "simple_kriging",
     "simulate",
     "write_store",
 ]

@@ -78,6 +78,11 @@ class ObservationOperator:
         return self.weights.shape[0]
 
     @property
+    def is_identity(self) -> bool:
+        """True when the functionals are the field's values at the support points."""
+        return self.blocks is None and self.grid is None
+
+    @property
     def kind(self) -> str:
         """``"points"`` or ``"blocks"``, with ``"@grid"`` appended on a grid."""
         base = "points" if self.blocks is None else "blocks"
@@ -147,6 +152,8 @@ class ObservationOperator:
         other = self if other is None else other
         device = next(iter(theta.values())).device
         cov = prior.covariance(self.support, other.support, theta)
+        if self.is_identity and other.is_identity:  # points off any grid: W = I
+            return cov
         left = torch.as_tensor(self.weights.toarray(), dtype=cov.dtype, device=device)
         right = (
             left
