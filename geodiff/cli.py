@@ -75,14 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=None, help="CPU processes (default: all cores)"
     )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--plot",
-        nargs="?",
-        const=True,
-        default=None,
-        metavar="PNG",
-        help="draw fields beside their parameter maps (default file: OUT.png)",
-    )
+    _plot_argument(p, "draw fields beside their parameter maps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
 
@@ -136,6 +129,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-jit", action="store_true", help="do not JIT-compile the potential")
     p.set_defaults(func=_cmd_mcmc)
     return parser
+
+
+def _plot_argument(p, what: str) -> None:
+    p.add_argument(
+        "--plot",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PNG",
+        help=f"{what} (default file: OUT.png)",
+    )
 
 
 def _probabilities(text: str) -> tuple[float, ...]:
@@ -200,14 +204,7 @@ def _prediction_arguments(p) -> None:
         default=[],
         help="also write P(field > T); repeat for several",
     )
-    p.add_argument(
-        "--plot",
-        nargs="?",
-        const=True,
-        default=None,
-        metavar="PNG",
-        help="draw mean and sd maps with the observations (default file: OUT.png)",
-    )
+    _plot_argument(p, "draw mean and sd maps with the observations")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

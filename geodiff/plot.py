@@ -98,12 +98,7 @@ def plot_simulation(sim, prior, path, *, n_show: int = 4, title: str | None = No
         title or f"{prior.name}: fields (ellipses: local anisotropy, scaled) and parameter maps",
         fontsize=10,
     )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_prediction(pred, obs, path, *, n_draws: int = 2, title: str | None = None) -> Path:
@@ -160,6 +155,13 @@ def plot_prediction(pred, obs, path, *, n_draws: int = 2, title: str | None = No
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
         ax.set_title(name, fontsize=9)
     fig.suptitle(title or f"{pred.method}: {len(obs)} observations (circles)", fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    """Lay out, write as PNG (creating the folder) and close a figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -179,23 +179,28 @@ def _fit_reml(obs: Observations, fam, shape: dict, anisotropic: bool) -> Covaria
             theta[key] = torch.tensor([value], dtype=z.dtype)
         return theta
 
-    def objective(z_np: np.ndarray):
-        z = torch.tensor(z_np, dtype=torch.float64, requires_grad=True)
+    def reml(z: torch.Tensor):
+        """(negative REML log-likelihood, GLS mean) of standardised data, or None."""
         theta = unpack(z)
         cov = model.covariance(pts, pts, theta, nugget=False)[0]
-        cov = cov + torch.diag(noise + torch.exp(z[2]))
-        chol, info = torch.linalg.cholesky_ex(cov)
+        chol, info = torch.linalg.cholesky_ex(cov + torch.diag(noise + torch.exp(z[2])))
         if info != 0:
-            return 1e10, np.zeros_like(z_np)
+            return None
         ones = torch.ones(len(y), 1, dtype=torch.float64)
         kinv_1 = torch.cholesky_solve(ones, chol)
         kinv_y = torch.cholesky_solve(y[:, None], chol)
         gls = (ones.T @ kinv_1)[0, 0]
         beta = (ones.T @ kinv_y)[0, 0] / gls
         quad = (y[:, None] * kinv_y).sum() - beta * beta * gls
-        nll = 0.5 * (2 * torch.log(chol.diagonal()).sum() + torch.log(gls) + quad)
-        nll.backward()
-        return float(nll.detach()), z.grad.numpy().copy()
+        return 0.5 * (2 * torch.log(chol.diagonal()).sum() + torch.log(gls) + quad), beta
+
+    def objective(z_np: np.ndarray):
+        z = torch.tensor(z_np, dtype=torch.float64, requires_grad=True)
+        value = reml(z)
+        if value is None:
+            return 1e10, np.zeros_like(z_np)
+        value[0].backward()
+        return float(value[0].detach()), z.grad.numpy().copy()
 
     starts = []
     for ell in (0.1 * diameter, 0.3 * diameter):
@@ -228,7 +233,7 @@ def _fit_reml(obs: Observations, fam, shape: dict, anisotropic: bool) -> Covaria
     if anisotropic:  # GSTools convention: main axis the longer one, angle in [0, pi)
         angle = angle % math.pi
     params = {
-        "mean": centre + scale * _gls_mean(model, theta, pts, y, noise + math.exp(z[2])),
+        "mean": centre + scale * float(reml(torch.as_tensor(z))[1]),
         "variance": float(theta["variance"][0]) * scale**2,
         "length_scale": float(theta["length_scale"][0]),
         "anis_ratio": ratio,
@@ -239,16 +244,6 @@ def _fit_reml(obs: Observations, fam, shape: dict, anisotropic: bool) -> Covaria
     _range_warning(params, diameter, messages)
     score = -float(best.fun) - (len(y) - 1) * math.log(scale)  # REML, data units
     return CovarianceFit(fam.name, params, "ml", score, messages)
-
-
-def _gls_mean(model, theta, pts, y, diag) -> float:
-    cov = model.covariance(pts, pts, theta, nugget=False)[0] + torch.diag(
-        torch.as_tensor(diag, dtype=torch.float64).expand(len(y))
-    )
-    chol = torch.linalg.cholesky(cov)
-    ones = torch.ones(len(y), 1, dtype=torch.float64)
-    kinv_1 = torch.cholesky_solve(ones, chol)
-    return float((kinv_1[:, 0] @ y) / kinv_1.sum())
 
 
 def _range_warning(params: dict, diameter: float, messages: list) -> None:
