@@ -31,7 +31,7 @@ import torch
 from _report import update_section  # benchmarks/ is on sys.path when run as a script
 from pyro.infer.mcmc.util import initialize_model
 
-from geodiff.baselines.mcmc import MCMCWarning, _model, mcmc_posterior
+from geodiff.baselines.mcmc import MCMCWarning, mcmc_posterior, pyro_model
 from geodiff.fields.config import load_prior
 from geodiff.observe import Observations
 from geodiff.rng import derive_seed
@@ -56,7 +56,7 @@ def gradient_time(prior, obs: Observations, repeats: int = 20) -> float:
     """Seconds per evaluation of the potential energy and its gradient."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        init, potential, _, _ = initialize_model(_model(prior, obs))
+        init, potential, _, _ = initialize_model(pyro_model(prior, obs))
     params = {k: v.detach().clone().requires_grad_() for k, v in init.items()}
     best = float("inf")
     for _ in range(3):

@@ -88,15 +88,6 @@ class ObservationOperator:
         base = "points" if self.blocks is None else "blocks"
         return base if self.grid is None else f"{base}@grid"
 
-    @property
-    def extent(self) -> tuple:
-        """Bounding box ``((x_min, x_max), (y_min, y_max))`` of everything observed."""
-        if self.blocks is None:
-            lo, hi = self.locations.min(0), self.locations.max(0)
-            return ((lo[0], hi[0]), (lo[1], hi[1]))
-        b = self.blocks
-        return ((b[:, 0].min(), b[:, 1].max()), (b[:, 2].min(), b[:, 3].max()))
-
     def check_inside(self, extent, what: str = "the domain") -> None:
         """Raise a clear error when a point or block leaves ``extent``."""
         (x0, x1), (y0, y1) = extent

@@ -1,6 +1,8 @@
-"""Priors and configs used by several test modules."""
+"""Priors, configs and statistics used by several test modules."""
 
 import math
+
+import numpy as np
 
 from geodiff import LogUniform, StationaryPrior, Uniform
 
@@ -25,3 +27,33 @@ def random_nu_prior():
         angle=Uniform(0.0, math.pi),
         nugget=0.05,
     )
+
+
+def moment_z_scores(draws, mean, cov):
+    """z-scores of the sample mean, variances and some covariances of draws against exact ones.
+
+    Parameters
+    ----------
+    draws : numpy.ndarray, shape (n, m)
+        Independent draws.
+    mean : numpy.ndarray, shape (m,)
+    cov : numpy.ndarray, shape (m, m)
+
+    Each statistic is divided by its Monte Carlo standard error under the exact Gaussian
+    (variance ``2 var^2 / n`` for a variance, ``(c^2 + var_i var_j) / n`` for a
+    covariance), so it is approximately standard normal when the draws are right.
+    """
+    n = len(draws)
+    var = np.diag(cov)
+    keep = var > 1e-6 * var.max()  # noiselessly observed nodes have no spread
+    z_mean = (draws.mean(0) - mean)[keep] / np.sqrt(var[keep] / n)
+    centred = draws - mean  # the mean is known exactly
+    z_var = (np.mean(centred**2, 0) - var)[keep] / (var[keep] * math.sqrt(2.0 / n))
+    idx = np.flatnonzero(keep)[:: max(1, keep.sum() // 12)]
+    pairs = [(i, j) for i in idx for j in idx if i < j]
+    z_cov = [
+        (np.mean(centred[:, i] * centred[:, j]) - cov[i, j])
+        / math.sqrt((cov[i, j] ** 2 + var[i] * var[j]) / n)
+        for i, j in pairs
+    ]
+    return np.concatenate([z_mean, z_var, z_cov])

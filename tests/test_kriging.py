@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from shared import moment_z_scores
 
 from geodiff import GeodiffError, Grid, LogUniform, StationaryPrior, load_prior
 from geodiff.baselines.kriging import conditional_simulation, gaussian_condition, simple_kriging
@@ -95,24 +96,6 @@ def test_gstools_simple_kriging_agrees_with_conditioning(family, shape, noise):
     np.testing.assert_allclose(a.sd**2, b.sd**2, atol=1e-8, rtol=0)
 
 
-def _moment_z_scores(draws, mean, cov):
-    """z-scores of the sample mean, variance and a few covariances of draws (n, m)."""
-    n = len(draws)
-    var = np.diag(cov)
-    keep = var > 1e-6 * var.max()  # noiselessly observed nodes have no spread
-    z_mean = (draws.mean(0) - mean)[keep] / np.sqrt(var[keep] / n)
-    centred = draws - mean  # the mean is known exactly
-    z_var = (np.mean(centred**2, 0) - var)[keep] / (var[keep] * math.sqrt(2.0 / n))
-    idx = np.flatnonzero(keep)[:: max(1, keep.sum() // 12)]
-    pairs = [(i, j) for i in idx for j in idx if i < j]
-    z_cov = [
-        (np.mean(centred[:, i] * centred[:, j]) - cov[i, j])
-        / math.sqrt((cov[i, j] ** 2 + var[i] * var[j]) / n)
-        for i, j in pairs
-    ]
-    return np.concatenate([z_mean, z_var, z_cov])
-
-
 # Bonferroni over the ~300 statistics of one case: |z| < 4.5 has a family-wise false alarm
 # rate of about 2e-3 under the normal approximation (2000 draws make it accurate)
 Z_MAX = 4.5
@@ -137,7 +120,7 @@ def test_conditional_simulation_matches_kriging(prior_name, on_grid, blocks, noi
     draws = conditional_simulation(prior, theta, obs, GRID, N_DRAWS, seed=1)
     assert draws.shape == (N_DRAWS, *GRID.shape)
     exact = gaussian_condition(prior, theta, obs, GRID, full_cov=True)
-    z = _moment_z_scores(
+    z = moment_z_scores(
         draws.reshape(N_DRAWS, -1).numpy(), exact["mean"].numpy(), exact["cov"].numpy()
     )
     assert np.abs(z).max() < Z_MAX, np.abs(z).max()
@@ -152,7 +135,7 @@ def test_moment_z_scores_detect_a_wrong_posterior():
     exact = gaussian_condition(prior, theta, obs, GRID, full_cov=True)
     mean = exact["mean"].numpy()
     wrong = mean + 1.1 * (draws.numpy() - mean)
-    z = _moment_z_scores(wrong, mean, exact["cov"].numpy())
+    z = moment_z_scores(wrong, mean, exact["cov"].numpy())
     assert np.abs(z).max() > Z_MAX
 
 

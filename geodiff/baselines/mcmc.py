@@ -38,7 +38,7 @@ from geodiff.observe import Observations
 from geodiff.prediction import Prediction
 from geodiff.rng import derive_seed
 
-__all__ = ["MCMCResult", "MCMCWarning", "mcmc_posterior", "n_hyperparameters"]
+__all__ = ["MCMCResult", "MCMCWarning", "mcmc_posterior", "n_hyperparameters", "pyro_model"]
 
 #: thresholds below which the chains are reported as poor
 RHAT_MAX = 1.05
@@ -58,8 +58,17 @@ def n_hyperparameters(prior) -> int:
     )
 
 
-def _model(prior, obs: Observations):
-    """The Pyro model: the prior's sites, then the observations' marginal likelihood."""
+def pyro_model(prior, obs: Observations):
+    """The Pyro model of ``obs`` under ``prior``, for NUTS or any other Pyro inference.
+
+    The prior's sites (``prior.pyro_theta``, angles as 2-D points on a circle) come
+    first, then ``y ~ N(0, A C_theta A^T + diag(tau^2))`` observed at ``obs.values``.
+
+    Returns
+    -------
+    callable
+        A model function taking no arguments.
+    """
     y = torch.as_tensor(obs.values, dtype=torch.float64)
     noise = torch.as_tensor(obs.noise_variance, dtype=torch.float64)
 
@@ -228,7 +237,7 @@ def mcmc_posterior(
             f"{len(obs)} observation(s) for {n_params} random parameters of prior "
             f"{prior.name!r}; give at least {n_params}"
         )
-    model = _model(prior, obs)
+    model = pyro_model(prior, obs)
     chains, divergences = [], []
     started = time.perf_counter()
     for chain in range(num_chains):
