@@ -128,6 +128,65 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
     p.add_argument("--no-jit", action="store_true", help="do not JIT-compile the potential")
     p.set_defaults(func=_cmd_mcmc)
+
+    p = sub.add_parser("train", help="train a diffusion prior (resumes an interrupted run)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prior", help="simulate fresh training fields from this prior config")
+    source.add_argument("--data", type=Path, help="train on the fields of this zarr store")
+    p.add_argument("--grid", default="32", help="grid size N or HxW with --prior (default 32)")
+    p.add_argument("--out", required=True, type=Path, help="run directory (resumed if it exists)")
+    p.add_argument(
+        "--network",
+        default=None,
+        help="backbone size: tiny, small (CPU, 32²) or base (GPU, 64²); default by grid size",
+    )
+    p.add_argument(
+        "--prediction", choices=("eps", "v", "x0"), default="v", help="target (default v)"
+    )
+    p.add_argument(
+        "--schedule", choices=("cosine", "linear"), default="cosine", help="(default cosine)"
+    )
+    p.add_argument("--timesteps", type=_positive_int, default=1000, help="T (default 1000)")
+    p.add_argument("--steps", type=_positive_int, default=20000, help="optimiser steps")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="(default 64)")
+    p.add_argument("--lr", type=float, default=2e-4, help="learning rate (default 2e-4)")
+    p.add_argument("--warmup", type=int, default=500, help="warm-up steps (default 500)")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay (default 0.999)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=500, help="(default 500)")
+    p.add_argument("--validate-every", type=_positive_int, default=2000, help="(default 2000)")
+    p.add_argument(
+        "--oracle-components",
+        type=int,
+        default=64,
+        help="parameter draws in the exact oracle used for validation (0: no oracle)",
+    )
+    p.add_argument(
+        "--fields-per-theta", type=_positive_int, default=1, help="with --prior (default 1)"
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-amp", action="store_true", help="no bfloat16 mixed precision on GPU")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("sample", help="unconditional fields from a trained diffusion prior")
+    p.add_argument("--model", required=True, type=Path, help="run directory or model .json")
+    p.add_argument("--n", type=_positive_int, required=True, help="number of fields")
+    p.add_argument(
+        "--sampler",
+        choices=("dpm2m", "ddim", "ddpm"),
+        default="dpm2m",
+        help="DPM-Solver++(2M) (default), DDIM, or DDPM ancestral (all steps)",
+    )
+    p.add_argument("--steps", type=_positive_int, default=50, help="sampling steps (default 50)")
+    p.add_argument("--eta", type=_non_negative, default=0.0, help="DDIM eta (0: deterministic)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="output NetCDF file (.nc)")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="(default 256)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _plot_argument(p, "draw samples beside exactly simulated fields")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sample)
     return parser
 
 
@@ -358,6 +417,113 @@ def _cmd_mcmc(args) -> None:
         targets, n_draws=args.predictive_draws, seed=args.seed, progress=not args.quiet
     )
     _finish_prediction(args, pred, obs, {"parameters": summary})
+
+
+def _device(name):
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise GeodiffError(f"--device must be cpu or cuda, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GeodiffError(f"--device {name}: torch sees no GPU")
+    return name
+
+
+def _cmd_train(args) -> None:
+    from geodiff.diffusion.data import FreshFields, StoredFields
+    from geodiff.diffusion.network import network_config
+    from geodiff.diffusion.schedule import NoiseSchedule
+    from geodiff.diffusion.training import TrainingConfig, train
+    from geodiff.fields.config import load_prior
+    from geodiff.fields.store import open_store
+    from geodiff.grid import Grid
+
+    device = _device(args.device)
+    if args.data is not None:
+        store = open_store(args.data)
+        prior, grid = store.prior, store.grid
+        data = StoredFields(store, args.batch_size, args.seed)
+    else:
+        prior = load_prior(args.prior)
+        grid = Grid.parse(args.grid, prior.domain)
+        data = FreshFields(
+            prior,
+            grid,
+            args.batch_size,
+            args.seed,
+            fields_per_theta=args.fields_per_theta,
+            device=device,
+        )
+    if grid.shape[0] != grid.shape[1]:
+        raise GeodiffError(f"the denoiser needs a square grid, got {grid.shape}")
+    name = args.network or ("small" if grid.shape[0] <= 32 else "base")
+    config = TrainingConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_steps=args.warmup,
+        ema_decay=args.ema,
+        checkpoint_every=args.checkpoint_every,
+        validate_every=args.validate_every,
+        seed=args.seed,
+        mixed_precision=not args.no_amp,
+        oracle_components=args.oracle_components,
+    )
+    started = time.perf_counter()
+    model = train(
+        args.out,
+        prior=prior,
+        grid=grid,
+        data=data,
+        network=network_config(name, grid.shape[0]),
+        schedule=NoiseSchedule(args.schedule, args.timesteps),
+        prediction=args.prediction,
+        config=config,
+        device=device,
+        progress=not args.quiet,
+    )
+    elapsed = time.perf_counter() - started
+    ratio = model.info.get("validation", {}).get("ratio")
+    worst = f"; network/oracle MSE at most {max(ratio):.3f}" if ratio else ""
+    print(f"trained {args.out} to step {args.steps} in {elapsed:.0f} s{worst}")
+
+
+def _cmd_sample(args) -> None:
+    from geodiff.diffusion.model import load_model
+    from geodiff.netcdf import write_fields_netcdf
+
+    model = load_model(args.model, _device(args.device))
+    started = time.perf_counter()
+    fields = model.sample(
+        args.n,
+        steps=args.steps,
+        eta=args.eta,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    elapsed = time.perf_counter() - started
+    attrs = {
+        "model": str(args.model),
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "eta": args.eta,
+        "seed": args.seed,
+    }
+    out = write_fields_netcdf(args.out, fields.numpy(), model.grid, attrs)
+    print(f"wrote {args.n} samples to {out} ({elapsed:.1f} s, {args.n / elapsed:.1f} fields/s)")
+    if args.plot is not None:
+        from geodiff.fields.simulate import simulate
+        from geodiff.plot import plot_samples
+
+        reference = simulate(model.prior, model.grid, min(8, args.n), seed=args.seed).fields
+        png = out.with_suffix(".png") if args.plot is True else Path(args.plot)
+        title = f"{args.sampler}, {args.steps} steps (top); exact simulations (bottom)"
+        print(
+            f"plot: {plot_samples(fields, png, grid=model.grid, reference=reference, title=title)}"
+        )
 
 
 def main(argv=None) -> int:

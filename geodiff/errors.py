@@ -4,7 +4,7 @@ The command line prints a :class:`GeodiffError` as one line and exits non-zero;
 anything else is a bug and keeps its traceback.
 """
 
-__all__ = ["ConfigError", "GeodiffError", "StoreError"]
+__all__ = ["CheckpointError", "ConfigError", "GeodiffError", "StoreError"]
 
 
 class GeodiffError(ValueError):
@@ -17,3 +17,7 @@ class ConfigError(GeodiffError):
 
 class StoreError(GeodiffError):
     """A field store that is missing, incomplete, incompatible or unwritable."""
+
+
+class CheckpointError(GeodiffError):
+    """A model checkpoint or training state that is missing, corrupt or incompatible."""

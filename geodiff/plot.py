@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_prediction", "plot_simulation"]
+__all__ = ["plot_denoising_mse", "plot_prediction", "plot_samples", "plot_simulation"]
 
 _MAP_TITLES = {
     "length_scale": "length scale ℓ(s)",
@@ -155,6 +155,60 @@ def plot_prediction(pred, obs, path, *, n_draws: int = 2, title: str | None = No
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
         ax.set_title(name, fontsize=9)
     fig.suptitle(title or f"{pred.method}: {len(obs)} observations (circles)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_samples(fields, path, *, grid=None, reference=None, title: str | None = None) -> Path:
+    """A row of fields (and a row of reference fields beneath, on the same colour scale).
+
+    Parameters
+    ----------
+    fields : array, shape (n, H, W)
+    path : str or Path
+    grid : Grid, optional
+        For physical axes.
+    reference : array, shape (m, H, W), optional
+        E.g. exactly simulated fields, to compare by eye.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("sample", np.asarray(fields))]
+    if reference is not None:
+        rows.append(("simulated", np.asarray(reference)))
+    n = min(8, *(len(r) for _, r in rows))
+    limit = float(max(np.abs(r[:n]).max() for _, r in rows))
+    extent = None if grid is None else (*grid.extent[0], *grid.extent[1])
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 2.0 * len(rows)), squeeze=False)
+    for (name, values), row in zip(rows, axes, strict=True):
+        for k, ax in enumerate(row):
+            ax.imshow(
+                values[k], origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit, extent=extent
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{name} {k + 1}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_denoising_mse(sigma, mse, oracle_mse, path, *, title: str | None = None) -> Path:
+    """Network and oracle denoising MSE against the noise-to-signal ratio σ (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    ax.loglog(sigma, mse, "o-", label="network")
+    ax.loglog(sigma, oracle_mse, "k--", label="exact oracle (floor)")
+    ax.set_xlabel("noise-to-signal ratio σ")
+    ax.set_ylabel("MSE of x̂₀ per pixel")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "denoising error", fontsize=10)
     return _save(fig, path)
 
 

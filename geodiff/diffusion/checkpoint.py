@@ -1,0 +1,156 @@
+"""Checkpoints: safetensors weights plus a JSON file that rebuilds everything else.
+
+A model is a pair ``NAME.safetensors`` + ``NAME.json`` in a run directory. The JSON holds
+the format version, the backbone config, the schedule, the prediction target, the grid,
+the prior config, the data normalisation, the training step, the code revision and the
+SHA-256 of the weights file; it is written last, so a JSON that exists describes a
+complete weights file. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from geodiff.errors import CheckpointError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "code_revision",
+    "load_state",
+    "read_json",
+    "read_tensors",
+    "write_checkpoint",
+]
+
+FORMAT = "geodiff-diffusion"
+FORMAT_VERSION = 1
+
+
+def code_revision() -> str:
+    """The git revision of the code (with ``+dirty`` for uncommitted changes), or unknown."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return "unknown"
+    if rev.returncode != 0:
+        import geodiff
+
+        return f"geodiff {geodiff.__version__}"
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _replace_atomically(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_checkpoint(directory, name: str, tensors: dict, meta: dict) -> Path:
+    """Write ``directory/name.safetensors`` then ``directory/name.json`` atomically.
+
+    Parameters
+    ----------
+    directory : str or Path
+    name : str
+    tensors : dict of str to torch.Tensor
+    meta : dict
+        JSON-ready; ``format``, ``format_version``, ``weights`` and ``sha256`` are added.
+
+    Returns
+    -------
+    Path
+        The JSON file.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / f"{name}.safetensors"
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    _replace_atomically(weights, lambda tmp: save_file(tensors, str(tmp)))
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **meta,
+        "weights": weights.name,
+        "sha256": _sha256(weights),
+    }
+    path = directory / f"{name}.json"
+    text = json.dumps(meta, indent=1)
+    _replace_atomically(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
+def read_json(path) -> dict:
+    """Read and check a checkpoint's JSON (a ``.json`` file, or a run directory's model)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.json"
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path} (expected a run directory or a .json)")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: corrupt checkpoint metadata ({err})") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a geodiff diffusion checkpoint")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {meta.get('format_version')!r}, this geodiff "
+            f"reads version {FORMAT_VERSION}"
+        )
+    meta["_path"] = str(path)
+    return meta
+
+
+def read_tensors(meta: dict) -> dict:
+    """The weights a checkpoint's JSON points to, checked against its SHA-256."""
+    path = Path(meta["_path"]).with_name(str(meta.get("weights", "")))
+    if not path.is_file():
+        raise CheckpointError(f"{meta['_path']}: its weights file {path.name!r} is missing")
+    if _sha256(path) != meta.get("sha256"):
+        raise CheckpointError(f"{path}: weights do not match their checksum (corrupt or replaced)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot read weights ({err})") from err
+
+
+def load_state(module: torch.nn.Module, tensors: dict, where: str) -> None:
+    """``module.load_state_dict(tensors)``, with a clear error on any mismatch."""
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1:3]
+        raise CheckpointError(
+            f"{where}: weights do not fit the model it describes ({' '.join(first).strip()})"
+        ) from err

@@ -1,0 +1,176 @@
+"""A trained diffusion prior: denoiser, grid, prior and normalisation, saved and loaded."""
+
+from __future__ import annotations
+
+import torch
+
+from geodiff.diffusion.checkpoint import (
+    code_revision,
+    load_state,
+    read_json,
+    read_tensors,
+    write_checkpoint,
+)
+from geodiff.diffusion.network import Denoiser
+from geodiff.diffusion.oracle import GaussianMixtureOracle
+from geodiff.diffusion.samplers import initial_noise
+from geodiff.diffusion.samplers import sample as run_sampler
+from geodiff.diffusion.schedule import NoiseSchedule
+from geodiff.errors import CheckpointError, GeodiffError
+from geodiff.grid import Grid
+from geodiff.rng import generators_for
+
+__all__ = ["DiffusionModel", "load_model"]
+
+_SAMPLE_STREAM = 20
+
+
+class DiffusionModel:
+    """A learned prior over fields on ``grid``.
+
+    The network works on standardised fields ``x / data_scale``; :meth:`sample` returns
+    physical units.
+
+    Parameters
+    ----------
+    denoiser : Denoiser
+    grid : Grid
+    prior_config : dict
+        The prior the training fields came from (``prior.to_config()``).
+    data_scale : float
+        Standard deviation the fields are divided by.
+    info : dict, optional
+        Training step, code revision, metrics.
+    """
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        grid: Grid,
+        prior_config: dict,
+        data_scale: float,
+        info: dict | None = None,
+    ):
+        if tuple(grid.shape) != (denoiser.network["sample_size"],) * 2:
+            raise GeodiffError(f"grid {grid.shape} does not match the network's size")
+        self.denoiser, self.grid, self.prior_config = denoiser, grid, prior_config
+        self.data_scale, self.info = float(data_scale), dict(info or {})
+
+    @property
+    def schedule(self) -> NoiseSchedule:
+        return self.denoiser.schedule
+
+    @property
+    def prior(self):
+        from geodiff.fields.config import prior_from_config
+
+        return prior_from_config(self.prior_config, source="checkpoint prior")
+
+    def to(self, device) -> DiffusionModel:
+        self.denoiser.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    def meta(self) -> dict:
+        """The JSON description (without checksum) of this model."""
+        return {
+            "network": self.denoiser.network,
+            "schedule": self.schedule.to_dict(),
+            "prediction": self.denoiser.prediction,
+            "grid": self.grid.to_dict(),
+            "prior": self.prior_config,
+            "data_scale": self.data_scale,
+            "code_revision": self.info.get("code_revision", code_revision()),
+            "info": {k: v for k, v in self.info.items() if k != "code_revision"},
+        }
+
+    def save(self, directory, name: str = "model"):
+        """Write ``directory/name.safetensors`` and ``directory/name.json``."""
+        return write_checkpoint(directory, name, self.denoiser.state_dict(), self.meta())
+
+    def oracle(self, n_components: int = 64, seed: int = 0) -> GaussianMixtureOracle:
+        """The exact denoiser of the training prior in the network's units."""
+        return GaussianMixtureOracle.from_prior(
+            self.prior,
+            self.grid,
+            self.schedule,
+            n_components=n_components,
+            seed=seed,
+            scale=self.data_scale,
+        )
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        steps: int = 50,
+        sampler: str = "dpm2m",
+        eta: float = 0.0,
+        seed: int = 0,
+        start: int = 0,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Unconditional samples, physical units, float32, shape (n, H, W) on the CPU.
+
+        ``sampler`` is ``"dpm2m"`` (DPM-Solver++(2M), the default: the most accurate for a
+        given number of steps, see BENCHMARKS.md), ``"ddim"`` (with ``eta``) or ``"ddpm"``
+        (all T steps). Sample ``i`` depends only on ``(seed, start + i)``, not on
+        ``batch_size``.
+        """
+        if n < 1:
+            raise GeodiffError(f"number of samples must be positive, got {n}")
+        self.denoiser.eval()
+        out = []
+        bar = _progress(n, progress, "sampling")
+        for lo in range(0, n, batch_size):
+            idx = range(start + lo, start + min(n, lo + batch_size))
+            gens = generators_for(seed, _SAMPLE_STREAM, idx)
+            x_T = initial_noise((1, *self.grid.shape), gens, self.device)
+            x0 = run_sampler(
+                self.denoiser.denoise,
+                self.schedule,
+                x_T,
+                sampler=sampler,
+                steps=steps,
+                eta=eta,
+                generators=gens,
+            )
+            out.append(x0[:, 0].float().cpu() * self.data_scale)
+            bar.update(len(idx))
+        bar.close()
+        return torch.cat(out)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="field")
+
+
+def load_model(path, device=None) -> DiffusionModel:
+    """Load a model written by :meth:`DiffusionModel.save` (a run directory or its JSON).
+
+    Raises
+    ------
+    CheckpointError
+        Missing, corrupt or incompatible checkpoint.
+    """
+    meta = read_json(path)
+    where = meta["_path"]
+    try:
+        schedule = NoiseSchedule.from_dict(meta["schedule"])
+        denoiser = Denoiser(meta["network"], schedule, meta["prediction"])
+        grid = Grid.from_dict(meta["grid"])
+        data_scale = float(meta["data_scale"])
+        prior_config = meta["prior"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: incomplete or invalid checkpoint ({err})") from err
+    load_state(denoiser, read_tensors(meta), where)
+    info = dict(meta.get("info", {}), code_revision=meta.get("code_revision", "unknown"))
+    model = DiffusionModel(denoiser, grid, prior_config, data_scale, info)
+    return model.to(device or "cpu")

@@ -1,0 +1,416 @@
+"""Training a denoiser as a DDPM: EMA, warm-up, clipping, validation, resumption, DDP.
+
+A run directory holds ``run.json`` (what is trained, fixed at the start), ``state-STEP``
+checkpoints (weights, EMA, optimiser; the newest complete one is resumed), ``model``
+(the EMA weights as a :class:`DiffusionModel`), ``metrics.jsonl`` and preview images.
+Every batch and every noise draw is a function of ``(seed, step, rank)``, so a run that
+is killed and resumed continues exactly as if it had not been.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from geodiff.diffusion.checkpoint import load_state, read_json, read_tensors, write_checkpoint
+from geodiff.diffusion.model import DiffusionModel
+from geodiff.diffusion.network import Denoiser
+from geodiff.diffusion.oracle import GaussianMixtureOracle
+from geodiff.diffusion.schedule import NoiseSchedule
+from geodiff.diffusion.validation import denoising_mse, validation_steps
+from geodiff.errors import CheckpointError, GeodiffError
+from geodiff.grid import Grid
+from geodiff.rng import derive_seed
+
+__all__ = ["TrainingConfig", "load_training_state", "train"]
+
+_NOISE_STREAM, _VALIDATION_STREAM, _INIT_STREAM = 40, 41, 42
+#: settings that may change when a run is resumed (everything else must match)
+_RESUMABLE = {
+    "steps",
+    "checkpoint_every",
+    "validate_every",
+    "log_every",
+    "n_preview",
+    "n_validation",
+    "oracle_components",
+}
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation and bookkeeping settings of a training run.
+
+    ``steps`` counts optimiser steps; the learning rate rises linearly over
+    ``warmup_steps`` and then stays at ``learning_rate``; the EMA decay ramps up as
+    ``min(ema_decay, (1 + step) / (10 + step))``.
+    """
+
+    steps: int = 20_000
+    batch_size: int = 64
+    learning_rate: float = 2e-4
+    warmup_steps: int = 500
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    weight_decay: float = 0.0
+    checkpoint_every: int = 500
+    validate_every: int = 2_000
+    log_every: int = 50
+    seed: int = 0
+    mixed_precision: bool = True
+    n_validation: int = 256
+    oracle_components: int = 64
+    n_preview: int = 8
+
+    def __post_init__(self):
+        for key in ("steps", "batch_size", "checkpoint_every", "validate_every", "log_every"):
+            if int(getattr(self, key)) < 1:
+                raise GeodiffError(f"training {key} must be a positive integer")
+        if not 0 <= self.ema_decay < 1 or self.learning_rate <= 0 or self.grad_clip <= 0:
+            raise GeodiffError("need 0 <= ema_decay < 1, learning_rate > 0 and grad_clip > 0")
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank), initialising torch.distributed under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _latest_state(run_dir: Path) -> tuple[dict, dict] | None:
+    """The newest readable training state, skipping any that a crash left corrupt."""
+    for path in sorted(run_dir.glob("state-*.json"), reverse=True):
+        try:
+            meta = read_json(path)
+            return meta, read_tensors(meta)
+        except CheckpointError:
+            continue
+    return None
+
+
+def _save_state(run_dir: Path, step: int, denoiser, ema, optimizer, spec: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in denoiser.state_dict().items()}
+    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, state in opt["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+    meta = {"step": step, "spec": spec, "param_groups": opt["param_groups"]}
+    write_checkpoint(run_dir, f"state-{step:09d}", tensors, meta)
+    for old in run_dir.glob("state-*.json"):
+        if old.stem != f"state-{step:09d}":
+            old.with_suffix(".safetensors").unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+
+
+def _load_state(meta, tensors, denoiser, ema, optimizer) -> int:
+    where = meta["_path"]
+    part = {
+        p: {k[len(p) + 1 :]: v for k, v in tensors.items() if k.startswith(p + ".")}
+        for p in ("model", "ema", "optim")
+    }
+    load_state(denoiser, part["model"], where)
+    load_state(ema, part["ema"], where)
+    state: dict = {}
+    for key, value in part["optim"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{where}: optimiser state does not fit ({err})") from err
+    return int(meta["step"])
+
+
+def _check_same_run(spec: dict, stored: dict, run_dir: Path) -> None:
+    a = {k: v for k, v in spec.items() if k not in ("config", "data_scale")}
+    b = {k: v for k, v in stored.items() if k not in ("config", "data_scale")}
+    ca = {k: v for k, v in spec["config"].items() if k not in _RESUMABLE}
+    cb = {k: v for k, v in stored.get("config", {}).items() if k not in _RESUMABLE}
+    if a != b or ca != cb:
+        diff = sorted(
+            {k for k in a | b if a.get(k) != b.get(k)} | {k for k in ca if ca[k] != cb.get(k)}
+        )
+        raise GeodiffError(
+            f"{run_dir} holds another training run (differs in {diff}); resume it with the "
+            "same settings or choose a new output directory"
+        )
+
+
+def _log(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _truncate_log(run_dir: Path, step: int) -> None:
+    """Drop records written after the state being resumed (they will be written again)."""
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        keep = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step
+        ]
+        path.write_text("".join(line + "\n" for line in keep))
+
+
+@torch.no_grad()
+def _update_ema(ema, model, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+class _Validator:
+    """Fixed validation fields (exact draws of an oracle mixture) and the oracle's MSE."""
+
+    def __init__(self, prior, grid, schedule, scale, config: TrainingConfig, device):
+        self.schedule, self.device, self.seed = schedule, device, config.seed
+        self.steps = validation_steps(schedule)
+        self.sigma = schedule.sigma(self.steps)
+        self.oracle = None
+        if config.oracle_components > 0:
+            self.oracle = GaussianMixtureOracle.from_prior(
+                prior,
+                grid,
+                schedule,
+                n_components=config.oracle_components,
+                seed=derive_seed(config.seed, _VALIDATION_STREAM),
+                scale=scale,
+            )
+            self.fields = self.oracle.sample(config.n_validation, seed=config.seed).float()
+            self.oracle_mse = denoising_mse(
+                self.oracle, self.fields, schedule, self.steps, seed=config.seed
+            )
+        else:
+            from geodiff.fields.simulate import simulate
+
+            sim = simulate(
+                prior, grid, config.n_validation, derive_seed(config.seed, _VALIDATION_STREAM)
+            )
+            self.fields = sim.fields[:, None] / scale
+            self.oracle_mse = None
+
+    def __call__(self, denoiser: Denoiser) -> dict:
+        denoiser.eval()
+        mse = denoising_mse(
+            denoiser.denoise,
+            self.fields,
+            self.schedule,
+            self.steps,
+            seed=self.seed,
+            device=self.device,
+        )
+        record = {"steps": self.steps.tolist(), "sigma": self.sigma.tolist(), "mse": mse.tolist()}
+        if self.oracle_mse is not None:
+            record["oracle_mse"] = self.oracle_mse.tolist()
+            record["ratio"] = (mse / self.oracle_mse).tolist()
+        return record
+
+
+def train(
+    run_dir,
+    *,
+    prior,
+    grid: Grid,
+    data,
+    network: dict,
+    schedule: NoiseSchedule | None = None,
+    prediction: str = "v",
+    config: TrainingConfig | None = None,
+    device=None,
+    progress: bool = True,
+    callback=None,
+) -> DiffusionModel:
+    """Train (or resume training) a denoiser of fields from ``prior`` on ``grid``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Created if needed; an existing run with the same settings is resumed.
+    prior : GRFPrior
+        The prior of the training fields (for the oracle and the checkpoint).
+    grid : Grid
+    data : FreshFields or StoredFields
+        ``data(step, rank, world)`` gives a batch (B, 1, H, W) in physical units.
+    network : dict
+        Backbone config (:func:`geodiff.diffusion.network_config`).
+    schedule : NoiseSchedule, optional
+    prediction : {"eps", "v", "x0"}
+    config : TrainingConfig, optional
+    device : str or torch.device, optional
+        The GPU when torch sees one (under torchrun, this process's GPU).
+    progress : bool
+    callback : callable, optional
+        ``callback(step, loss)`` after every optimiser step (e.g. to stop early).
+
+    Returns
+    -------
+    DiffusionModel
+        The EMA model, also written to ``run_dir/model.{json,safetensors}``.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or TrainingConfig()
+    schedule = schedule or NoiseSchedule()
+    run_dir = Path(run_dir)
+    rank, world, local_rank = _distributed()
+    if device is None:
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    amp = config.mixed_precision and device.type == "cuda"
+
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
+        torch.manual_seed(derive_seed(config.seed, _INIT_STREAM))
+        denoiser = Denoiser(network, schedule, prediction).to(device)
+    ema = copy.deepcopy(denoiser).requires_grad_(False)
+    optimizer = torch.optim.AdamW(
+        denoiser.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    spec = {
+        "network": denoiser.network,
+        "schedule": schedule.to_dict(),
+        "prediction": prediction,
+        "grid": grid.to_dict(),
+        "prior": prior.to_config(),
+        "data": data.describe(),
+        "world_size": world,
+        "config": asdict(config),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    step, found = 0, _latest_state(run_dir)
+    if found is not None:
+        _check_same_run(spec, found[0]["spec"], run_dir)
+        step = _load_state(found[0], found[1], denoiser, ema, optimizer)
+        scale = float(found[0]["spec"]["data_scale"])
+        if rank == 0:
+            _truncate_log(run_dir, step)
+    elif (run_dir / "run.json").exists():  # stopped before its first checkpoint
+        stored = json.loads((run_dir / "run.json").read_text())
+        _check_same_run(spec, stored, run_dir)
+        scale = float(stored["data_scale"])
+    else:
+        scale = data.scale()
+    spec["data_scale"] = scale
+    if rank == 0:
+        (run_dir / "run.json").write_text(json.dumps(spec, indent=1))
+    model = DiffusionModel(ema, grid, prior.to_config(), scale, {"data": data.describe()})
+    validator = _Validator(prior, grid, schedule, scale, config, device) if rank == 0 else None
+    wrapped = denoiser
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(
+            denoiser, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    def checkpoint(at: int) -> None:
+        if rank == 0:
+            _save_state(run_dir, at, denoiser, ema, optimizer, spec)
+            model.info.update(step=at, training_config=asdict(config))
+            model.save(run_dir)
+        _barrier(world)
+
+    def validate(at: int) -> None:
+        if rank == 0:
+            record = {"step": at, "kind": "validation", **validator(ema)}
+            _log(run_dir, record)
+            model.info["validation"] = record
+            if config.n_preview:
+                from geodiff.plot import plot_samples
+
+                fields = model.sample(config.n_preview, steps=50, seed=config.seed)
+                plot_samples(
+                    fields,
+                    run_dir / f"preview-{at:09d}.png",
+                    grid=grid,
+                    title=f"samples (DPM-Solver++, 50 steps) at step {at}",
+                )
+        _barrier(world)
+
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        disable=not progress or rank != 0,
+        desc="training",
+        unit="step",
+    )
+    window_loss, window_time, window_steps = 0.0, 0.0, 0
+    try:
+        while step < config.steps:
+            started = time.perf_counter()
+            denoiser.train()
+            x0 = data(step, rank, world).to(device) / scale
+            gen = torch.Generator().manual_seed(derive_seed(config.seed, _NOISE_STREAM, step, rank))
+            t = torch.randint(0, schedule.steps, (len(x0),), generator=gen).to(device)
+            noise = torch.randn(x0.shape, generator=gen).to(device)
+            x_t = schedule.add_noise(x0, noise, t)
+            lr = config.learning_rate * min(1.0, (step + 1) / max(config.warmup_steps, 1))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                out = wrapped(x_t, t)
+            loss = (out.float() - denoiser.target(x0, noise, t)).square().mean()
+            if not torch.isfinite(loss):
+                raise GeodiffError(f"training diverged at step {step} (loss {float(loss)})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(denoiser.parameters(), config.grad_clip)
+            optimizer.step()
+            _update_ema(ema, denoiser, min(config.ema_decay, (1 + step) / (10 + step)))
+            step += 1
+            window_loss, window_steps = window_loss + loss.item(), window_steps + 1
+            window_time += time.perf_counter() - started
+            bar.update(1)
+            if callback is not None:
+                callback(step, loss.item())
+            if step % config.log_every == 0 or step == config.steps:
+                record = {
+                    "step": step,
+                    "loss": window_loss / window_steps,
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "fields_per_s": window_steps * len(x0) * world / window_time,
+                }
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                if rank == 0:
+                    _log(run_dir, record)
+                window_loss, window_time, window_steps = 0.0, 0.0, 0
+            if step % config.validate_every == 0 or step == config.steps:
+                validate(step)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                checkpoint(step)
+    except KeyboardInterrupt:
+        if step:
+            checkpoint(step)
+        raise
+    finally:
+        bar.close()
+    return model
+
+
+def load_training_state(run_dir) -> dict:
+    """The metadata of the newest training state in ``run_dir`` (step, spec)."""
+    found = _latest_state(Path(run_dir))
+    if found is None:
+        raise CheckpointError(f"no training state in {run_dir}")
+    return found[0]

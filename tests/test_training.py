@@ -1,0 +1,233 @@
+"""Training, resumption and checkpoints of the diffusion prior (tiny network, 16²)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from geodiff import Grid, load_prior
+from geodiff.cli import main
+from geodiff.diffusion.data import FreshFields
+from geodiff.diffusion.model import load_model
+from geodiff.diffusion.network import Denoiser, network_config
+from geodiff.diffusion.schedule import NoiseSchedule
+from geodiff.diffusion.training import TrainingConfig, train
+from geodiff.diffusion.validation import denoising_mse
+from geodiff.errors import CheckpointError, GeodiffError
+
+PRIOR = load_prior("stationary-matern")
+GRID = Grid.square(16)
+
+
+def _config(**kw):
+    base = dict(
+        steps=6,
+        batch_size=8,
+        warmup_steps=2,
+        checkpoint_every=3,
+        validate_every=100,
+        log_every=1,
+        oracle_components=4,
+        n_validation=16,
+        n_preview=0,
+    )
+    return TrainingConfig(**{**base, **kw})
+
+
+def _train(run_dir, config, **kw):
+    return train(
+        run_dir,
+        prior=PRIOR,
+        grid=GRID,
+        data=FreshFields(PRIOR, GRID, 8, 0),
+        network=network_config("tiny", 16),
+        config=config,
+        progress=False,
+        **kw,
+    )
+
+
+def _state(run_dir, step=None):
+    paths = sorted(run_dir.glob("state-*.safetensors"))
+    if step is None:
+        (path,) = paths
+    else:
+        path = run_dir / f"state-{step:09d}.safetensors"
+    return load_file(str(path))
+
+
+def test_training_lowers_the_denoising_error(tmp_path):
+    schedule = NoiseSchedule()
+    torch.manual_seed(0)
+    untrained = Denoiser(network_config("tiny", 16), schedule)
+    model = _train(
+        tmp_path / "run",
+        _config(
+            steps=120, learning_rate=2e-3, warmup_steps=10, checkpoint_every=120, ema_decay=0.9
+        ),
+    )
+    fields = PRIOR.simulate(GRID, 64, seed=99).fields[:, None] / model.data_scale
+    steps = torch.tensor([100, 400, 700])
+    floor = denoising_mse(model.oracle(32), fields, schedule, steps, seed=1)  # near-Bayes
+    before = denoising_mse(untrained.denoise, fields, schedule, steps, seed=1) - floor
+    after = denoising_mse(model.denoiser.denoise, fields, schedule, steps, seed=1) - floor
+    assert (after < 0.5 * before).all(), (before, after)  # the excess error halves at least
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_an_interrupted_run_resumes_to_the_same_state(tmp_path):
+    _train(tmp_path / "straight", _config())
+
+    def crash(step, loss):
+        if step == 5:  # after the checkpoint at step 3: steps 4-5 are lost, as with kill -9
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _train(tmp_path / "resumed", _config(), callback=crash)
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("state-*.json")) == [
+        "state-000000003.json"
+    ]
+    _train(tmp_path / "resumed", _config())
+    a, b = _state(tmp_path / "straight"), _state(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    records = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]  # none twice
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    _train(tmp_path / "run", _config(steps=3))
+    with pytest.raises(GeodiffError, match="another training run"):
+        _train(tmp_path / "run", _config(steps=6, learning_rate=1e-3))
+    _train(tmp_path / "run", _config(steps=6, validate_every=2))  # bookkeeping may change
+
+
+def test_a_corrupt_newest_state_falls_back_to_the_previous_one(tmp_path):
+    run = tmp_path / "run"
+    _train(run, _config(steps=3))
+    good = {k: v.clone() for k, v in _state(run).items()}
+    # a newer state whose weights were cut short, as a crash mid-write could leave
+    (run / "state-000000004.safetensors").write_bytes(b"garbage")
+    (run / "state-000000004.json").write_text((run / "state-000000003.json").read_text())
+    _train(run, _config(steps=4))  # resumes from step 3 (state 4 is unreadable), trains one
+    straight = tmp_path / "straight"
+    _train(straight, _config(steps=4))
+    assert [p.name for p in run.glob("state-*.json")] == ["state-000000004.json"]
+    for key, value in _state(run).items():
+        torch.testing.assert_close(value, _state(straight)[key], rtol=0, atol=0)
+    assert any(not torch.equal(v, _state(run)[k]) for k, v in good.items())
+
+
+def test_checkpoint_round_trip_and_clear_errors(tmp_path):
+    model = _train(tmp_path / "run", _config(steps=3))
+    loaded = load_model(tmp_path / "run")
+    for key, value in model.denoiser.state_dict().items():
+        torch.testing.assert_close(loaded.denoiser.state_dict()[key], value, rtol=0, atol=0)
+    assert loaded.grid == GRID and loaded.data_scale == model.data_scale
+    assert loaded.schedule == model.schedule and loaded.info["step"] == 3
+    assert loaded.prior.to_config() == PRIOR.to_config()
+    torch.testing.assert_close(loaded.sample(2, steps=5), model.sample(2, steps=5))
+    # sample i does not depend on the batch it is drawn in
+    torch.testing.assert_close(
+        loaded.sample(3, steps=5, sampler="ddim", eta=1.0, batch_size=3)[2],
+        loaded.sample(1, steps=5, sampler="ddim", eta=1.0, start=2)[0],
+    )
+
+    meta_path = tmp_path / "run" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_model(tmp_path / "nowhere")
+    meta_path.write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt checkpoint metadata"):
+        load_model(tmp_path / "run")
+    meta_path.write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_model(tmp_path / "run")
+    wider = dict(meta["network"], block_out_channels=[16, 48])
+    meta_path.write_text(json.dumps({**meta, "network": wider}))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_model(tmp_path / "run")
+    meta_path.write_text(json.dumps(meta))
+    weights = tmp_path / "run" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_model(tmp_path / "run")
+
+
+def test_cli_train_is_resumable_after_kill_9_and_samples(tmp_path):
+    run = tmp_path / "run"
+    args = [
+        "--prior",
+        "stationary-matern",
+        "--grid",
+        "16",
+        "--network",
+        "tiny",
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--validate-every",
+        "1000",
+        "--oracle-components",
+        "4",
+        "--out",
+        str(run),
+        "--quiet",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geodiff", "train", *args, "--steps", "100000"], env=env
+    )
+    try:
+        deadline = time.time() + 120
+        while not list(run.glob("state-*.json")) and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (state,) = run.glob("state-*.json")  # the older one is deleted only after the newer
+    done = json.loads(state.read_text())["step"]
+    assert done >= 2 and done % 2 == 0
+    assert main(["train", *args, "--steps", str(done + 2)]) == 0
+    assert json.loads((run / "model.json").read_text())["info"]["step"] == done + 2
+
+    out = tmp_path / "samples.nc"
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(run),
+                "--n",
+                "3",
+                "--steps",
+                "4",
+                "--out",
+                str(out),
+                "--plot",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    from scipy.io import netcdf_file
+
+    with netcdf_file(out, "r", mmap=False) as nc:
+        assert nc.variables["fields"].shape == (3, 16, 16)
+        assert np.isfinite(nc.variables["fields"][:]).all()
+    assert out.with_suffix(".png").exists()
+    assert (
+        main(["sample", "--model", str(tmp_path / "missing"), "--n", "2", "--out", str(out)]) == 2
+    )
