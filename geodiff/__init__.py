@@ -26,6 +26,8 @@ fit_covariance, ordinary_kriging
     The practitioner's plug-in: REML or variogram fit, then GSTools ordinary kriging.
 mcmc_posterior
     The fully Bayesian reference: Pyro NUTS over the prior's parameters.
+load_model, DiffusionModel, train, TrainingConfig, NoiseSchedule, GaussianMixtureOracle
+    The learned prior (see :mod:`geodiff.diffusion` for samplers and the rest).
 
 Example
 -------
@@ -40,7 +42,15 @@ Example
 from geodiff.baselines.fit import fit_covariance, ordinary_kriging
 from geodiff.baselines.kriging import conditional_simulation, simple_kriging
 from geodiff.baselines.mcmc import mcmc_posterior
-from geodiff.errors import ConfigError, GeodiffError, StoreError
+from geodiff.diffusion import (
+    DiffusionModel,
+    GaussianMixtureOracle,
+    NoiseSchedule,
+    TrainingConfig,
+    load_model,
+    train,
+)
+from geodiff.errors import CheckpointError, ConfigError, GeodiffError, StoreError
 from geodiff.fields.config import builtin_priors, load_prior, prior_from_config
 from geodiff.fields.datasets import SimulatedFieldDataset, StoreFieldDataset
 from geodiff.fields.maps import MapPrior
@@ -55,16 +65,20 @@ from geodiff.prediction import Prediction
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
+    "DiffusionModel",
     "FieldStore",
     "Fixed",
     "GRFPrior",
+    "GaussianMixtureOracle",
     "GeodiffError",
     "Grid",
     "HalfNormal",
     "LogNormal",
     "LogUniform",
     "MapPrior",
+    "NoiseSchedule",
     "NonStationaryPrior",
     "Normal",
     "Observations",
@@ -74,12 +88,14 @@ __all__ = [
     "StationaryPrior",
     "StoreError",
     "StoreFieldDataset",
+    "TrainingConfig",
     "Uniform",
     "__version__",
     "block_mean_operator",
     "builtin_priors",
     "conditional_simulation",
     "fit_covariance",
+    "load_model",
     "load_prior",
     "mcmc_posterior",
     "open_store",
@@ -88,5 +104,6 @@ __all__ = [
     "prior_from_config",
     "simple_kriging",
     "simulate",
+    "train",
     "write_store",
 ]

@@ -9,6 +9,7 @@ from scipy.stats import multivariate_normal
 from shared import moment_z_scores
 
 from geodiff import Grid, load_prior
+from geodiff.diffusion.exact import gaussian_sampler_variance
 from geodiff.diffusion.oracle import GaussianMixtureOracle
 from geodiff.diffusion.samplers import (
     ddim_sample,
@@ -132,39 +133,6 @@ def _gaussian_oracle(grid_size=8, seed=0):
     return oracle, schedule, cov
 
 
-def _linear_gaussian_variance(schedule, ts, eigval, sampler, eta=0.0):
-    """Exact output variance along each eigenvector, for a sampler driven by the oracle.
-
-    With a Gaussian prior every step is linear in (x_t, previous x̂_0) plus independent
-    noise, so the variance of the output follows a closed recursion (per eigenvalue).
-    """
-    ab = schedule.alpha_bar.numpy()
-    lam_half = 0.5 * (np.log(ab) - np.log1p(-ab))
-    var_x, cov_xp, var_p = np.ones_like(eigval), np.zeros_like(eigval), np.zeros_like(eigval)
-    h_prev = None
-    for i, t in enumerate(ts):
-        g = np.sqrt(ab[t]) * eigval / (ab[t] * eigval + 1 - ab[t])  # x̂_0 = g x_t
-        if i == len(ts) - 1:
-            return g**2 * var_x
-        n = ts[i + 1]
-        if sampler == "ddim":
-            sig = eta * np.sqrt((1 - ab[n]) / (1 - ab[t]) * (1 - ab[t] / ab[n]))
-            keep = np.sqrt(1 - ab[n] - sig**2) / np.sqrt(1 - ab[t])
-            m = np.sqrt(ab[n]) * g + keep * (1 - np.sqrt(ab[t]) * g)
-            var_x = m**2 * var_x + sig**2
-            continue
-        h = lam_half[n] - lam_half[t]
-        shrink, lift = np.sqrt((1 - ab[n]) / (1 - ab[t])), np.sqrt(ab[n]) * np.expm1(-h)
-        if h_prev is None:  # first step: D = x̂_0
-            a_x, a_p = shrink - lift * g, 0.0
-        else:  # D = (1 + 1/(2r)) x̂_0 - 1/(2r) x̂_0,prev
-            r = h_prev / h
-            a_x, a_p = shrink - lift * (1 + 1 / (2 * r)) * g, lift / (2 * r)
-        new_var = a_x**2 * var_x + 2 * a_x * a_p * cov_xp + a_p**2 * var_p
-        new_cov = g * (a_x * var_x + a_p * cov_xp)  # cov(x_next, x̂_0 of this step)
-        var_x, cov_xp, var_p, h_prev = new_var, new_cov, g**2 * var_x, h
-
-
 def _oracle_draws(oracle, schedule, sampler, steps, eta, n=4000):
     gens = generators_for(0, 1, range(n))
     x_T = initial_noise((1, 8, 8), gens, dtype=torch.float64)
@@ -186,7 +154,7 @@ def test_samplers_with_the_oracle_match_their_exact_gaussian_output(sampler, ste
     oracle, schedule, cov = _gaussian_oracle()
     ts = schedule.timesteps(steps) if sampler == "ddim" else schedule.log_snr_timesteps(steps)
     lam, u = oracle.eigval[0].numpy(), oracle.eigvec[0].numpy()
-    exact = (u * _linear_gaussian_variance(schedule, ts.numpy(), lam, sampler, eta)) @ u.T
+    exact = (u * gaussian_sampler_variance(schedule, ts.numpy(), lam, sampler, eta)) @ u.T
     draws = _oracle_draws(oracle, schedule, sampler, steps, eta)
     assert np.abs(moment_z_scores(draws, np.zeros(64), exact)).max() < 4.5
     # the discretisation error is resolved: the prior's own covariance is rejected
