@@ -275,3 +275,48 @@ def test_ddp_with_torchrun_on_cpu(tmp_path):
     records = [json.loads(x) for x in (run / "metrics.jsonl").open()]
     assert [r["step"] for r in records if "loss" in r] == [4]  # logged once, by rank 0
     assert load_model(run).info["step"] == 4
+
+
+def test_training_from_a_store_reshuffles_each_epoch(tmp_path):
+    from geodiff.diffusion.data import StoredFields
+    from geodiff.fields.store import open_store, write_store
+
+    store = open_store(
+        write_store(
+            tmp_path / "f.zarr", PRIOR, GRID, 12, seed=3, chunk_size=6, workers=1, progress=False
+        )
+    )
+    data = StoredFields(store, batch_size=4, seed=0)
+    epoch0 = torch.cat([data(k) for k in range(3)])
+    epoch1 = torch.cat([data(k) for k in range(3, 6)])
+    stored = torch.from_numpy(np.asarray(store.fields[:]))[:, None]
+    key = lambda x: sorted(x.reshape(len(x), -1).sum(1).tolist())  # noqa: E731
+    assert key(epoch0) == key(stored) == key(epoch1)  # each epoch is a permutation
+    assert not torch.equal(epoch0, epoch1)
+    torch.testing.assert_close(data(4), StoredFields(store, 4, seed=0)(4))  # a function of step
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "f.zarr"),
+                "--network",
+                "tiny",
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--oracle-components",
+                "4",
+                "--out",
+                str(tmp_path / "run"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["kind"] == "store"
+    assert (
+        main(["train", "--data", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "r2")])
+        == 2
+    )

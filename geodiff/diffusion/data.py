@@ -54,7 +54,12 @@ class FreshFields:
     def scale(self, n: int = 512) -> float:
         """Standard deviation of ``n`` fields drawn from an independent stream."""
         sim = simulate(
-            self.prior, self.grid, n, derive_seed(self.seed, _SCALE_STREAM), device=self.device
+            self.prior,
+            self.grid,
+            n,
+            derive_seed(self.seed, _SCALE_STREAM),
+            fields_per_theta=self.fields_per_theta,
+            device=self.device,
         )
         return float(sim.fields.double().std())
 

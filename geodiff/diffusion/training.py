@@ -18,7 +18,13 @@ from pathlib import Path
 
 import torch
 
-from geodiff.diffusion.checkpoint import load_state, read_json, read_tensors, write_checkpoint
+from geodiff.diffusion.checkpoint import (
+    code_revision,
+    load_state,
+    read_json,
+    read_tensors,
+    write_checkpoint,
+)
 from geodiff.diffusion.model import DiffusionModel
 from geodiff.diffusion.network import Denoiser
 from geodiff.diffusion.oracle import GaussianMixtureOracle
@@ -161,15 +167,19 @@ def _log(run_dir: Path, record: dict) -> None:
 
 
 def _truncate_log(run_dir: Path, step: int) -> None:
-    """Drop records written after the state being resumed (they will be written again)."""
+    """Drop records written after the state being resumed (they will be written again),
+    and a last line that a crash cut short."""
     path = run_dir / "metrics.jsonl"
-    if path.exists():
-        keep = [
-            line
-            for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step
-        ]
-        path.write_text("".join(line + "\n" for line in keep))
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    path.write_text("".join(line + "\n" for line in keep))
 
 
 @torch.no_grad()
@@ -313,7 +323,8 @@ def train(
     spec["data_scale"] = scale
     if rank == 0:
         (run_dir / "run.json").write_text(json.dumps(spec, indent=1))
-    model = DiffusionModel(ema, grid, prior.to_config(), scale, {"data": data.describe()})
+    info = {"data": data.describe(), "code_revision": code_revision()}  # the code that trains
+    model = DiffusionModel(ema, grid, prior.to_config(), scale, info)
     validator = _Validator(prior, grid, schedule, scale, config, device) if rank == 0 else None
     wrapped = denoiser
     if world > 1:
