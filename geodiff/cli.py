@@ -7,6 +7,7 @@ and exits with status 2; an interrupted run exits with 130 and resumes when reru
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -441,6 +442,8 @@ def _cmd_train(args) -> None:
     from geodiff.grid import Grid
 
     device = _device(args.device)
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # under torchrun: this process's GPU
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
     if args.data is not None:
         store = open_store(args.data)
         prior, grid = store.prior, store.grid
@@ -499,6 +502,7 @@ def _cmd_sample(args) -> None:
     fields = model.sample(
         args.n,
         steps=args.steps,
+        sampler=args.sampler,
         eta=args.eta,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -520,7 +524,8 @@ def _cmd_sample(args) -> None:
 
         reference = simulate(model.prior, model.grid, min(8, args.n), seed=args.seed).fields
         png = out.with_suffix(".png") if args.plot is True else Path(args.plot)
-        title = f"{args.sampler}, {args.steps} steps (top); exact simulations (bottom)"
+        name = {"dpm2m": "DPM-Solver++(2M)", "ddim": "DDIM", "ddpm": "DDPM"}[args.sampler]
+        title = f"{name}, {args.steps} steps (top); exact simulations of the prior (bottom)"
         print(
             f"plot: {plot_samples(fields, png, grid=model.grid, reference=reference, title=title)}"
         )

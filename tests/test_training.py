@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from scipy.stats import ttest_ind
 
 from geodiff import Grid, load_prior
 from geodiff.cli import main
@@ -81,7 +82,8 @@ def test_training_lowers_the_denoising_error(tmp_path):
     assert (after < 0.5 * before).all(), (before, after)  # the excess error halves at least
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     losses = [r["loss"] for r in records if "loss" in r]
-    assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:5])
+    # per-step losses are noisy (batch of 8, random t): test the drop, not a fixed ratio
+    assert ttest_ind(losses[:20], losses[-20:], alternative="greater").pvalue < 1e-3
 
 
 def test_an_interrupted_run_resumes_to_the_same_state(tmp_path):
@@ -228,6 +230,31 @@ def test_cli_train_is_resumable_after_kill_9_and_samples(tmp_path):
         assert nc.variables["fields"].shape == (3, 16, 16)
         assert np.isfinite(nc.variables["fields"][:]).all()
     assert out.with_suffix(".png").exists()
+    ddim = tmp_path / "ddim.nc"
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(run),
+                "--n",
+                "3",
+                "--steps",
+                "4",
+                "--sampler",
+                "ddim",
+                "--eta",
+                "1",
+                "--out",
+                str(ddim),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    with netcdf_file(out, "r", mmap=False) as a, netcdf_file(ddim, "r", mmap=False) as b:
+        assert b.sampler == b"ddim" and a.sampler == b"dpm2m"
+        assert not np.allclose(a.variables["fields"][:], b.variables["fields"][:])
     assert (
         main(["sample", "--model", str(tmp_path / "missing"), "--n", "2", "--out", str(out)]) == 2
     )

@@ -287,6 +287,8 @@ def train(
     if device is None:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
     amp = config.mixed_precision and device.type == "cuda"
 
     with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
