@@ -19,3 +19,37 @@ def test_gpu_simulation_matches_cpu(name):
     cpu = simulate(prior, grid, 8, seed=3, device="cpu")
     gpu = simulate(prior, grid, 8, seed=3, device="cuda")
     torch.testing.assert_close(gpu.fields, cpu.fields, rtol=1e-4, atol=1e-4)
+
+
+def test_gpu_training_with_mixed_precision_and_sampling(tmp_path):
+    from geodiff.diffusion import FreshFields, TrainingConfig, load_model, network_config, train
+
+    prior, grid = load_prior("stationary-matern"), Grid.square(16)
+    config = TrainingConfig(
+        steps=20,
+        batch_size=16,
+        warmup_steps=2,
+        checkpoint_every=10,
+        validate_every=20,
+        oracle_components=4,
+        n_validation=16,
+        n_preview=2,
+    )
+    model = train(
+        tmp_path / "run",
+        prior=prior,
+        grid=grid,
+        data=FreshFields(prior, grid, 16, 0, device="cuda"),
+        network=network_config("tiny", 16),
+        config=config,
+        device="cuda",
+        progress=False,
+    )
+    assert model.device.type == "cuda"
+    assert all(r < 10 for r in model.info["validation"]["ratio"])
+    loaded = load_model(tmp_path / "run", "cuda")
+    fields = loaded.sample(4, steps=10)
+    assert fields.shape == (4, 16, 16) and torch.isfinite(fields).all()
+    # the CPU reproduces the GPU's samples up to float32 round-off
+    cpu = load_model(tmp_path / "run", "cpu").sample(4, steps=10)
+    torch.testing.assert_close(cpu, fields, rtol=1e-3, atol=1e-3)

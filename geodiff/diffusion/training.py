@@ -403,6 +403,7 @@ def train(
                     "lr": lr,
                     "grad_norm": float(grad_norm),
                     "fields_per_s": window_steps * len(x0) * world / window_time,
+                    "time": round(time.time(), 1),  # wall clock, for run durations
                 }
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 if rank == 0:
