@@ -34,7 +34,7 @@ from geodiff.errors import CheckpointError, GeodiffError
 from geodiff.grid import Grid
 from geodiff.rng import derive_seed
 
-__all__ = ["TrainingConfig", "load_training_state", "train"]
+__all__ = ["TrainingConfig", "train"]
 
 _NOISE_STREAM, _VALIDATION_STREAM, _INIT_STREAM = 40, 41, 42
 #: settings that may change when a run is resumed (everything else must match)
@@ -420,11 +420,3 @@ def train(
     finally:
         bar.close()
     return model
-
-
-def load_training_state(run_dir) -> dict:
-    """The metadata of the newest training state in ``run_dir`` (step, spec)."""
-    found = _latest_state(Path(run_dir))
-    if found is None:
-        raise CheckpointError(f"no training state in {run_dir}")
-    return found[0]
