@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from geodiff.errors import GeodiffError
+from geodiff.fields.datasets import SimulatedFieldDataset
 from geodiff.fields.simulate import simulate
 from geodiff.grid import Grid
 from geodiff.rng import derive_seed
@@ -22,6 +23,9 @@ _SCALE_STREAM, _EPOCH_STREAM = 31, 32
 
 class FreshFields:
     """Fields simulated exactly from ``prior`` on ``grid`` for every batch (no reuse).
+
+    Batch ``step * world + rank`` of :class:`SimulatedFieldDataset`'s stream, so the
+    fields of a run do not depend on how many processes train it.
 
     Parameters
     ----------
@@ -45,36 +49,33 @@ class FreshFields:
         fields_per_theta: int = 1,
         device=None,
     ):
-        self.prior, self.grid, self.batch_size, self.seed = prior, grid, batch_size, seed
-        self.fields_per_theta, self.device = fields_per_theta, device
+        self.stream = SimulatedFieldDataset(
+            prior,
+            grid,
+            batch_size=batch_size,
+            seed=seed,
+            fields_per_theta=fields_per_theta,
+            device=device,
+        )
 
     def describe(self) -> dict:
-        return {"kind": "fresh", "fields_per_theta": self.fields_per_theta}
+        return {"kind": "fresh", "fields_per_theta": self.stream.fields_per_theta}
 
     def scale(self, n: int = 512) -> float:
         """Standard deviation of ``n`` fields drawn from an independent stream."""
+        s = self.stream
         sim = simulate(
-            self.prior,
-            self.grid,
+            s.prior,
+            s.grid,
             n,
-            derive_seed(self.seed, _SCALE_STREAM),
-            fields_per_theta=self.fields_per_theta,
-            device=self.device,
+            derive_seed(s.seed, _SCALE_STREAM),
+            fields_per_theta=s.fields_per_theta,
+            device=s.device,
         )
         return float(sim.fields.double().std())
 
     def __call__(self, step: int, rank: int = 0, world: int = 1) -> torch.Tensor:
-        start = (step * world + rank) * self.batch_size
-        sim = simulate(
-            self.prior,
-            self.grid,
-            self.batch_size,
-            self.seed,
-            start=start,
-            fields_per_theta=self.fields_per_theta,
-            device=self.device,
-        )
-        return sim.fields[:, None]
+        return self.stream.batch(step * world + rank)
 
 
 class StoredFields:

@@ -88,24 +88,20 @@ def ddim_sample(
     if eta < 0:
         raise GeodiffError(f"eta must be >= 0, got {eta}")
     ts = schedule.timesteps(steps) if timesteps is None else torch.as_tensor(timesteps)
-    if ts.ndim != 1 or (ts[1:] >= ts[:-1]).any():
-        raise GeodiffError("timesteps must be a strictly decreasing 1-D sequence")
+    if ts.ndim != 1 or len(ts) == 0 or (ts[1:] >= ts[:-1]).any():
+        raise GeodiffError("timesteps must be a non-empty, strictly decreasing 1-D sequence")
     alpha_bar = schedule.alpha_bar
     x = x_T
-    x0 = x_T
-    for i, t in enumerate(ts.tolist()):
-        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        x0 = denoiser(x, t_batch)
-        if i == len(ts) - 1:
-            if callback is not None:
-                callback(i, t, x, x0)
-            break
-        ab, ab_prev = float(alpha_bar[t]), float(alpha_bar[int(ts[i + 1])])
-        eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
-        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
-        x = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
-        if sigma > 0:
-            x = x + sigma * _noise_like(x, generators)
+    steps_ = ts.tolist()
+    for i, (t, t_next) in enumerate(zip(steps_, [*steps_[1:], None], strict=True)):
+        x0 = denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+        if t_next is not None:  # the last step returns x̂_0 itself
+            ab, ab_prev = float(alpha_bar[t]), float(alpha_bar[t_next])
+            eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
+            sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
+            x = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
+            if sigma > 0:
+                x = x + sigma * _noise_like(x, generators)
         if callback is not None:
             callback(i, t, x, x0)
     return x0
@@ -166,23 +162,19 @@ def dpm_solver_sample(
     ab = schedule.alpha_bar
     half_log_snr = 0.5 * (ab.log() - (1 - ab).log())
     x, previous, h_previous = x_T, None, None
-    for i, t in enumerate(ts.tolist()):
-        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        x0 = denoiser(x, t_batch)
-        if i == len(ts) - 1:
-            if callback is not None:
-                callback(i, t, x, x0)
-            return x0
-        nxt = int(ts[i + 1])
-        h = float(half_log_snr[nxt] - half_log_snr[t])
-        if previous is None:
-            d = x0
-        else:
-            r = h_previous / h
-            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous
-        ratio = float(((1 - ab[nxt]) / (1 - ab[t])).sqrt())
-        x = ratio * x - float(ab[nxt].sqrt()) * math.expm1(-h) * d
-        previous, h_previous = x0, h
+    steps_ = ts.tolist()
+    for i, (t, t_next) in enumerate(zip(steps_, [*steps_[1:], None], strict=True)):
+        x0 = denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+        if t_next is not None:  # the last step returns x̂_0 itself
+            h = float(half_log_snr[t_next] - half_log_snr[t])
+            if previous is None:
+                d = x0
+            else:
+                r = h_previous / h
+                d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * previous
+            ratio = float(((1 - ab[t_next]) / (1 - ab[t])).sqrt())
+            x = ratio * x - float(ab[t_next].sqrt()) * math.expm1(-h) * d
+            previous, h_previous = x0, h
         if callback is not None:
             callback(i, t, x, x0)
     return x0

@@ -84,19 +84,23 @@ class SimulatedFieldDataset(IterableDataset):
         self.prior, self.grid, self.batch_size, self.seed = prior, grid, int(batch_size), int(seed)
         self.n_batches, self.fields_per_theta, self.device = n_batches, fields_per_theta, device
 
+    def batch(self, b: int) -> torch.Tensor:
+        """Batch ``b`` of the stream, float32, shape (batch_size, 1, H, W)."""
+        sim = simulate(
+            self.prior,
+            self.grid,
+            self.batch_size,
+            self.seed,
+            start=b * self.batch_size,
+            fields_per_theta=self.fields_per_theta,
+            device=self.device,
+        )
+        return sim.fields[:, None]
+
     def __iter__(self):
         info = get_worker_info()
         worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
         b = worker
         while self.n_batches is None or b < self.n_batches:
-            sim = simulate(
-                self.prior,
-                self.grid,
-                self.batch_size,
-                self.seed,
-                start=b * self.batch_size,
-                fields_per_theta=self.fields_per_theta,
-                device=self.device,
-            )
-            yield sim.fields[:, None]
+            yield self.batch(b)
             b += n_workers

@@ -204,11 +204,9 @@ def classifier_two_sample_test(
     with the mean and sd of the whole reference set (one transform for both sets);
     training uses Adam on the binary cross-entropy, generated fields labelled 1.
 
-    Cost grows linearly with the number of fields, the number of pixels and ``epochs``.
-    With the defaults, 1000 + 1000 fields of 32 x 32 (1400 trained on, 10 epochs) took
-    19 s on one thread of a 2-core CPU and 12 s on two threads of the otherwise idle
-    CPU; with two threads on cores another process was also using, 2 to 5 minutes
-    (every operation waits for the descheduled thread): prefer
+    Cost grows linearly with the number of fields, the number of pixels and ``epochs``
+    (``benchmarks/bench_prior.py`` runs it on 1000 + 1000 fields). Two torch threads on
+    cores another process is also using slow it down many times over: prefer
     ``torch.set_num_threads(1)`` on a shared machine.
 
     Parameters
