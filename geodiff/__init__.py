@@ -28,6 +28,9 @@ mcmc_posterior
     The fully Bayesian reference: Pyro NUTS over the prior's parameters.
 load_model, DiffusionModel, train, TrainingConfig, NoiseSchedule, GaussianMixtureOracle
     The learned prior (see :mod:`geodiff.diffusion` for samplers and the rest).
+diffusion_posterior, predict, PosteriorDraws, DomainMap
+    Posterior draws and predictions with a trained prior, from data in physical units
+    (see :mod:`geodiff.posterior` for the samplers: MCGdiff, DAPS, ΠGDM, DPS).
 
 Example
 -------
@@ -60,7 +63,9 @@ from geodiff.fields.simulate import Simulation, simulate
 from geodiff.fields.store import FieldStore, open_store, write_store
 from geodiff.grid import Grid
 from geodiff.observe import Observations, block_mean_operator, point_operator
+from geodiff.posterior import PosteriorDraws, diffusion_posterior, predict
 from geodiff.prediction import Prediction
+from geodiff.transform import DomainMap
 
 __version__ = "0.1.0"
 
@@ -68,6 +73,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DiffusionModel",
+    "DomainMap",
     "FieldStore",
     "Fixed",
     "GRFPrior",
@@ -82,6 +88,7 @@ __all__ = [
     "NonStationaryPrior",
     "Normal",
     "Observations",
+    "PosteriorDraws",
     "Prediction",
     "SimulatedFieldDataset",
     "Simulation",
@@ -94,6 +101,7 @@ __all__ = [
     "block_mean_operator",
     "builtin_priors",
     "conditional_simulation",
+    "diffusion_posterior",
     "fit_covariance",
     "load_model",
     "load_prior",
@@ -101,6 +109,7 @@ __all__ = [
     "open_store",
     "ordinary_kriging",
     "point_operator",
+    "predict",
     "prior_from_config",
     "simple_kriging",
     "simulate",

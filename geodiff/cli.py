@@ -39,6 +39,9 @@ def _seed(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from geodiff.posterior.methods import POSTERIOR_SAMPLERS as POSTERIOR_METHODS
+    from geodiff.posterior.predict import DEFAULT_METHOD as DEFAULT_POSTERIOR_METHOD
+
     parser = argparse.ArgumentParser(
         prog="geodiff", description="Bayesian spatial prediction with learned diffusion priors."
     )
@@ -129,6 +132,66 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
     p.add_argument("--no-jit", action="store_true", help="do not JIT-compile the potential")
     p.set_defaults(func=_cmd_mcmc)
+
+    p = sub.add_parser(
+        "predict", help="posterior draws and predictions from a trained diffusion prior"
+    )
+    p.add_argument("--model", required=True, type=Path, help="trained model: a run directory")
+    _observation_arguments(p)
+    p.add_argument(
+        "--at",
+        default="grid",
+        help="targets: 'grid' (the model's grid) or a CSV with x,y columns (physical coordinates)",
+    )
+    p.add_argument(
+        "--method",
+        choices=sorted(POSTERIOR_METHODS),
+        default=DEFAULT_POSTERIOR_METHOD,
+        help=f"posterior sampler (default {DEFAULT_POSTERIOR_METHOD}; see BENCHMARKS.md)",
+    )
+    p.add_argument(
+        "--samples", type=_positive_int, default=100, help="posterior draws (default 100)"
+    )
+    p.add_argument(
+        "--steps", type=_positive_int, default=None, help="sampler steps (default: the method's)"
+    )
+    p.add_argument(
+        "--particles", type=_positive_int, default=None, help="mcgdiff: particles per draw"
+    )
+    p.add_argument("--step-size", type=_non_negative, default=None, help="dps: step size ζ'")
+    p.add_argument("--eta", type=_non_negative, default=None, help="dps, pigdm, mcgdiff: DDIM's η")
+    p.add_argument(
+        "--domain",
+        type=_domain,
+        default="model",
+        help="physical domain mapped onto the model's: 'model' (coordinates are the model's, "
+        "default), 'auto' (the data's bounding box plus --margin) or x_min,x_max,y_min,y_max",
+    )
+    p.add_argument(
+        "--margin",
+        type=_non_negative,
+        default=0.1,
+        help="--domain auto: widening of the bounding box, fraction of its longer side",
+    )
+    p.add_argument(
+        "--standardise",
+        action="store_true",
+        help="map values to the model's units by the observations' mean and sd (default: "
+        "values are in the model's units)",
+    )
+    _summary_arguments(p)
+    p.add_argument(
+        "--draws",
+        type=Path,
+        default=None,
+        help="NetCDF file of the posterior draws on the grid (default: OUT with .draws.nc)",
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="fields per network call (default 64)"
+    )
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("train", help="train a diffusion prior (resumes an interrupted run)")
     source = p.add_mutually_exclusive_group(required=True)
@@ -225,14 +288,25 @@ def _non_negative(text: str) -> float:
 
 
 def _prediction_arguments(p) -> None:
-    """Arguments shared by the commands that predict from observations."""
+    """Arguments shared by the commands that predict from observations with a prior."""
+    _observation_arguments(p)
+    p.add_argument("--prior", required=True, help="prior config: a .toml file or a shipped name")
+    p.add_argument(
+        "--at",
+        default="grid",
+        help="targets: 'grid' (the prior's domain, see --grid) or a CSV with x,y columns",
+    )
+    p.add_argument("--grid", default="64", help="grid size N or HxW for --at grid (default 64)")
+    _summary_arguments(p)
+
+
+def _observation_arguments(p) -> None:
     p.add_argument(
         "--obs",
         required=True,
         type=Path,
         help="observations CSV: x,y,value[,noise_sd] or x_min,x_max,y_min,y_max,value[,noise_sd]",
     )
-    p.add_argument("--prior", required=True, help="prior config: a .toml file or a shipped name")
     p.add_argument(
         "--noise-sd",
         type=_non_negative,
@@ -244,12 +318,9 @@ def _prediction_arguments(p) -> None:
         action="store_true",
         help="average observations at the same location (default: refuse them)",
     )
-    p.add_argument(
-        "--at",
-        default="grid",
-        help="targets: 'grid' (the prior's domain, see --grid) or a CSV with x,y columns",
-    )
-    p.add_argument("--grid", default="64", help="grid size N or HxW for --at grid (default 64)")
+
+
+def _summary_arguments(p) -> None:
     p.add_argument("--out", required=True, type=Path, help="predictions: .csv or .nc (NetCDF)")
     p.add_argument(
         "--quantiles",
@@ -266,6 +337,18 @@ def _prediction_arguments(p) -> None:
     )
     _plot_argument(p, "draw mean and sd maps with the observations")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _domain(text: str):
+    if text in ("model", "auto"):
+        return text
+    try:
+        x0, x1, y0, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'model', 'auto' or x_min,x_max,y_min,y_max, got {text!r}"
+        ) from None
+    return ((x0, x1), (y0, y1))
 
 
 def _cmd_priors(args) -> None:
@@ -489,6 +572,59 @@ def _cmd_train(args) -> None:
     ratio = model.info.get("validation", {}).get("ratio")
     worst = f"; network/oracle MSE at most {max(ratio):.3f}" if ratio else ""
     print(f"trained {args.out} to step {args.steps} in {elapsed:.0f} s{worst}")
+
+
+def _cmd_predict(args) -> None:
+    from geodiff.diffusion.model import load_model
+    from geodiff.observe import Observations, read_points_csv
+    from geodiff.posterior import diffusion_posterior
+    from geodiff.transform import DomainMap
+
+    model = load_model(args.model, _device(args.device))
+    duplicates = "merge" if args.merge_duplicates else "reject"
+    obs = Observations.from_csv(args.obs, noise_sd=args.noise_sd, duplicates=duplicates)
+    targets = "grid" if args.at == "grid" else read_points_csv(args.at)
+    domain = {"model": model.grid.extent, "auto": None}.get(args.domain, args.domain)
+    dmap = DomainMap.fit(
+        obs,
+        model.grid.extent,
+        targets=None if args.at == "grid" else targets,
+        domain=domain,
+        margin=args.margin,
+        standardise=args.standardise,
+        data_scale=model.data_scale,
+    )
+    options = {
+        key: value
+        for key, value in (
+            ("steps", args.steps),
+            ("particles", args.particles),
+            ("step_size", args.step_size),
+            ("eta", args.eta),
+        )
+        if value is not None
+    }
+    draws = diffusion_posterior(
+        model,
+        obs,
+        method=args.method,
+        samples=args.samples,
+        seed=args.seed,
+        domain_map=dmap,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        **options,
+    )
+    pred = draws.at(targets)
+    seconds = draws.info["wall_time_s"]
+    print(
+        f"{args.method}: {args.samples} posterior draws in {seconds:.1f} s "
+        f"({100 * seconds / args.samples:.1f} s per 100 draws)"
+    )
+    out_draws = args.draws or args.out.with_name(args.out.stem + ".draws.nc")
+    draws.write(out_draws, {"model": str(args.model), "observations": str(args.obs)})
+    print(f"posterior draws: {out_draws}")
+    _finish_prediction(args, pred, obs, {"model": str(args.model)})
 
 
 def _cmd_sample(args) -> None:

@@ -8,12 +8,15 @@ with no Monte Carlo and no network error (and is the exact reference of its test
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
+from geodiff.diffusion.samplers import check_timesteps, ddim_coefficients
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
 
-__all__ = ["gaussian_sampler_variance"]
+__all__ = ["ddim_state_variance", "gaussian_sampler_variance", "oracle_gain"]
 
 
 def gaussian_sampler_variance(
@@ -42,23 +45,19 @@ def gaussian_sampler_variance(
         sampler, eta = "ddim", 1.0
     if sampler not in ("ddim", "dpm2m"):
         raise GeodiffError(f"unknown sampler {sampler!r}")
-    ts = np.asarray(timesteps, dtype=int)
+    ts = check_timesteps(timesteps).numpy()
     lam = np.asarray(eigval, dtype=float)
     ab = schedule.alpha_bar.numpy()
+    if sampler == "ddim":
+        return oracle_gain(ab[ts[-1]], lam) ** 2 * ddim_state_variance(schedule, ts, lam, eta)
     half_log_snr = 0.5 * (np.log(ab) - np.log1p(-ab))
     # x_T ~ N(0, I) is the sampler's start (its true variance ᾱ_T λ + 1 - ᾱ_T ≈ 1)
     var_x, cov_xp, var_p, h_prev = np.ones_like(lam), np.zeros_like(lam), np.zeros_like(lam), None
     for i, t in enumerate(ts):
-        gain = np.sqrt(ab[t]) * lam / (ab[t] * lam + 1 - ab[t])  # x̂_0 = gain · x_t
+        gain = oracle_gain(ab[t], lam)  # x̂_0 = gain · x_t
         if i == len(ts) - 1:
             return gain**2 * var_x
         n = ts[i + 1]
-        if sampler == "ddim":
-            sigma = eta * np.sqrt((1 - ab[n]) / (1 - ab[t]) * (1 - ab[t] / ab[n]))
-            keep = np.sqrt(max(1 - ab[n] - sigma**2, 0.0)) / np.sqrt(1 - ab[t])
-            m = np.sqrt(ab[n]) * gain + keep * (1 - np.sqrt(ab[t]) * gain)
-            var_x = m**2 * var_x + sigma**2
-            continue
         h = half_log_snr[n] - half_log_snr[t]
         shrink, lift = np.sqrt((1 - ab[n]) / (1 - ab[t])), np.sqrt(ab[n]) * np.expm1(-h)
         if h_prev is None:  # first step: D = x̂_0 (a DDIM step)
@@ -69,4 +68,28 @@ def gaussian_sampler_variance(
         new_var = a_x**2 * var_x + 2 * a_x * a_p * cov_xp + a_p**2 * var_p
         new_cov = gain * (a_x * var_x + a_p * cov_xp)  # cov(x_next, this step's x̂_0)
         var_x, cov_xp, var_p, h_prev = new_var, new_cov, gain**2 * var_x, h
-    raise GeodiffError("timesteps must not be empty")
+    raise AssertionError("unreachable: the last step returns")
+
+
+def oracle_gain(alpha_bar: float, eigval) -> np.ndarray:
+    """The oracle's ``x̂_0 = gain · x_t`` along each eigenvector: ``√ᾱ λ / (ᾱλ + 1 - ᾱ)``."""
+    lam = np.asarray(eigval, dtype=float)
+    return np.sqrt(alpha_bar) * lam / (alpha_bar * lam + 1 - alpha_bar)
+
+
+def ddim_state_variance(schedule: NoiseSchedule, timesteps, eigval, eta: float = 0.0) -> np.ndarray:
+    """Variance of DDIM's state ``x_t`` at the last of ``timesteps`` (before its x̂_0).
+
+    The DDIM chain driven by the oracle of ``N(0, U diag(λ) Uᵀ)`` from ``x_T ~ N(0, I)``;
+    arguments as :func:`gaussian_sampler_variance`. Returns shape (d,).
+    """
+    ts = check_timesteps(timesteps).numpy()
+    lam = np.asarray(eigval, dtype=float)
+    ab = schedule.alpha_bar.numpy()
+    var_x = np.ones_like(lam)
+    for t, n in itertools.pairwise(ts):
+        gain = oracle_gain(ab[t], lam)
+        keep, sigma = ddim_coefficients(ab[t], ab[n], eta)
+        m = np.sqrt(ab[n]) * gain + keep / np.sqrt(1 - ab[t]) * (1 - np.sqrt(ab[t]) * gain)
+        var_x = m**2 * var_x + sigma**2
+    return var_x

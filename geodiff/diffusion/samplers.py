@@ -29,7 +29,16 @@ import torch
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
 
-__all__ = ["SAMPLERS", "ddim_sample", "ddpm_sample", "dpm_solver_sample", "initial_noise", "sample"]
+__all__ = [
+    "SAMPLERS",
+    "check_timesteps",
+    "ddim_coefficients",
+    "ddim_sample",
+    "ddpm_sample",
+    "dpm_solver_sample",
+    "initial_noise",
+    "sample",
+]
 
 
 def initial_noise(shape, generators: list, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -38,7 +47,23 @@ def initial_noise(shape, generators: list, device=None, dtype=torch.float32) -> 
     return torch.stack(rows).to(device)
 
 
-def _noise_like(x: torch.Tensor, generators) -> torch.Tensor:
+def ddim_coefficients(alpha_bar: float, alpha_bar_next: float, eta: float) -> tuple[float, float]:
+    """``(keep, sigma)`` of the DDIM step ``x_next = √ᾱ_next x̂_0 + keep ε̂ + sigma z``."""
+    sigma = eta * ((1 - alpha_bar_next) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_next)) ** 0.5
+    return max(1 - alpha_bar_next - sigma**2, 0.0) ** 0.5, sigma
+
+
+def check_timesteps(timesteps, minimum: int = 1) -> torch.Tensor:
+    """``timesteps`` as a 1-D long tensor, refusing one that is not strictly decreasing."""
+    ts = torch.as_tensor(timesteps, dtype=torch.long)
+    if ts.ndim != 1 or len(ts) < minimum or (ts[1:] >= ts[:-1]).any():
+        raise GeodiffError(
+            f"timesteps must be a strictly decreasing 1-D sequence of {minimum} or more"
+        )
+    return ts
+
+
+def noise_like(x: torch.Tensor, generators) -> torch.Tensor:
     if generators is None:
         return torch.randn_like(x)
     if isinstance(generators, torch.Generator):
@@ -87,9 +112,7 @@ def ddim_sample(
     """
     if eta < 0:
         raise GeodiffError(f"eta must be >= 0, got {eta}")
-    ts = schedule.timesteps(steps) if timesteps is None else torch.as_tensor(timesteps)
-    if ts.ndim != 1 or len(ts) == 0 or (ts[1:] >= ts[:-1]).any():
-        raise GeodiffError("timesteps must be a non-empty, strictly decreasing 1-D sequence")
+    ts = check_timesteps(schedule.timesteps(steps) if timesteps is None else timesteps)
     alpha_bar = schedule.alpha_bar
     x = x_T
     steps_ = ts.tolist()
@@ -98,10 +121,10 @@ def ddim_sample(
         if t_next is not None:  # the last step returns x̂_0 itself
             ab, ab_prev = float(alpha_bar[t]), float(alpha_bar[t_next])
             eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
-            sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
-            x = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
+            keep, sigma = ddim_coefficients(ab, ab_prev, eta)
+            x = ab_prev**0.5 * x0 + keep * eps
             if sigma > 0:
-                x = x + sigma * _noise_like(x, generators)
+                x = x + sigma * noise_like(x, generators)
         if callback is not None:
             callback(i, t, x, x0)
     return x0
@@ -156,9 +179,9 @@ def dpm_solver_sample(
     -------
     torch.Tensor, shape (B, 1, H, W)
     """
-    ts = schedule.log_snr_timesteps(steps) if timesteps is None else torch.as_tensor(timesteps)
-    if ts.ndim != 1 or len(ts) < 2 or (ts[1:] >= ts[:-1]).any():
-        raise GeodiffError("timesteps must be a strictly decreasing 1-D sequence of 2 or more")
+    ts = check_timesteps(
+        schedule.log_snr_timesteps(steps) if timesteps is None else timesteps, minimum=2
+    )
     ab = schedule.alpha_bar
     half_log_snr = 0.5 * (ab.log() - (1 - ab).log())
     x, previous, h_previous = x_T, None, None

@@ -22,6 +22,11 @@ Classifier two-sample test (:mod:`geodiff.metrics.classifier`)
     progress=False)`` -> ``ClassifierTestResult``
     ``roc_auc(scores_pos, scores_neg)``: exact AUC with ties counting 1/2
     ``SmallResNet(in_channels=1, widths=(16, 32, 32))``: the classifier
+
+Scores of predictions (:mod:`geodiff.metrics.scores`)
+    ``crps(truth, draws=None, *, mean=None, sd=None)``, ``interval_coverage(truth, lower,
+    upper)``, ``truth_ranks(truth, draws)``, ``rank_histogram(ranks, n_draws, bins=10)``,
+    ``sliced_wasserstein(a, b)``, ``sliced_wasserstein_floor(sample, n)``
 """
 
 from geodiff.metrics.classifier import (
@@ -29,6 +34,14 @@ from geodiff.metrics.classifier import (
     SmallResNet,
     classifier_two_sample_test,
     roc_auc,
+)
+from geodiff.metrics.scores import (
+    crps,
+    interval_coverage,
+    rank_histogram,
+    sliced_wasserstein,
+    sliced_wasserstein_floor,
+    truth_ranks,
 )
 from geodiff.metrics.spectrum import (
     RadialSpectrum,
@@ -56,8 +69,14 @@ __all__ = [
     "classifier_two_sample_test",
     "compare_spectra",
     "compare_variograms",
+    "crps",
     "directional_variograms",
     "expected_variogram",
+    "interval_coverage",
     "radial_power_spectrum",
+    "rank_histogram",
     "roc_auc",
+    "sliced_wasserstein",
+    "sliced_wasserstein_floor",
+    "truth_ranks",
 ]

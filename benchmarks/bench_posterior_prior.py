@@ -1,0 +1,280 @@
+"""Posterior samplers with a trained prior, against kriging and MCMC, over many datasets.
+
+For each of ``--pairs`` datasets: parameters θ and a true field are drawn from the
+model's training prior (exact simulation on the model's grid), the field is observed at
+``--obs`` uniform random points (bilinear reads of the grid field) with noise ``--noise``,
+and every method predicts the whole grid:
+
+* ``kriging-oracle`` — simple kriging with the true θ (exact posterior given θ);
+* ``kriging-ok`` — ordinary kriging with a covariance fitted by REML (the plug-in practice);
+* ``mcmc`` — the fully Bayesian reference (NUTS over θ, then exact conditional draws);
+* each diffusion posterior sampler with the trained network.
+
+Scores at the grid nodes, averaged over nodes and datasets: CRPS (ensemble "fair" CRPS
+for draws, closed form for Gaussian predictions), RMSE of the posterior mean, coverage
+of central 90% intervals, the rank histogram of the truth among the draws (10 bins; PIT
+for Gaussian predictions) and wall time. Results are appended to a JSON-lines file per
+dataset, so an interrupted run resumes where it stopped.
+
+Usage: ``python benchmarks/bench_posterior_prior.py --model data/stationary-matern-32``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _report import update_section  # benchmarks/ is on sys.path when run as a script
+from scipy import stats
+
+from geodiff.baselines.fit import ordinary_kriging
+from geodiff.baselines.kriging import gaussian_condition
+from geodiff.baselines.mcmc import mcmc_posterior
+from geodiff.diffusion.model import load_model
+from geodiff.fields.simulate import simulate
+from geodiff.metrics.scores import crps, interval_coverage, rank_histogram, truth_ranks
+from geodiff.observe import Observations
+from geodiff.posterior import diffusion_posterior
+from geodiff.rng import derive_seed
+
+DIFFUSION = {
+    "daps": {"steps": 50},
+    "pigdm": {"steps": 50},
+    "mcgdiff": {"steps": 30, "particles": 8},
+    "dps": {"steps": 200},
+}
+BINS = 10
+
+
+def _dataset(prior, grid, k: int, n_obs: int, noise: float, seed: int):
+    gen = torch.Generator().manual_seed(derive_seed(seed, 1, k))
+    theta = prior.sample_theta(1, gen)
+    truth = simulate(prior, grid, 1, seed=derive_seed(seed, 2, k), theta=theta).fields[0]
+    rng = np.random.default_rng(derive_seed(seed, 3, k))
+    loc = rng.uniform(*grid.extent[0], size=(n_obs, 1))
+    loc = np.column_stack([loc[:, 0], rng.uniform(*grid.extent[1], size=n_obs)])
+    values = grid.interpolate(truth[None].double(), loc)[0].numpy()
+    values = values + noise * rng.standard_normal(n_obs)
+    return theta, truth.numpy().reshape(-1), Observations.at_points(loc, values, noise)
+
+
+def _score_draws(truth, draws, seed) -> dict:
+    """Scores of S draws; the 90% interval runs from the k-th to the (S+1-k)-th smallest
+    draw, k = 0.05 (S+1), which holds the truth with probability exactly 0.9 when the
+    truth and the draws are exchangeable (calibrated)."""
+    s = len(draws)
+    k = round(0.05 * (s + 1))
+    ranks = truth_ranks(truth, draws, seed=seed)
+    return {
+        "crps": float(crps(truth, draws).mean()),
+        "rmse": float(np.sqrt(np.mean((draws.mean(0) - truth) ** 2))),
+        "cover90": float(((ranks >= k) & (ranks <= s - k)).mean()),
+        "ranks": np.bincount(ranks * BINS // (s + 1), minlength=BINS).tolist(),
+    }
+
+
+def _score_gaussian(truth, mean, sd) -> dict:
+    z = stats.norm.ppf(0.95)
+    pit = stats.norm.cdf((truth - mean) / np.maximum(sd, 1e-12))
+    return {
+        "crps": float(crps(truth, mean=mean, sd=sd).mean()),
+        "rmse": float(np.sqrt(np.mean((mean - truth) ** 2))),
+        "cover90": float(interval_coverage(truth, mean - z * sd, mean + z * sd).mean()),
+        "ranks": np.bincount(
+            np.minimum((pit * BINS).astype(int), BINS - 1), minlength=BINS
+        ).tolist(),
+    }
+
+
+def run_pair(model, prior, k: int, args) -> dict:
+    grid = model.grid
+    theta, truth, obs = _dataset(prior, grid, k, args.obs, args.noise, args.seed)
+    on_grid = obs.on_grid(grid)
+    out = {"pair": k}
+    for method in args.methods:
+        started = time.perf_counter()
+        if method == "kriging-oracle":
+            res = gaussian_condition(prior, theta, on_grid, grid)
+            score = _score_gaussian(truth, res["mean"].numpy(), res["var"].sqrt().numpy())
+        elif method == "kriging-ok":
+            shape = {
+                k_: prior.parameters[k_].prior_median() for k_ in prior.family.shape_parameters
+            }
+            pred = ordinary_kriging(obs, grid, family=prior.family.name, shape=shape)
+            score = _score_gaussian(truth, pred.mean, pred.sd)
+        elif method == "mcmc":
+            result = mcmc_posterior(
+                prior,
+                on_grid,
+                num_samples=args.mcmc_samples,
+                warmup_steps=args.mcmc_warmup,
+                num_chains=2,
+                seed=derive_seed(args.seed, 4, k),
+                progress=False,
+            )
+            nuts = time.perf_counter() - started
+            pred = result.predict(grid, n_draws=args.draws, seed=derive_seed(args.seed, 5, k))
+            score = _score_draws(truth, pred.draws, k)
+            score["fixed_s"] = nuts
+            score["max_rhat"] = float(result.max_rhat)
+        else:
+            post = diffusion_posterior(
+                model,
+                obs,
+                method=method,
+                samples=args.draws,
+                seed=derive_seed(args.seed, 6, k),
+                batch_size=args.batch_size,
+                **DIFFUSION[method],
+            )
+            score = _score_draws(truth, post.fields.reshape(args.draws, -1), k)
+        score["wall_s"] = time.perf_counter() - started
+        out[method] = score
+        if args.verbose:
+            print(f"dataset {k} {method}: {score['wall_s']:.1f} s, CRPS {score['crps']:.4f}")
+    return out
+
+
+def summarise(records: list[dict], methods: list[str], draws: int) -> str:
+    """The markdown table; CRPS ratios to MCMC over the datasets both were run on."""
+    lines = [
+        "| method | datasets | CRPS (± se) | CRPS / MCMC | RMSE | 90% coverage "
+        "| rank histogram (10 bins) | χ² p | s per 100 draws |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in methods:
+        rows = [r[m] for r in records if m in r]
+        if not rows:
+            continue
+        c = np.array([r["crps"] for r in rows])
+        both = [r for r in records if m in r and "mcmc" in r]
+        ratio = "—"
+        if both:
+            mine = np.mean([r[m]["crps"] for r in both])
+            ratio = f"{mine / np.mean([r['mcmc']['crps'] for r in both]):.3f}"
+        counts = np.sum([r["ranks"] for r in rows], axis=0)
+        _, p = rank_histogram(np.repeat(np.arange(BINS), counts), BINS - 1, bins=BINS)
+        wall = np.array([r["wall_s"] for r in rows])
+        fixed = np.array([r.get("fixed_s", 0.0) for r in rows])
+        if m.startswith("kriging"):
+            per100 = f"{wall.mean():.2f} (mean and sd, no draws)"
+        else:
+            per100 = f"{np.mean(fixed + (wall - fixed) * 100 / draws):.1f}"
+        se = c.std(ddof=1) / math.sqrt(len(c)) if len(c) > 1 else float("nan")
+        shares = " ".join(f"{x / counts.sum():.3f}" for x in counts)
+        lines.append(
+            f"| {m} | {len(rows)} | {c.mean():.4f} ± {se:.4f} | {ratio} "
+            f"| {np.mean([r['rmse'] for r in rows]):.4f} "
+            f"| {np.mean([r['cover90'] for r in rows]):.3f} | {shares} | {p:.2g} | {per100} |"
+        )
+    rhat = np.array([r["mcmc"]["max_rhat"] for r in records if "mcmc" in r])
+    if len(rhat):
+        lines.append(
+            f"\nMCMC: {int((rhat > 1.05).sum())} of {len(rhat)} runs had a max R-hat above 1.05."
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="data/stationary-matern-32")
+    parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--obs", type=int, default=30, help="observations per dataset")
+    parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument("--draws", type=int, default=19, help="draws per method and dataset")
+    parser.add_argument(
+        "--methods",
+        default="kriging-oracle,kriging-ok,mcmc,daps,pigdm,mcgdiff,dps",
+        help="comma-separated",
+    )
+    parser.add_argument(
+        "--sampler-options",
+        type=json.loads,
+        default={},
+        help='JSON overriding the samplers\' options, e.g. \'{"mcgdiff": {"particles": 64}}\'',
+    )
+    parser.add_argument("--mcmc-warmup", type=int, default=200)
+    parser.add_argument("--mcmc-samples", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", type=Path, default=None, help="JSON-lines file (resumed)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--skip", type=int, default=0, help="leave the first datasets to an earlier run"
+    )
+    parser.add_argument("--note", default="", help="a sentence for the report (how it was run)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (1 when sharing a small CPU)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="print each method's time")
+    parser.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    args.methods = args.methods.split(",")
+    if (args.draws + 1) % 20:
+        parser.error("--draws + 1 must be a multiple of 20 (exact 90% intervals, 10 rank bins)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for method, opts in args.sampler_options.items():
+        DIFFUSION[method] = {**DIFFUSION.get(method, {}), **opts}
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(args.model, device)
+    prior = model.prior
+    name = Path(args.model).name
+    results = args.results or Path("runs") / f"bench_posterior_prior-{name}.jsonl"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if results.exists():
+        for line in results.read_text().splitlines():
+            record = json.loads(line)  # lines of one dataset merge (runs may share a file)
+            done[record["pair"]] = {**done.get(record["pair"], {}), **record}
+    from tqdm.auto import tqdm
+
+    for k in tqdm(range(args.pairs), desc="datasets"):
+        if k < args.skip:
+            continue
+        if k in done and all(m in done[k] for m in args.methods):
+            continue
+        todo = [m for m in args.methods if m not in done.get(k, {})]
+        record = run_pair(model, prior, k, argparse.Namespace(**{**vars(args), "methods": todo}))
+        done[k] = {**done.get(k, {}), **record}
+        with results.open("a") as f:
+            f.write(json.dumps(done[k]) + "\n")
+    records = [done[k] for k in sorted(done)]
+    every = list(dict.fromkeys(m for r in records for m in r if m != "pair"))
+    table = summarise(records, every, args.draws)
+    options = ", ".join(f"{m}: {DIFFUSION[m]}" for m in every if m in DIFFUSION)
+    body = (
+        f"Model `{args.model}` on {device}; datasets drawn from its training prior, "
+        f"{args.obs} point observations each with noise sd {args.noise}; scores over all "
+        f"{model.grid.shape[0]}x{model.grid.shape[1]} grid nodes; {args.draws} posterior draws "
+        f"per method and dataset; MCMC: 2 chains x ({args.mcmc_warmup} warm-up + "
+        f"{args.mcmc_samples}) draws. Sampler options: {options}. {args.note}\n\n"
+        "CRPS: mean over nodes and datasets (se over datasets). Coverage: fraction of nodes "
+        "whose truth lies in the central 90% interval. Rank histogram: share of the truth's "
+        "rank among the draws in 10 equal bins (0.1 each when calibrated; PIT for the Gaussian "
+        "kriging predictions); the χ² p-value treats nodes as independent, which they are not, "
+        "so read it as a summary. Time per 100 draws: diffusion scaled linearly from "
+        f"{args.draws} draws; MCMC = NUTS + 100 conditional draws.\n\n" + table
+    )
+    print(body)
+    if not args.no_report:
+        given = list(sys.argv[1:] if argv is None else argv)
+        if "--note" in given:  # the note is in the body, not in the command
+            del given[given.index("--note") : given.index("--note") + 2]
+        command = "python benchmarks/bench_posterior_prior.py " + " ".join(
+            shlex.quote(a) for a in given
+        )
+        update_section(
+            f"posterior-prior-{name}", f"Posterior prediction with {name}", command, body
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Scores of predictive distributions against the truth, and distances between draw sets.
+
+* :func:`crps` — continuous ranked probability score at each target, from draws (the
+  unbiased "fair" ensemble estimator) or from a Gaussian mean and sd (closed form), both
+  through ``scoringrules``.
+* :func:`interval_coverage` — how often the central interval of a level holds the truth.
+* :func:`truth_ranks` and :func:`rank_histogram` — rank of the truth among the draws;
+  uniform when the draws are calibrated (simulation-based calibration).
+* :func:`sliced_wasserstein` — the sliced 2-Wasserstein distance between two draw sets
+  (through POT), with :func:`sliced_wasserstein_floor`, the same distance between two
+  sets of the same size from one distribution (the distance's Monte Carlo noise floor).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geodiff.errors import GeodiffError
+
+__all__ = [
+    "crps",
+    "interval_coverage",
+    "rank_histogram",
+    "sliced_wasserstein",
+    "sliced_wasserstein_floor",
+    "truth_ranks",
+]
+
+
+def _draws_and_truth(draws, truth) -> tuple[np.ndarray, np.ndarray]:
+    draws = np.asarray(draws, dtype=float)
+    truth = np.asarray(truth, dtype=float).reshape(-1)
+    draws = draws.reshape(len(draws), -1)
+    if draws.shape[1] != truth.shape[0]:
+        raise GeodiffError(f"draws of {draws.shape[1]} targets for {truth.shape[0]} true values")
+    if len(draws) < 2:
+        raise GeodiffError("need at least two draws")
+    return draws, truth
+
+
+def crps(truth, draws=None, *, mean=None, sd=None) -> np.ndarray:
+    """CRPS at each target (lower is better).
+
+    Parameters
+    ----------
+    truth : array_like, shape (m,)
+    draws : array_like, shape (S, m), optional
+        Ensemble forecast (fair estimator, unbiased for the CRPS of the distribution).
+    mean, sd : array_like, shape (m,), optional
+        Gaussian forecast instead of draws.
+
+    Returns
+    -------
+    numpy.ndarray, shape (m,)
+    """
+    import scoringrules
+
+    truth = np.asarray(truth, dtype=float).reshape(-1)
+    if draws is not None:
+        draws, truth = _draws_and_truth(draws, truth)
+        return np.asarray(scoringrules.crps_ensemble(truth, draws.T, estimator="fair"))
+    if mean is None or sd is None:
+        raise GeodiffError("give draws, or a mean and an sd")
+    mean = np.asarray(mean, dtype=float).reshape(-1)
+    sd = np.maximum(np.asarray(sd, dtype=float).reshape(-1), 1e-12)
+    return np.asarray(scoringrules.crps_normal(truth, mean, sd))
+
+
+def interval_coverage(truth, lower, upper) -> np.ndarray:
+    """Whether each true value lies in ``[lower, upper]``, as floats, shape (m,)."""
+    truth = np.asarray(truth, dtype=float).reshape(-1)
+    return ((truth >= np.reshape(lower, -1)) & (truth <= np.reshape(upper, -1))).astype(float)
+
+
+def truth_ranks(truth, draws, seed: int = 0) -> np.ndarray:
+    """Rank of each true value among its ``S`` draws, in ``0..S`` (ties broken at random).
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (m,)
+    """
+    draws, truth = _draws_and_truth(draws, truth)
+    below = (draws < truth).sum(0)
+    ties = (draws == truth).sum(0)
+    rng = np.random.default_rng(seed)
+    return below + rng.integers(0, ties + 1)
+
+
+def rank_histogram(ranks, n_draws: int, bins: int = 10) -> tuple[np.ndarray, float]:
+    """Counts of ranks in ``bins`` equal bins of ``0..n_draws`` and the χ² p-value of uniformity.
+
+    ``n_draws + 1`` must be divisible by ``bins`` for the bins to be equally likely.
+    The p-value treats ranks as independent (they are not, within one field), so read
+    it as a summary, not as a test at its nominal level.
+    """
+    from scipy import stats
+
+    ranks = np.asarray(ranks).reshape(-1)
+    if (n_draws + 1) % bins:
+        raise GeodiffError(f"{n_draws + 1} possible ranks do not split into {bins} equal bins")
+    counts = np.bincount(ranks * bins // (n_draws + 1), minlength=bins)
+    return counts, float(stats.chisquare(counts).pvalue)
+
+
+def sliced_wasserstein(a, b, *, n_projections: int = 200, seed: int = 0) -> float:
+    """Sliced 2-Wasserstein distance between draw sets ``a`` (S, m) and ``b`` (S', m)."""
+    import ot
+
+    a = np.asarray(a, dtype=float).reshape(len(a), -1)
+    b = np.asarray(b, dtype=float).reshape(len(b), -1)
+    if a.shape[1] != b.shape[1]:
+        raise GeodiffError(f"draw sets of dimension {a.shape[1]} and {b.shape[1]}")
+    return float(ot.sliced_wasserstein_distance(a, b, n_projections=n_projections, seed=seed))
+
+
+def sliced_wasserstein_floor(
+    sample, n: int, n_b: int | None = None, *, n_projections: int = 200, seed: int = 0
+) -> float:
+    """The distance between ``n`` and ``n_b`` (default ``n``) independent draws of one law.
+
+    Parameters
+    ----------
+    sample : callable
+        ``sample(k, seed) -> (k, m)`` exact draws.
+    """
+    n_b = n if n_b is None else n_b
+    return sliced_wasserstein(
+        sample(n, seed * 2 + 1), sample(n_b, seed * 2 + 2), n_projections=n_projections, seed=seed
+    )

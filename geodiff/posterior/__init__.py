@@ -1,0 +1,43 @@
+"""Diffusion posterior sampling: draws of a field given linear-Gaussian observations.
+
+Every sampler has the signature
+``sampler(denoiser, schedule, problem, generators, *, steps, ..., device, callback)``
+and returns ``(B, 1, H, W)`` float64 draws in the model's units, one per generator:
+
+* :func:`mcgdiff_sample` — sequential Monte Carlo, asymptotically exact (no gradients);
+* :func:`dps_sample` — diffusion posterior sampling (gradients of the denoiser);
+* :func:`pigdm_sample` — pseudoinverse guidance (gradients of the denoiser);
+* :func:`daps_sample` — decoupled annealing with exact Gaussian conditioning (no gradients).
+
+:func:`diffusion_posterior` and :func:`predict` run them with a trained
+:class:`~geodiff.diffusion.model.DiffusionModel` on observations in physical units.
+"""
+
+from __future__ import annotations
+
+from geodiff.posterior.daps import daps_sample
+from geodiff.posterior.dps import dps_sample
+from geodiff.posterior.exact import condition_gaussian, gaussian_posterior, mcgdiff_limit
+from geodiff.posterior.mcgdiff import mcgdiff_sample
+from geodiff.posterior.methods import POSTERIOR_SAMPLERS, posterior_sample
+from geodiff.posterior.pigdm import pigdm_sample
+from geodiff.posterior.predict import DEFAULT_METHOD, PosteriorDraws, diffusion_posterior, predict
+from geodiff.posterior.problem import LinearGaussianProblem, SpectralProblem
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "POSTERIOR_SAMPLERS",
+    "LinearGaussianProblem",
+    "PosteriorDraws",
+    "SpectralProblem",
+    "condition_gaussian",
+    "daps_sample",
+    "diffusion_posterior",
+    "dps_sample",
+    "gaussian_posterior",
+    "mcgdiff_limit",
+    "mcgdiff_sample",
+    "pigdm_sample",
+    "posterior_sample",
+    "predict",
+]
