@@ -90,6 +90,10 @@ def test_bad_input_is_refused(model):
     other_grid = _obs().on_grid(Grid.square(16))
     with pytest.raises(GeodiffError, match=r"checkpoint's grid is \(32, 32\)"):
         diffusion_posterior(model, other_grid, **FAST)
+    on_model_grid = _obs().on_grid(model.grid)
+    scaled = DomainMap(model.grid.extent, model.grid.extent, 1.0, 2.0)
+    with pytest.raises(GeodiffError, match="map physical observations before"):
+        diffusion_posterior(model, on_model_grid, domain_map=scaled, **FAST)
     with pytest.raises(GeodiffError, match="unknown posterior method"):
         diffusion_posterior(model, _obs(), method="magic", **FAST)
     with pytest.raises(GeodiffError, match="positive integer"):

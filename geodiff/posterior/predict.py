@@ -159,7 +159,15 @@ def diffusion_posterior(
     dmap = DomainMap.identity(model.grid.extent) if domain_map is None else domain_map
     if dmap.model_extent != model.grid.extent:
         raise GeodiffError("the domain map was made for another model's domain")
-    model_obs = obs if obs.operator.grid is not None else dmap.to_model_observations(obs)
+    if obs.operator.grid is None:
+        model_obs = dmap.to_model_observations(obs)
+    elif dmap == DomainMap.identity(model.grid.extent):
+        model_obs = obs
+    else:
+        raise GeodiffError(
+            "observations put on the model's grid are in its coordinates and units already; "
+            "map physical observations before putting them on a grid"
+        )
     hint = "" if domain_map is not None else " (map physical coordinates with a domain)"
     model_obs.check_inside(model.grid.extent, f"the model's domain{hint}")
     problem = LinearGaussianProblem.from_observations(model_obs, model.grid, model.data_scale)
