@@ -32,16 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from _report import update_section  # benchmarks/ is on sys.path when run as a script
-from scipy import stats
 
 from geodiff.baselines.fit import ordinary_kriging
 from geodiff.baselines.kriging import gaussian_condition
 from geodiff.baselines.mcmc import mcmc_posterior
 from geodiff.diffusion.model import load_model
 from geodiff.fields.simulate import simulate
-from geodiff.metrics.scores import crps, interval_coverage, rank_histogram, truth_ranks
+from geodiff.metrics.scores import RANK_BINS as BINS
+from geodiff.metrics.scores import rank_histogram, score_prediction
 from geodiff.observe import Observations
 from geodiff.posterior import diffusion_posterior
+from geodiff.prediction import Prediction
 from geodiff.rng import derive_seed
 
 DIFFUSION = {
@@ -50,7 +51,6 @@ DIFFUSION = {
     "mcgdiff": {"steps": 30, "particles": 8},
     "dps": {"steps": 200},
 }
-BINS = 10
 
 
 def _dataset(prior, grid, k: int, n_obs: int, noise: float, seed: int):
@@ -65,34 +65,6 @@ def _dataset(prior, grid, k: int, n_obs: int, noise: float, seed: int):
     return theta, truth.numpy().reshape(-1), Observations.at_points(loc, values, noise)
 
 
-def _score_draws(truth, draws, seed) -> dict:
-    """Scores of S draws; the 90% interval runs from the k-th to the (S+1-k)-th smallest
-    draw, k = 0.05 (S+1), which holds the truth with probability exactly 0.9 when the
-    truth and the draws are exchangeable (calibrated)."""
-    s = len(draws)
-    k = round(0.05 * (s + 1))
-    ranks = truth_ranks(truth, draws, seed=seed)
-    return {
-        "crps": float(crps(truth, draws).mean()),
-        "rmse": float(np.sqrt(np.mean((draws.mean(0) - truth) ** 2))),
-        "cover90": float(((ranks >= k) & (ranks <= s - k)).mean()),
-        "ranks": np.bincount(ranks * BINS // (s + 1), minlength=BINS).tolist(),
-    }
-
-
-def _score_gaussian(truth, mean, sd) -> dict:
-    z = stats.norm.ppf(0.95)
-    pit = stats.norm.cdf((truth - mean) / np.maximum(sd, 1e-12))
-    return {
-        "crps": float(crps(truth, mean=mean, sd=sd).mean()),
-        "rmse": float(np.sqrt(np.mean((mean - truth) ** 2))),
-        "cover90": float(interval_coverage(truth, mean - z * sd, mean + z * sd).mean()),
-        "ranks": np.bincount(
-            np.minimum((pit * BINS).astype(int), BINS - 1), minlength=BINS
-        ).tolist(),
-    }
-
-
 def run_pair(model, prior, k: int, args) -> dict:
     grid = model.grid
     theta, truth, obs = _dataset(prior, grid, k, args.obs, args.noise, args.seed)
@@ -102,13 +74,14 @@ def run_pair(model, prior, k: int, args) -> dict:
         started = time.perf_counter()
         if method == "kriging-oracle":
             res = gaussian_condition(prior, theta, on_grid, grid)
-            score = _score_gaussian(truth, res["mean"].numpy(), res["var"].sqrt().numpy())
+            pred = Prediction(grid.points(), res["mean"].numpy(), res["var"].sqrt().numpy())
+            score = score_prediction(pred, truth)
         elif method == "kriging-ok":
             shape = {
                 k_: prior.parameters[k_].prior_median() for k_ in prior.family.shape_parameters
             }
             pred = ordinary_kriging(obs, grid, family=prior.family.name, shape=shape)
-            score = _score_gaussian(truth, pred.mean, pred.sd)
+            score = score_prediction(pred, truth)
         elif method == "mcmc":
             result = mcmc_posterior(
                 prior,
@@ -121,7 +94,7 @@ def run_pair(model, prior, k: int, args) -> dict:
             )
             nuts = time.perf_counter() - started
             pred = result.predict(grid, n_draws=args.draws, seed=derive_seed(args.seed, 5, k))
-            score = _score_draws(truth, pred.draws, k)
+            score = score_prediction(pred, truth, seed=k)
             score["fixed_s"] = nuts
             score["max_rhat"] = float(result.max_rhat)
         else:
@@ -134,7 +107,7 @@ def run_pair(model, prior, k: int, args) -> dict:
                 batch_size=args.batch_size,
                 **DIFFUSION[method],
             )
-            score = _score_draws(truth, post.fields.reshape(args.draws, -1), k)
+            score = score_prediction(post.at("grid"), truth, seed=k)
         score["wall_s"] = time.perf_counter() - started
         out[method] = score
         if args.verbose:

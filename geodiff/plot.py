@@ -7,7 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_denoising_mse", "plot_prediction", "plot_samples", "plot_simulation"]
+__all__ = [
+    "plot_demo",
+    "plot_denoising_mse",
+    "plot_prediction",
+    "plot_samples",
+    "plot_simulation",
+]
 
 _MAP_TITLES = {
     "length_scale": "length scale ℓ(s)",
@@ -158,6 +164,58 @@ def plot_prediction(pred, obs, path, *, n_draws: int = 2, title: str | None = No
     return _save(fig, path)
 
 
+def plot_demo(truth, obs, predictions: dict, path, *, grid) -> Path:
+    """The true field and observations beside each method's posterior mean and sd.
+
+    Parameters
+    ----------
+    truth : array, shape (H, W)
+    obs : Observations
+    predictions : dict of str to Prediction
+        On ``grid``, one column per method.
+    path : str or Path
+    grid : Grid
+
+    Returns
+    -------
+    Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (x0, x1), (y0, y1) = grid.extent
+    extent = (x0, x1, y0, y1)
+    limit = float(np.abs(truth).max())
+    sd_max = max(float(p.sd.max()) for p in predictions.values())
+    columns = 1 + len(predictions)
+    fig, axes = plt.subplots(
+        2, columns, figsize=(3.0 * columns, 5.6), squeeze=False, layout="constrained"
+    )
+    field = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit, "origin": "lower", "extent": extent}
+    spread = {"cmap": "magma", "vmin": 0.0, "vmax": sd_max, "origin": "lower", "extent": extent}
+    im_field = axes[0, 0].imshow(truth, **field)
+    axes[0, 0].set_title("true field", fontsize=9)
+    axes[1, 0].scatter(
+        *obs.locations.T, c=obs.values, cmap="RdBu_r", vmin=-limit, vmax=limit, s=18, ec="k"
+    )
+    axes[1, 0].set(xlim=(x0, x1), ylim=(y0, y1), aspect="equal")
+    axes[1, 0].set_title(f"{len(obs)} observations", fontsize=9)
+    for k, (name, pred) in enumerate(predictions.items(), start=1):
+        axes[0, k].imshow(pred.mean.reshape(grid.shape), **field)
+        axes[0, k].set_title(f"{name}: mean", fontsize=9)
+        im_sd = axes[1, k].imshow(pred.sd.reshape(grid.shape), **spread)
+        axes[1, k].set_title(f"{name}: sd", fontsize=9)
+        axes[1, k].scatter(*obs.locations.T, s=4, c="w")
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im_field, ax=axes[0].tolist(), fraction=0.02, pad=0.01)
+    fig.colorbar(im_sd, ax=axes[1].tolist(), fraction=0.02, pad=0.01)
+    return _save(fig, path)
+
+
 def plot_samples(fields, path, *, grid=None, reference=None, title: str | None = None) -> Path:
     """A row of fields (and a row of reference fields beneath, on the same colour scale).
 
@@ -216,7 +274,8 @@ def _save(fig, path) -> Path:
     """Lay out, write as PNG (creating the folder) and close a figure."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -132,3 +132,15 @@ def test_predict_command(tmp_path, capsys):
     far = [*bad, "--domain", "90,160,90,160", "--at", str(tmp_path / "far.csv")]
     assert main(far) == 2  # targets outside the domain the user gave
     assert "target(s) lie outside the model's domain" in capsys.readouterr().err
+
+
+def test_demo_command_writes_its_report(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--obs", "12", "--draws", "3", "--steps", "3",
+            "--mcmc-warmup", "10", "--mcmc-samples", "10", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    report = (out / "report.md").read_text()
+    for method in ("diffusion (daps)", "oracle kriging", "ordinary kriging", "MCMC"):
+        assert f"| {method} |" in report
+    assert (out / "maps.png").is_file()
+    assert "demo done" in capsys.readouterr().out

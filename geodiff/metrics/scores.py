@@ -18,9 +18,11 @@ import numpy as np
 from geodiff.errors import GeodiffError
 
 __all__ = [
+    "RANK_BINS",
     "crps",
     "interval_coverage",
     "rank_histogram",
+    "score_prediction",
     "sliced_wasserstein",
     "sliced_wasserstein_floor",
     "truth_ranks",
@@ -127,3 +129,58 @@ def sliced_wasserstein_floor(
     return sliced_wasserstein(
         sample(n, seed * 2 + 1), sample(n_b, seed * 2 + 2), n_projections=n_projections, seed=seed
     )
+
+
+#: bins of the rank histograms :func:`score_prediction` returns
+RANK_BINS = 10
+
+
+def score_prediction(pred, truth, seed: int = 0) -> dict:
+    """CRPS, RMSE, 90% interval coverage and rank counts of a prediction against the truth.
+
+    Parameters
+    ----------
+    pred : Prediction
+        With draws (S of them) or Gaussian (mean and sd).
+    truth : array_like, shape (m,)
+        True values at the prediction's targets.
+    seed : int
+        Breaks ties among ranks.
+
+    Returns
+    -------
+    dict
+        ``crps`` and ``rmse`` (means over targets), ``cover90`` (fraction of targets in
+        the central 90% interval), ``ranks`` (counts of the truth's rank in
+        :data:`RANK_BINS` equal bins; PIT for a Gaussian prediction). With draws, the
+        interval runs from the k-th to the (S+1-k)-th smallest draw, k = 0.05 (S+1)
+        rounded (at least 1), and holds the truth with probability (S+1-2k)/(S+1) when
+        calibrated: exactly 0.9 when S+1 is a multiple of 20.
+    """
+    from scipy import stats
+
+    truth = np.asarray(truth, dtype=float).reshape(-1)
+    if pred.draws is None:
+        sd = np.maximum(pred.sd, 1e-12)
+        z = stats.norm.ppf(0.95)
+        pit = stats.norm.cdf((truth - pred.mean) / sd)
+        return {
+            "crps": float(crps(truth, mean=pred.mean, sd=sd).mean()),
+            "rmse": float(np.sqrt(np.mean((pred.mean - truth) ** 2))),
+            "cover90": float(
+                interval_coverage(truth, pred.mean - z * sd, pred.mean + z * sd).mean()
+            ),
+            "ranks": np.bincount(
+                np.minimum((pit * RANK_BINS).astype(int), RANK_BINS - 1), minlength=RANK_BINS
+            ).tolist(),
+        }
+    draws, truth = _draws_and_truth(pred.draws, truth)
+    s = len(draws)
+    k = max(1, round(0.05 * (s + 1)))
+    ranks = truth_ranks(truth, draws, seed=seed)
+    return {
+        "crps": float(crps(truth, draws).mean()),
+        "rmse": float(np.sqrt(np.mean((draws.mean(0) - truth) ** 2))),
+        "cover90": float(((ranks >= k) & (ranks <= s - k)).mean()),
+        "ranks": np.bincount(ranks * RANK_BINS // (s + 1), minlength=RANK_BINS).tolist(),
+    }
