@@ -157,8 +157,8 @@ def _parser() -> argparse.ArgumentParser:
         help=f"diffusion posterior sampler (default {DEFAULT_POSTERIOR_METHOD})",
     )
     p.add_argument("--steps", type=_positive_int, default=50, help="sampler steps (default 50)")
-    p.add_argument("--mcmc-warmup", type=_positive_int, default=200, help="NUTS warm-up (200)")
-    p.add_argument("--mcmc-samples", type=_positive_int, default=200, help="NUTS draws (200)")
+    p.add_argument("--mcmc-warmup", type=_positive_int, default=400, help="NUTS warm-up (400)")
+    p.add_argument("--mcmc-samples", type=_positive_int, default=400, help="NUTS draws (400)")
     p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
