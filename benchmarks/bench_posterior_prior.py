@@ -36,11 +36,10 @@ from _report import update_section  # benchmarks/ is on sys.path when run as a s
 from geodiff.baselines.fit import ordinary_kriging
 from geodiff.baselines.kriging import gaussian_condition
 from geodiff.baselines.mcmc import mcmc_posterior
+from geodiff.demo import synthetic_dataset
 from geodiff.diffusion.model import load_model
-from geodiff.fields.simulate import simulate
 from geodiff.metrics.scores import RANK_BINS as BINS
 from geodiff.metrics.scores import rank_histogram, score_prediction
-from geodiff.observe import Observations
 from geodiff.posterior import diffusion_posterior
 from geodiff.prediction import Prediction
 from geodiff.rng import derive_seed
@@ -53,21 +52,10 @@ DIFFUSION = {
 }
 
 
-def _dataset(prior, grid, k: int, n_obs: int, noise: float, seed: int):
-    gen = torch.Generator().manual_seed(derive_seed(seed, 1, k))
-    theta = prior.sample_theta(1, gen)
-    truth = simulate(prior, grid, 1, seed=derive_seed(seed, 2, k), theta=theta).fields[0]
-    rng = np.random.default_rng(derive_seed(seed, 3, k))
-    loc = rng.uniform(*grid.extent[0], size=(n_obs, 1))
-    loc = np.column_stack([loc[:, 0], rng.uniform(*grid.extent[1], size=n_obs)])
-    values = grid.interpolate(truth[None].double(), loc)[0].numpy()
-    values = values + noise * rng.standard_normal(n_obs)
-    return theta, truth.numpy().reshape(-1), Observations.at_points(loc, values, noise)
-
-
 def run_pair(model, prior, k: int, args) -> dict:
     grid = model.grid
-    theta, truth, obs = _dataset(prior, grid, k, args.obs, args.noise, args.seed)
+    theta, truth, obs = synthetic_dataset(prior, grid, args.obs, args.noise, args.seed, k)
+    truth = truth.reshape(-1)
     on_grid = obs.on_grid(grid)
     out = {"pair": k}
     for method in args.methods:

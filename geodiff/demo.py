@@ -25,7 +25,39 @@ from geodiff.posterior.predict import DEFAULT_METHOD, diffusion_posterior
 from geodiff.prediction import Prediction
 from geodiff.rng import derive_seed
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "synthetic_dataset"]
+
+
+def synthetic_dataset(prior, grid, n_obs: int, noise_sd: float, seed: int, *key: int):
+    """A true field drawn from ``prior`` and its noisy observations at uniform random points.
+
+    Parameters
+    ----------
+    prior : GRFPrior
+    grid : Grid
+    n_obs : int
+    noise_sd : float
+    seed : int
+    *key : int
+        Stream of this dataset within the seeded run (e.g. its index in a benchmark).
+
+    Returns
+    -------
+    theta : dict
+        The field's parameters (a batch of one).
+    truth : numpy.ndarray, shape (H, W)
+    obs : Observations
+        Bilinear reads of the grid field at the points, plus N(0, noise_sd²) noise.
+    """
+    gen = torch.Generator().manual_seed(derive_seed(seed, 1, *key))
+    theta = prior.sample_theta(1, gen)
+    truth = simulate(prior, grid, 1, seed=derive_seed(seed, 2, *key), theta=theta).fields[0]
+    rng = np.random.default_rng(derive_seed(seed, 3, *key))
+    (x0, x1), (y0, y1) = grid.extent
+    loc = np.column_stack([rng.uniform(x0, x1, n_obs), rng.uniform(y0, y1, n_obs)])
+    values = grid.interpolate(truth[None].double(), loc)[0].numpy()
+    obs = Observations.at_points(loc, values + noise_sd * rng.standard_normal(n_obs), noise_sd)
+    return theta, truth.numpy(), obs
 
 
 def _log(enabled: bool, text: str) -> None:
@@ -80,14 +112,7 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     prior, grid = model.prior, model.grid
-    gen = torch.Generator().manual_seed(derive_seed(seed, 1))
-    theta = prior.sample_theta(1, gen)
-    truth = simulate(prior, grid, 1, seed=derive_seed(seed, 2), theta=theta).fields[0].numpy()
-    rng = np.random.default_rng(derive_seed(seed, 3))
-    (x0, x1), (y0, y1) = grid.extent
-    loc = np.column_stack([rng.uniform(x0, x1, n_obs), rng.uniform(y0, y1, n_obs)])
-    values = grid.interpolate(torch.from_numpy(truth)[None].double(), loc)[0].numpy()
-    obs = Observations.at_points(loc, values + noise_sd * rng.standard_normal(n_obs), noise_sd)
+    theta, truth, obs = synthetic_dataset(prior, grid, n_obs, noise_sd, seed)
     on_grid = obs.on_grid(grid)
     truth_flat = truth.reshape(-1)
     _log(progress, f"true field drawn from {prior.name}; {n_obs} observations, noise sd {noise_sd}")

@@ -37,7 +37,10 @@ from geodiff.errors import GeodiffError
 from geodiff.posterior._steps import visited_steps
 from geodiff.posterior.problem import LinearGaussianProblem
 
-__all__ = ["mcgdiff_sample"]
+__all__ = ["DEFAULT_PARTICLES", "mcgdiff_sample"]
+
+#: particles per draw unless told otherwise
+DEFAULT_PARTICLES = 32
 
 
 @torch.no_grad()
@@ -48,7 +51,7 @@ def mcgdiff_sample(
     generators: list,
     *,
     steps: int = 100,
-    particles: int = 32,
+    particles: int = DEFAULT_PARTICLES,
     eta: float = 1.0,
     ess_threshold: float = 0.5,
     timesteps=None,

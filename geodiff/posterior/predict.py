@@ -20,6 +20,7 @@ from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 from geodiff.netcdf import write_fields_netcdf
 from geodiff.observe import Observations
+from geodiff.posterior.mcgdiff import DEFAULT_PARTICLES
 from geodiff.posterior.methods import POSTERIOR_SAMPLERS, posterior_sample
 from geodiff.posterior.problem import LinearGaussianProblem
 from geodiff.prediction import Prediction
@@ -178,7 +179,9 @@ def diffusion_posterior(
         return model.denoiser.predict(x_t.to(torch.float32), t)[0]
 
     per_batch = (
-        max(1, batch_size // options.get("particles", 32)) if method == "mcgdiff" else batch_size
+        max(1, batch_size // options.get("particles", DEFAULT_PARTICLES))
+        if method == "mcgdiff"
+        else batch_size
     )
     draws, diagnostics = [], []
     started = time.perf_counter()
@@ -204,7 +207,7 @@ def diffusion_posterior(
     elapsed = time.perf_counter() - started
     fields = dmap.to_physical_values(np.concatenate(draws)).astype(np.float32)
     info = {
-        "options": {k: v for k, v in options.items()},
+        "options": dict(options),
         "samples": samples,
         "seed": seed,
         "wall_time_s": elapsed,
