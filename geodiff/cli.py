@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -164,6 +165,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_demo)
+
+    _validate_parser(sub, POSTERIOR_METHODS, DEFAULT_POSTERIOR_METHOD)
 
     p = sub.add_parser(
         "predict", help="posterior draws and predictions from a trained diffusion prior"
@@ -330,6 +333,94 @@ def _prediction_arguments(p) -> None:
     )
     p.add_argument("--grid", default="64", help="grid size N or HxW for --at grid (default 64)")
     _summary_arguments(p)
+
+
+#: settings of ``geodiff validate``: the full report, and ``--quick`` (a few minutes)
+_VALIDATE_PRESETS = {
+    "full": {
+        "fields": 500,
+        "oracle_components": 64,
+        "mse_fields": 256,
+        "classifier_epochs": 10,
+        "datasets": 20,
+        "mcmc_warmup": 200,
+        "mcmc_samples": 200,
+    },
+    "quick": {
+        "fields": 100,
+        "oracle_components": 16,
+        "mse_fields": 64,
+        "classifier_epochs": 5,
+        "datasets": 3,
+        "mcmc_warmup": 100,
+        "mcmc_samples": 100,
+    },
+}
+
+
+def _validate_parser(sub, methods, default_method) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="check a trained prior and its posteriors against exact references; write a report",
+    )
+    p.add_argument("--model", required=True, type=Path, help="trained model: a run directory")
+    p.add_argument(
+        "--out", type=Path, default=None, help="report folder (default runs/validate/MODEL)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sets for a first look in a few minutes (warnings are then less reliable)",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--prior-only", action="store_true", help="skip the posterior checks")
+    which.add_argument("--posterior-only", action="store_true", help="skip the prior checks")
+    full, quick = _VALIDATE_PRESETS["full"], _VALIDATE_PRESETS["quick"]
+
+    def preset(name, text):
+        return f"{text} (default {full[name]}; --quick {quick[name]})"
+
+    p.add_argument(
+        "--fields", type=_positive_int, help=preset("fields", "network samples and simulations")
+    )
+    p.add_argument("--sampler", choices=("dpm2m", "ddim"), default="dpm2m", help="prior sampler")
+    p.add_argument("--sample-steps", type=_positive_int, default=50, help="its steps (50)")
+    p.add_argument(
+        "--oracle-components",
+        type=_positive_int,
+        help=preset("oracle_components", "θ draws in the exact oracle"),
+    )
+    p.add_argument(
+        "--mse-fields", type=_positive_int, help=preset("mse_fields", "fields for denoising error")
+    )
+    p.add_argument(
+        "--classifier-epochs",
+        type=_positive_int,
+        help=preset("classifier_epochs", "two-sample classifier epochs"),
+    )
+    p.add_argument(
+        "--datasets", type=_positive_int, help=preset("datasets", "posterior test datasets")
+    )
+    p.add_argument("--obs", type=_positive_int, default=30, help="observations per dataset (30)")
+    p.add_argument("--noise-sd", type=_non_negative, default=0.1, help="their noise sd (0.1)")
+    p.add_argument(
+        "--draws", type=_positive_int, default=19, help="posterior draws; +1 a multiple of 20 (19)"
+    )
+    p.add_argument(
+        "--method", choices=sorted(methods), default=default_method, help="posterior sampler"
+    )
+    p.add_argument("--steps", type=_positive_int, default=50, help="its steps (50)")
+    p.add_argument(
+        "--mcmc-warmup", type=_positive_int, help=preset("mcmc_warmup", "NUTS warm-up per chain")
+    )
+    p.add_argument(
+        "--mcmc-samples", type=_positive_int, help=preset("mcmc_samples", "NUTS draws per chain")
+    )
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if a check warns")
+    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_validate)
 
 
 def _observation_arguments(p) -> None:
@@ -630,6 +721,47 @@ def _cmd_demo(args) -> None:
     print(f"demo done in {time.perf_counter() - started:.0f} s: {report} (figure beside it)")
 
 
+def _cmd_validate(args) -> int:
+    from geodiff.diffusion.model import load_model
+    from geodiff.validate import run_validation
+
+    settings = dict(_VALIDATE_PRESETS["quick" if args.quick else "full"])
+    settings.update({k: getattr(args, k) for k in settings if getattr(args, k) is not None})
+    model = load_model(args.model, _device(args.device))
+    out = args.out or Path("runs") / "validate" / Path(args.model).resolve().name
+    report = run_validation(
+        model,
+        out,
+        prior_checks=not args.posterior_only,
+        posterior_checks=not args.prior_only,
+        prior_options={
+            "n": settings["fields"],
+            "sampler": args.sampler,
+            "steps": args.sample_steps,
+            "oracle_components": settings["oracle_components"],
+            "n_mse": settings["mse_fields"],
+            "classifier_epochs": settings["classifier_epochs"],
+        },
+        posterior_options={
+            "datasets": settings["datasets"],
+            "n_obs": args.obs,
+            "noise_sd": args.noise_sd,
+            "draws": args.draws,
+            "method": args.method,
+            "steps": args.steps,
+            "mcmc_warmup": settings["mcmc_warmup"],
+            "mcmc_samples": settings["mcmc_samples"],
+        },
+        seed=args.seed,
+        command="geodiff " + shlex.join(args.argv),
+        progress=not args.quiet,
+    )
+    print(report.summary())
+    n_warn = sum(not c.passed for c in report.checks)
+    print(f"{len(report.checks) - n_warn} checks pass, {n_warn} warn: {report.path}")
+    return 1 if args.strict and n_warn else 0
+
+
 def _cmd_predict(args) -> None:
     from geodiff.diffusion.model import load_model
     from geodiff.observe import Observations, read_points_csv
@@ -724,6 +856,7 @@ def _cmd_sample(args) -> None:
 def main(argv=None) -> int:
     """Entry point of the ``geodiff`` command."""
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         # geodiff's own warnings (poor fits, unconverged chains) as one plain line each
@@ -736,7 +869,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             default_show = warnings.showwarning
             warnings.showwarning = show_warning
-            args.func(args)
+            status = args.func(args)
     except GeodiffError as err:
         print(f"geodiff {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -746,7 +879,7 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

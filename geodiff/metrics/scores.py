@@ -6,9 +6,12 @@
 * :func:`interval_coverage` — how often the central interval of a level holds the truth.
 * :func:`truth_ranks` and :func:`rank_histogram` — rank of the truth among the draws;
   uniform when the draws are calibrated (simulation-based calibration).
+* :func:`energy_score` — the multivariate energy score of an ensemble of whole fields.
 * :func:`sliced_wasserstein` — the sliced 2-Wasserstein distance between two draw sets
   (through POT), with :func:`sliced_wasserstein_floor`, the same distance between two
   sets of the same size from one distribution (the distance's Monte Carlo noise floor).
+* :func:`max_sliced_wasserstein` — the largest 1-D 2-Wasserstein distance over given
+  directions (e.g. a prior's principal directions, scaled to unit prior variance).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from geodiff.errors import GeodiffError
 __all__ = [
     "RANK_BINS",
     "crps",
+    "energy_score",
     "interval_coverage",
+    "max_sliced_wasserstein",
     "rank_histogram",
     "score_prediction",
     "sliced_wasserstein",
@@ -68,6 +73,28 @@ def crps(truth, draws=None, *, mean=None, sd=None) -> np.ndarray:
     return np.asarray(scoringrules.crps_normal(truth, mean, sd))
 
 
+def energy_score(truth, draws) -> float:
+    """Energy score of an ensemble of vectors (lower is better; the fair estimator).
+
+    ``ES = mean_i ||X_i - y|| - 1 / (2 S (S-1)) sum_{i != j} ||X_i - X_j||``, a proper
+    score of the joint predictive distribution, so it also sees errors of the
+    dependence between targets that marginal scores such as the CRPS cannot.
+
+    Parameters
+    ----------
+    truth : array_like, shape (m,)
+    draws : array_like, shape (S, m)
+
+    Returns
+    -------
+    float
+    """
+    import scoringrules
+
+    draws, truth = _draws_and_truth(draws, truth)
+    return float(scoringrules.es_ensemble(truth, draws, estimator="fair"))
+
+
 def interval_coverage(truth, lower, upper) -> np.ndarray:
     """Whether each true value lies in ``[lower, upper]``, as floats, shape (m,)."""
     truth = np.asarray(truth, dtype=float).reshape(-1)
@@ -113,6 +140,35 @@ def sliced_wasserstein(a, b, *, n_projections: int = 200, seed: int = 0) -> floa
     if a.shape[1] != b.shape[1]:
         raise GeodiffError(f"draw sets of dimension {a.shape[1]} and {b.shape[1]}")
     return float(ot.sliced_wasserstein_distance(a, b, n_projections=n_projections, seed=seed))
+
+
+def max_sliced_wasserstein(a, b, directions) -> float:
+    """Largest 2-Wasserstein distance between the projections of two draw sets.
+
+    Parameters
+    ----------
+    a : array_like, shape (S, m)
+    b : array_like, shape (S', m)
+    directions : array_like, shape (m, K)
+        Projection vectors (columns); their lengths weight the directions, so scale
+        them to compare distances in units of a reference spread.
+
+    Returns
+    -------
+    float
+        ``max_k W2(a @ directions[:, k], b @ directions[:, k])``.
+    """
+    import ot
+
+    a = np.asarray(a, dtype=float).reshape(len(a), -1)
+    b = np.asarray(b, dtype=float).reshape(len(b), -1)
+    directions = np.asarray(directions, dtype=float)
+    if a.shape[1] != b.shape[1] or directions.ndim != 2 or directions.shape[0] != a.shape[1]:
+        raise GeodiffError(
+            f"draw sets of dimension {a.shape[1]} and {b.shape[1]} with directions of shape "
+            f"{directions.shape}"
+        )
+    return float(ot.max_sliced_wasserstein_distance(a, b, projections=directions))
 
 
 def sliced_wasserstein_floor(

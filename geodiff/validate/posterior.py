@@ -1,0 +1,372 @@
+"""Posterior checks: are predictions with the trained prior calibrated and as sharp as
+the fully Bayesian reference?
+
+Datasets are drawn from the model's own training prior (θ, a true field, noisy point
+observations: :func:`geodiff.demo.synthetic_dataset`), so the exact Bayesian answer is
+known in law: MCMC over θ with exact Gaussian conditioning. Each dataset's scores are
+appended to a JSON-lines file as soon as they exist, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from geodiff.baselines.fit import ordinary_kriging
+from geodiff.baselines.kriging import gaussian_condition
+from geodiff.baselines.mcmc import mcmc_posterior
+from geodiff.demo import synthetic_dataset
+from geodiff.errors import GeodiffError
+from geodiff.metrics.scores import (
+    RANK_BINS,
+    energy_score,
+    score_prediction,
+    sliced_wasserstein,
+)
+from geodiff.posterior.predict import DEFAULT_METHOD, diffusion_posterior
+from geodiff.prediction import Prediction
+from geodiff.rng import derive_seed
+from geodiff.validate.checks import Check
+
+__all__ = [
+    "COVERAGE_TOLERANCE",
+    "DISTANCE_RATIO_LIMIT",
+    "METHODS",
+    "RANK_SHARE_TOLERANCE",
+    "RHAT_LIMIT",
+    "SCORE_RATIO_LIMIT",
+    "PosteriorValidation",
+    "validate_posterior",
+]
+
+#: the methods scored on every dataset, in the report's order
+METHODS = ("diffusion", "mcmc", "kriging-oracle", "kriging-ok")
+#: 90 % interval coverage within this of 0.90 (or within 2 standard errors over datasets)
+COVERAGE_TOLERANCE = 0.03
+#: CRPS and energy score at most this times the MCMC reference's
+SCORE_RATIO_LIMIT = 1.05
+#: every bin of the rank histogram holds a share within this of 1/10
+RANK_SHARE_TOLERANCE = 0.03
+#: sliced Wasserstein distance to MCMC draws at most this times MCMC's own split distance
+DISTANCE_RATIO_LIMIT = 1.5
+#: the reference is trusted when every run's largest R-hat is below this
+RHAT_LIMIT = 1.05
+
+
+@dataclass
+class PosteriorValidation:
+    """Results of :func:`validate_posterior`.
+
+    Attributes
+    ----------
+    records : list of dict
+        One per dataset: ``{"dataset": k, METHOD: scores, ...}`` with ``crps``, ``rmse``,
+        ``cover90``, ``ranks`` (counts in :data:`RANK_BINS` bins), ``seconds`` and, for
+        the ensembles, ``energy``; ``diffusion`` also has ``sw`` (sliced Wasserstein
+        distance to MCMC draws), ``sw_floor`` (between two halves of the MCMC draws)
+        and ``sd_ratio`` (mean over nodes of its sd over MCMC's); ``mcmc`` has
+        ``max_rhat``.
+    checks : list of Check
+    settings : dict
+    """
+
+    records: list
+    checks: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    def table(self) -> str:
+        """Per-method means over datasets, as a Markdown table."""
+        return method_table(self.records, self.settings["draws"])
+
+
+def _log(enabled: bool, text: str) -> None:
+    if enabled:
+        print(text, flush=True)
+
+
+def _read_records(path: Path, settings: dict) -> dict:
+    """Records of an earlier run with the same settings, by dataset.
+
+    The first line holds the settings; a last line cut short by a kill is ignored.
+    """
+    if not path.exists():
+        return {}
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        header = json.loads(lines[0])["settings"]
+    except (IndexError, json.JSONDecodeError, KeyError, TypeError):
+        raise GeodiffError(f"{path} is not a validation results file; delete it") from None
+    if header != settings:
+        raise GeodiffError(
+            f"{path} holds results made with other settings ({header}); "
+            "use another output folder or delete the file"
+        )
+    records = {}
+    for line in lines[1:]:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        records[record["dataset"]] = record
+    return records
+
+
+def _score_dataset(model, k: int, s: dict, progress: bool) -> dict:
+    prior, grid = model.prior, model.grid
+    theta, truth, obs = synthetic_dataset(prior, grid, s["n_obs"], s["noise_sd"], s["seed"], k)
+    truth = truth.reshape(-1)
+    on_grid = obs.on_grid(grid)
+    record = {"dataset": k}
+
+    started = time.perf_counter()
+    post = diffusion_posterior(
+        model,
+        obs,
+        method=s["method"],
+        samples=s["draws"],
+        seed=derive_seed(s["seed"], 6, k),
+        steps=s["steps"],
+        progress=progress,
+    )
+    diffusion = post.at("grid")
+    record["diffusion"] = {"seconds": time.perf_counter() - started}
+
+    started = time.perf_counter()
+    result = mcmc_posterior(
+        prior,
+        on_grid,
+        num_samples=s["mcmc_samples"],
+        warmup_steps=s["mcmc_warmup"],
+        num_chains=2,
+        seed=derive_seed(s["seed"], 4, k),
+        progress=progress,
+    )
+    both = result.predict(grid, n_draws=2 * s["draws"], seed=derive_seed(s["seed"], 5, k))
+    if len(both.draws) < 2 * s["draws"]:
+        raise GeodiffError(
+            f"MCMC gave {len(both.draws)} draws; need {2 * s['draws']} (raise mcmc_samples)"
+        )
+    half = Prediction.from_draws(grid.points(), both.draws[0::2], grid=grid, method="mcmc")
+    other = both.draws[1::2]
+    record["mcmc"] = {"seconds": time.perf_counter() - started, "max_rhat": result.max_rhat}
+
+    started = time.perf_counter()
+    exact = gaussian_condition(prior, theta, on_grid, grid)
+    oracle = Prediction(grid.points(), exact["mean"].numpy(), exact["var"].sqrt().numpy())
+    record["kriging-oracle"] = {"seconds": time.perf_counter() - started}
+
+    started = time.perf_counter()
+    shape = {key: prior.parameters[key].prior_median() for key in prior.family.shape_parameters}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ok = ordinary_kriging(obs, grid, family=prior.family.name, shape=shape)
+    record["kriging-ok"] = {"seconds": time.perf_counter() - started, "warnings": len(caught)}
+
+    for name, pred in (
+        ("diffusion", diffusion),
+        ("mcmc", half),
+        ("kriging-oracle", oracle),
+        ("kriging-ok", ok),
+    ):
+        record[name].update(score_prediction(pred, truth, seed=k))
+        if pred.draws is not None:
+            record[name]["energy"] = energy_score(truth, pred.draws)
+    record["diffusion"]["sw"] = sliced_wasserstein(diffusion.draws, half.draws, seed=k)
+    record["diffusion"]["sw_floor"] = sliced_wasserstein(other, half.draws, seed=k)
+    record["diffusion"]["sd_ratio"] = float(np.mean(diffusion.sd / both.sd))
+    return record
+
+
+def validate_posterior(
+    model,
+    *,
+    datasets: int = 20,
+    n_obs: int = 30,
+    noise_sd: float = 0.1,
+    draws: int = 19,
+    method: str = DEFAULT_METHOD,
+    steps: int = 50,
+    mcmc_warmup: int = 200,
+    mcmc_samples: int = 200,
+    seed: int = 0,
+    results=None,
+    progress: bool = True,
+) -> PosteriorValidation:
+    """Score posterior predictions with the trained prior on datasets drawn from its prior.
+
+    Parameters
+    ----------
+    model : DiffusionModel
+    datasets : int
+        Number of (θ, field, observations) datasets.
+    n_obs : int
+        Uniformly placed point observations per dataset.
+    noise_sd : float
+        Their measurement noise.
+    draws : int
+        Posterior draws per method and dataset; ``draws + 1`` must be a multiple of 20
+        (exact 90 % intervals and equally likely rank bins).
+    method, steps :
+        The diffusion posterior sampler and its steps.
+    mcmc_warmup, mcmc_samples : int
+        NUTS warm-up and draws per chain (2 chains); ``2 * draws`` field draws are
+        taken from them: one half is scored, the other gives the distance floor.
+    seed : int
+    results : str or Path, optional
+        JSON-lines file of per-dataset results, read to resume and appended to.
+    progress : bool
+
+    Returns
+    -------
+    PosteriorValidation
+    """
+    if datasets < 2:
+        raise GeodiffError(f"posterior checks need at least 2 datasets, got {datasets}")
+    if (draws + 1) % 20:
+        raise GeodiffError(f"draws + 1 must be a multiple of 20 (19, 39, ...), got {draws}")
+    if n_obs < 3:
+        raise GeodiffError(f"need at least 3 observations per dataset, got {n_obs}")
+    if 2 * mcmc_samples < 2 * draws:
+        raise GeodiffError(f"mcmc_samples must be at least draws ({draws}), got {mcmc_samples}")
+    settings = {
+        "datasets": datasets,
+        "n_obs": n_obs,
+        "noise_sd": noise_sd,
+        "draws": draws,
+        "method": method,
+        "steps": steps,
+        "mcmc_warmup": mcmc_warmup,
+        "mcmc_samples": mcmc_samples,
+        "seed": seed,
+    }
+    key = {k: v for k, v in settings.items() if k != "datasets"}  # more datasets extend a run
+    done = {}
+    if results is not None:
+        results = Path(results)
+        done = _read_records(results, key)
+        if not results.exists():
+            results.parent.mkdir(parents=True, exist_ok=True)
+            results.write_text(json.dumps({"settings": key}) + "\n")
+    for k in range(datasets):
+        if k in done:
+            continue
+        _log(progress, f"[posterior] dataset {k + 1}/{datasets}: {method}, MCMC, kriging")
+        done[k] = _score_dataset(model, k, settings, progress)
+        if results is not None:
+            with results.open("a") as f:
+                f.write(json.dumps(done[k]) + "\n")
+    records = [done[k] for k in range(datasets)]
+    return PosteriorValidation(records, _checks(records, settings), settings)
+
+
+def _mean_se(values) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return float(values.mean()), float(se)
+
+
+def _shares(records, name) -> np.ndarray:
+    counts = np.sum([r[name]["ranks"] for r in records], axis=0)
+    return counts / counts.sum()
+
+
+def _coverage_check(records, name: str, label: str) -> Check:
+    cover, se = _mean_se([r[name]["cover90"] for r in records])
+    tolerance = max(COVERAGE_TOLERANCE, 2 * se)
+    return Check(
+        "posterior",
+        f"90 % interval coverage, {label}",
+        f"{cover:.3f} ± {se:.3f}",
+        "0.900",
+        f"within {COVERAGE_TOLERANCE:g} of 0.90 (or 2 se)",
+        bool(abs(cover - 0.9) <= tolerance),
+    )
+
+
+def _checks(records: list, settings: dict) -> list:
+    method = settings["method"]
+    crps_ratio = np.mean([r["diffusion"]["crps"] for r in records]) / np.mean(
+        [r["mcmc"]["crps"] for r in records]
+    )
+    es_ratio = np.mean([r["diffusion"]["energy"] for r in records]) / np.mean(
+        [r["mcmc"]["energy"] for r in records]
+    )
+    shares = _shares(records, "diffusion")
+    mcmc_shares = _shares(records, "mcmc")
+    sw = np.mean([r["diffusion"]["sw"] for r in records])
+    sw_floor = np.mean([r["diffusion"]["sw_floor"] for r in records])
+    rhat = max(r["mcmc"]["max_rhat"] for r in records)
+    crps_mcmc = np.mean([r["mcmc"]["crps"] for r in records])
+    es_mcmc = np.mean([r["mcmc"]["energy"] for r in records])
+    return [
+        Check(
+            "posterior",
+            "MCMC reference converged (largest R-hat over datasets)",
+            f"{rhat:.3f}",
+            "1",
+            f"≤ {RHAT_LIMIT:g}",
+            bool(rhat <= RHAT_LIMIT),
+        ),
+        _coverage_check(records, "mcmc", "MCMC reference"),
+        _coverage_check(records, "diffusion", f"diffusion ({method})"),
+        Check(
+            "posterior",
+            f"CRPS of diffusion ({method}) / MCMC",
+            f"{crps_ratio:.3f}",
+            f"1 (MCMC: {crps_mcmc:.4f})",
+            f"≤ {SCORE_RATIO_LIMIT:g}",
+            bool(crps_ratio <= SCORE_RATIO_LIMIT),
+        ),
+        Check(
+            "posterior",
+            f"energy score of diffusion ({method}) / MCMC",
+            f"{es_ratio:.3f}",
+            f"1 (MCMC: {es_mcmc:.3f})",
+            f"≤ {SCORE_RATIO_LIMIT:g}",
+            bool(es_ratio <= SCORE_RATIO_LIMIT),
+        ),
+        Check(
+            "posterior",
+            f"rank histogram of the truth among diffusion draws ({RANK_BINS} bins)",
+            f"largest |share − 0.1|: {np.abs(shares - 0.1).max():.3f}",
+            f"{np.abs(mcmc_shares - 0.1).max():.3f} (MCMC)",
+            f"≤ {RANK_SHARE_TOLERANCE:g}",
+            bool(np.abs(shares - 0.1).max() <= RANK_SHARE_TOLERANCE),
+        ),
+        Check(
+            "posterior",
+            "sliced Wasserstein distance of diffusion draws to MCMC draws",
+            f"{sw:.3f}",
+            f"{sw_floor:.3f} (MCMC half to half)",
+            f"≤ {DISTANCE_RATIO_LIMIT:g} × floor",
+            bool(sw <= DISTANCE_RATIO_LIMIT * sw_floor),
+        ),
+    ]
+
+
+def method_table(records: list, draws: int) -> str:
+    """Markdown table: each method's mean scores over datasets (se of the CRPS)."""
+    lines = [
+        "| method | CRPS (± se) | CRPS / MCMC | energy score | RMSE | 90 % coverage "
+        f"| rank shares ({RANK_BINS} bins) | s per dataset |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    mcmc = np.mean([r["mcmc"]["crps"] for r in records])
+    for name in METHODS:
+        rows = [r[name] for r in records]
+        crps, se = _mean_se([x["crps"] for x in rows])
+        energy = f"{np.mean([x['energy'] for x in rows]):.3f}" if "energy" in rows[0] else "—"
+        shares = " ".join(f"{v:.3f}" for v in _shares(records, name))
+        lines.append(
+            f"| {name} | {crps:.4f} ± {se:.4f} | {crps / mcmc:.3f} | {energy} "
+            f"| {np.mean([x['rmse'] for x in rows]):.4f} "
+            f"| {np.mean([x['cover90'] for x in rows]):.3f} | {shares} "
+            f"| {np.mean([x['seconds'] for x in rows]):.1f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,314 @@
+"""Prior checks: does the trained network sample the prior it was trained on?
+
+Every check compares the network with an exact reference and states a criterion fixed in
+advance. Distribution checks also run on a *control*: a second set of exact simulations
+compared with the reference in the same way, which shows the noise floor of each
+statistic at this sample size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from geodiff.diffusion.validation import denoising_mse, validation_steps
+from geodiff.errors import GeodiffError
+from geodiff.fields.simulate import simulate
+from geodiff.metrics import (
+    classifier_two_sample_test,
+    compare_spectra,
+    compare_variograms,
+    directional_variograms,
+    radial_power_spectrum,
+)
+from geodiff.metrics.marginal import compare_marginals
+from geodiff.metrics.scores import max_sliced_wasserstein
+from geodiff.rng import derive_seed
+from geodiff.validate.checks import Check
+
+__all__ = [
+    "AUC_Z_LIMIT",
+    "DENOISER_TOLERANCE",
+    "MSW_RATIO_LIMIT",
+    "Z_LIMIT",
+    "PriorValidation",
+    "principal_directions",
+    "validate_prior",
+]
+
+#: network MSE may exceed the oracle's (the Bayes risk) by at most this factor
+DENOISER_TOLERANCE = 1.10
+#: largest |z| allowed for a difference of mean curves or quantiles; the maximum of some
+#: 60 correlated standard normals rarely exceeds 3.5 when the two sets agree
+Z_LIMIT = 4.0
+#: max-sliced Wasserstein distance at most this many times its noise floor
+MSW_RATIO_LIMIT = 1.5
+#: classifier AUC at most this many null standard deviations above 0.5
+AUC_Z_LIMIT = 3.0
+
+
+@dataclass
+class PriorValidation:
+    """Results of :func:`validate_prior`; the arrays feed the report's figures.
+
+    Attributes
+    ----------
+    checks : list of Check
+    sigma, network_mse, oracle_mse : np.ndarray, shape (L,)
+        Denoising error per noise level (noise-to-signal ratio σ).
+    variograms, control_variograms : VariogramComparison
+        Generated and control fields against the reference.
+    spectra, control_spectra : SpectrumComparison
+    marginals, control_marginals : MarginalComparison
+    msw, msw_floor : float
+        Max-sliced Wasserstein distance (prior-sd units): generated and control.
+    classifier : ClassifierTestResult
+    generated, reference : np.ndarray, shape (k, H, W)
+        A few fields of each set, to look at.
+    seconds : dict of str to float
+        Wall time per stage.
+    settings : dict
+    """
+
+    checks: list
+    sigma: np.ndarray
+    network_mse: np.ndarray
+    oracle_mse: np.ndarray
+    variograms: object
+    control_variograms: object
+    spectra: object
+    control_spectra: object
+    marginals: object
+    control_marginals: object
+    msw: float
+    msw_floor: float
+    classifier: object
+    generated: np.ndarray
+    reference: np.ndarray
+    seconds: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+
+def principal_directions(prior, grid, *, n_theta: int = 64, k: int = 64, seed: int = 0):
+    """Leading principal directions of a prior's field distribution, in prior-sd units.
+
+    The covariance of the field under the prior (a mixture over θ) is the mean of the
+    covariances of ``n_theta`` θ draws; its ``k`` leading eigenvectors, divided by the
+    square root of their eigenvalues, project a field onto coordinates of unit prior
+    variance. They do not depend on the samples they are used to compare.
+
+    Parameters
+    ----------
+    prior : GRFPrior
+    grid : Grid
+    n_theta : int
+    k : int
+    seed : int
+
+    Returns
+    -------
+    np.ndarray, shape (H*W, k)
+    """
+    d = grid.shape[0] * grid.shape[1]
+    if not 1 <= k <= d:
+        raise GeodiffError(f"k must be in 1..{d}, got {k}")
+    gen = torch.Generator().manual_seed(derive_seed(seed, 0))
+    theta = prior.sample_theta(n_theta, generator=gen)
+    pts = torch.as_tensor(grid.points(), dtype=torch.float64)
+    cov = torch.zeros(d, d, dtype=torch.float64)
+    for lo in range(0, n_theta, 8):
+        part = {key: v[lo : lo + 8] for key, v in theta.items()}
+        cov += prior.covariance(pts, pts, part).sum(0)
+    eigval, eigvec = torch.linalg.eigh(cov / n_theta)
+    top = torch.argsort(eigval, descending=True)[:k]
+    return (eigvec[:, top] / eigval[top].clamp(min=1e-12).sqrt()).numpy()
+
+
+def _log(enabled: bool, text: str) -> None:
+    if enabled:
+        print(text, flush=True)
+
+
+def validate_prior(
+    model,
+    *,
+    n: int = 500,
+    sampler: str = "dpm2m",
+    steps: int = 50,
+    oracle_components: int = 64,
+    n_mse: int = 256,
+    n_directions: int = 64,
+    classifier_epochs: int = 10,
+    seed: int = 0,
+    device=None,
+    progress: bool = True,
+) -> PriorValidation:
+    """Check unconditional samples and the denoiser of a trained model against exact ones.
+
+    Parameters
+    ----------
+    model : DiffusionModel
+    n : int
+        Fields in each set: generated, reference and control (exact simulations).
+    sampler, steps :
+        How the network samples (see :meth:`DiffusionModel.sample`).
+    oracle_components : int
+        θ draws in the exact mixture oracle (the denoising floor).
+    n_mse : int
+        Fields for the denoising error.
+    n_directions : int
+        Principal directions for the max-sliced Wasserstein distance.
+    classifier_epochs : int
+    seed : int
+    device : optional
+        Where the network runs (the model's device by default).
+    progress : bool
+        Print each stage and show progress bars.
+
+    Returns
+    -------
+    PriorValidation
+    """
+    if n < 20:
+        raise GeodiffError(f"prior checks need at least 20 fields per set, got {n}")
+    prior, grid = model.prior, model.grid
+    device = device or model.device
+    seconds = {}
+
+    started = time.perf_counter()
+    _log(progress, f"[prior 1/5] denoising error against the exact oracle ({n_mse} fields)")
+    oracle = model.oracle(oracle_components, seed=seed)
+    clean = oracle.sample(n_mse, seed=seed).float()
+    t_levels = validation_steps(model.schedule)
+    floor = denoising_mse(oracle, clean, model.schedule, t_levels, seed=seed).numpy()
+    net = denoising_mse(
+        model.denoiser.denoise, clean, model.schedule, t_levels, seed=seed, device=device
+    ).numpy()
+    sigma = model.schedule.sigma(t_levels).numpy()
+    del oracle, clean
+    seconds["denoising error"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    _log(progress, f"[prior 2/5] {n} network samples ({sampler}, {steps} steps)")
+    generated = model.sample(n, steps=steps, sampler=sampler, seed=seed, progress=progress)
+    generated = generated.double().numpy()
+    seconds["sampling"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    _log(progress, f"[prior 3/5] {2 * n} exact simulations (reference and control)")
+    reference = simulate(prior, grid, n, seed=derive_seed(seed, 11)).fields.double().numpy()
+    control = simulate(prior, grid, n, seed=derive_seed(seed, 12)).fields.double().numpy()
+    seconds["exact simulation"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    _log(progress, "[prior 4/5] variograms, spectra, marginal quantiles, max-sliced Wasserstein")
+    ref_vario, ref_spec = directional_variograms(reference), radial_power_spectrum(reference)
+    vario = compare_variograms(directional_variograms(generated), ref_vario)
+    vario_ctrl = compare_variograms(directional_variograms(control), ref_vario)
+    spec = compare_spectra(radial_power_spectrum(generated), ref_spec)
+    spec_ctrl = compare_spectra(radial_power_spectrum(control), ref_spec)
+    marg = compare_marginals(generated, reference, seed=seed)
+    marg_ctrl = compare_marginals(control, reference, seed=seed)
+    directions = principal_directions(prior, grid, k=n_directions, seed=seed) / model.data_scale
+    flat = {k: v.reshape(n, -1) for k, v in (("g", generated), ("r", reference), ("c", control))}
+    msw = max_sliced_wasserstein(flat["g"], flat["r"], directions)
+    msw_floor = max_sliced_wasserstein(flat["c"], flat["r"], directions)
+    seconds["statistics"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    _log(progress, f"[prior 5/5] classifier two-sample test ({classifier_epochs} epochs)")
+    c2st = classifier_two_sample_test(
+        generated,
+        reference,
+        seed=seed,
+        epochs=classifier_epochs,
+        device=device,
+        progress=progress,
+    )
+    seconds["classifier"] = time.perf_counter() - started
+
+    ratio = net / floor
+    worst = int(np.argmax(ratio))
+    checks = [
+        Check(
+            "prior",
+            "denoiser MSE / exact oracle MSE (worst noise level)",
+            f"{ratio[worst]:.3f} at σ = {sigma[worst]:.3g}",
+            "1 (Bayes risk)",
+            f"≤ {DENOISER_TOLERANCE:.2f} at all {len(ratio)} levels",
+            bool(ratio.max() <= DENOISER_TOLERANCE),
+        ),
+        Check(
+            "prior",
+            "directional variograms (max |z| over 4 directions × lags)",
+            f"{vario.max_abs_z:.1f} (largest relative difference "
+            f"{vario.max_relative_difference:.3f})",
+            f"{vario_ctrl.max_abs_z:.1f} (control)",
+            f"max |z| ≤ {Z_LIMIT:g}",
+            bool(vario.max_abs_z <= Z_LIMIT),
+        ),
+        Check(
+            "prior",
+            "radially averaged power spectra (max |z| over wavenumbers)",
+            f"{spec.max_abs_z:.1f} (largest |log ratio| {spec.max_abs_log_ratio:.3f})",
+            f"{spec_ctrl.max_abs_z:.1f} (control)",
+            f"max |z| ≤ {Z_LIMIT:g}",
+            bool(spec.max_abs_z <= Z_LIMIT),
+        ),
+        Check(
+            "prior",
+            f"marginal quantiles ({len(marg.levels)} levels, 0.1 % to 99.9 %; max |z|)",
+            f"{marg.max_abs_z:.1f}",
+            f"{marg_ctrl.max_abs_z:.1f} (control)",
+            f"max |z| ≤ {Z_LIMIT:g}",
+            bool(marg.max_abs_z <= Z_LIMIT),
+        ),
+        Check(
+            "prior",
+            f"max-sliced Wasserstein distance ({n_directions} principal directions, prior sd)",
+            f"{msw:.3f}",
+            f"{msw_floor:.3f} (control)",
+            f"≤ {MSW_RATIO_LIMIT:g} × floor",
+            bool(msw <= MSW_RATIO_LIMIT * msw_floor),
+        ),
+        Check(
+            "prior",
+            "classifier two-sample test (held-out ROC AUC)",
+            f"{c2st.auc:.3f} (z = {c2st.z:.1f})",
+            f"0.5 ± {c2st.auc_se:.3f} (null)",
+            f"AUC ≤ 0.5 + {AUC_Z_LIMIT:g} null sd",
+            bool(c2st.z <= AUC_Z_LIMIT),
+        ),
+    ]
+    settings = {
+        "n": n,
+        "sampler": sampler,
+        "steps": steps,
+        "oracle_components": oracle_components,
+        "n_mse": n_mse,
+        "n_directions": n_directions,
+        "classifier_epochs": classifier_epochs,
+        "seed": seed,
+    }
+    return PriorValidation(
+        checks=checks,
+        sigma=sigma,
+        network_mse=net,
+        oracle_mse=floor,
+        variograms=vario,
+        control_variograms=vario_ctrl,
+        spectra=spec,
+        control_spectra=spec_ctrl,
+        marginals=marg,
+        control_marginals=marg_ctrl,
+        msw=msw,
+        msw_floor=msw_floor,
+        classifier=c2st,
+        generated=generated[:8],
+        reference=reference[:8],
+        seconds=seconds,
+        settings=settings,
+    )
