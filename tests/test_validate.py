@@ -1,0 +1,222 @@
+"""``geodiff validate``: the statistics against exact values, the checks against models
+known to be right (exact simulations) and wrong (scaled fields), resuming, the command."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from geodiff import GeodiffError, Grid, StationaryPrior
+from geodiff.cli import main
+from geodiff.diffusion.model import load_model
+from geodiff.fields.simulate import simulate
+from geodiff.metrics.marginal import compare_marginals, pooled_quantiles
+from geodiff.metrics.scores import energy_score, max_sliced_wasserstein
+from geodiff.validate import Check, checks_table, validate_posterior, validate_prior
+from geodiff.validate import posterior as posterior_module
+from geodiff.validate.prior import principal_directions
+
+MODEL = Path(__file__).resolve().parents[1] / "data" / "stationary-matern-32"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(MODEL)
+
+
+def test_pooled_quantiles_of_white_noise_match_the_normal_quantiles():
+    levels = (0.01, 0.25, 0.5, 0.9, 0.99)
+    z_p = stats.norm.ppf(levels)
+    n_values = 200 * 8 * 8
+    # iid values: a sample quantile's sd is sqrt(p (1 - p) / N) / φ(z_p)
+    exact_se = np.sqrt(np.multiply(levels, 1 - np.array(levels)) / n_values) / stats.norm.pdf(z_p)
+    ratios = []
+    for seed in range(8):
+        fields = np.random.default_rng(seed).standard_normal((200, 8, 8))
+        q, se = pooled_quantiles(fields, levels, n_boot=200, seed=seed + 100)
+        assert np.all(np.abs(q - z_p) < 4 * exact_se)
+        ratios.append(se / exact_se)
+    # a bootstrap se of a tail quantile varies by ~20 % between samples: check its mean
+    # over 40 (seed, level) pairs, whose standard error is about 0.03
+    assert np.mean(ratios) == pytest.approx(1.0, abs=0.1)
+
+
+def test_compare_marginals_finds_a_scale_error_and_not_a_resample():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((100, 8, 8)), rng.standard_normal((100, 8, 8))
+    assert compare_marginals(a, b, seed=0).max_abs_z < 4
+    assert compare_marginals(1.2 * a, b, seed=0).max_abs_z > 6
+    with pytest.raises(GeodiffError, match="levels"):
+        pooled_quantiles(a, (0.0, 0.5))
+    with pytest.raises(GeodiffError, match="grid"):
+        compare_marginals(a, rng.standard_normal((100, 8, 9)))
+
+
+def test_energy_score_equals_its_formula():
+    rng = np.random.default_rng(2)
+    y, x = rng.standard_normal(5), rng.standard_normal((30, 5))
+    pair = np.linalg.norm(x[:, None] - x[None], axis=-1).sum() / (2 * 30 * 29)
+    assert energy_score(y, x) == pytest.approx(np.linalg.norm(x - y, axis=1).mean() - pair)
+
+
+def test_max_sliced_wasserstein_is_the_largest_projected_distance():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((50, 3))
+    shift = np.array([0.5, -2.0, 1.0])
+    # a translation moves every 1-D projection by its component: W2 = |shift · direction|
+    assert max_sliced_wasserstein(a, a + shift, np.eye(3)) == pytest.approx(2.0)
+    assert max_sliced_wasserstein(a, a + shift, 3 * np.eye(3)[:, :1]) == pytest.approx(1.5)
+    with pytest.raises(GeodiffError):
+        max_sliced_wasserstein(a, a, np.eye(4))
+
+
+def test_principal_directions_whiten_the_exact_covariance():
+    prior = StationaryPrior("matern", nu=1.5, variance=2.0, length_scale=0.2, nugget=0.01)
+    grid = Grid.square(6, prior.domain)
+    directions = principal_directions(prior, grid, n_theta=2, k=10)
+    theta = prior.sample_theta(1, 0)
+    pts = torch.as_tensor(grid.points(), dtype=torch.float64)
+    cov = prior.covariance(pts, pts, theta)[0].numpy()
+    assert np.allclose(directions.T @ cov @ directions, np.eye(10), atol=1e-8)
+    # the leading directions carry the most variance: their unscaled variances decrease
+    unit = directions / np.linalg.norm(directions, axis=0)
+    variances = np.einsum("dk,de,ek->k", unit, cov, unit)
+    assert np.all(np.diff(variances) <= 1e-10)
+
+
+def test_checks_table_states_criteria_and_escapes_pipes():
+    table = checks_table(
+        [
+            Check("prior", "max |z|", "2.0", "1.5", "≤ 4", True),
+            Check("posterior", "coverage", "0.8", "0.9", "±0.03", False),
+        ]
+    )
+    rows = table.splitlines()
+    assert rows[2].count(" | ") == 4 and "max \\|z\\|" in rows[2] and "**pass**" in rows[2]
+    assert "**WARN**" in rows[3]
+    assert Check("p", "n", "v", "f", "c", False).to_dict()["status"] == "warn"
+
+
+def _prior_checks(model, monkeypatch, factor):
+    """Prior checks with the network's sampler replaced by exact simulation x factor."""
+    prior, grid = model.prior, model.grid
+
+    def sample(n, *, seed=0, **_):
+        return simulate(prior, grid, n, seed=10**6 + seed).fields * factor
+
+    monkeypatch.setattr(model, "sample", sample)
+    result = validate_prior(
+        model,
+        n=150,
+        oracle_components=4,
+        n_mse=16,
+        n_directions=16,
+        classifier_epochs=1,
+        progress=False,
+    )
+    return {c.name.split(" (")[0]: c for c in result.checks}, result
+
+
+def test_prior_checks_pass_exact_simulations_and_flag_scaled_fields(model, monkeypatch):
+    checks, result = _prior_checks(model, monkeypatch, 1.0)
+    for name in ("directional variograms", "radially averaged power spectra", "marginal quantiles"):
+        assert checks[name].passed, checks[name]
+    assert result.generated.shape == (8, *model.grid.shape)
+    assert 0 <= result.classifier.auc <= 1 and len(result.sigma) == len(result.oracle_mse)
+    # the trained network's denoiser (not replaced) is within 10 % of the Bayes risk
+    assert checks["denoiser MSE / exact oracle MSE"].passed
+    exact_msw = result.msw
+    checks, result = _prior_checks(model, monkeypatch, 1.25)
+    for name in ("directional variograms", "radially averaged power spectra", "marginal quantiles"):
+        assert not checks[name].passed, checks[name]
+    # at 150 fields the max-sliced distance's floor (~0.37) exceeds the error (0.25 in
+    # prior-sd units), so it need not warn; the same fields scaled move away, though
+    assert result.msw > exact_msw
+
+
+POSTERIOR = dict(datasets=2, draws=19, steps=4, mcmc_warmup=30, mcmc_samples=30, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore::geodiff.baselines.mcmc.MCMCWarning")  # 30 NUTS draws
+def test_posterior_checks_resume_and_refuse_other_settings(model, tmp_path, monkeypatch):
+    results = tmp_path / "posterior.jsonl"
+    first = validate_posterior(model, results=results, **POSTERIOR)
+    lines = results.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["settings"]["draws"] == 19
+    record = first.records[0]
+    for name in posterior_module.METHODS:
+        assert sum(record[name]["ranks"]) == model.grid.shape[0] * model.grid.shape[1]
+        assert 0 <= record[name]["cover90"] <= 1 and record[name]["crps"] > 0
+    assert record["diffusion"]["sw_floor"] > 0 and record["mcmc"]["energy"] > 0
+    assert {c.group for c in first.checks} == {"posterior"} and len(first.checks) == 7
+
+    # a rerun reads every dataset back; a line cut by a kill is recomputed
+    results.write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])
+    calls = []
+    real = posterior_module._score_dataset
+
+    def counting(model_, k, settings, progress):
+        calls.append(k)
+        return real(model_, k, settings, progress)
+
+    monkeypatch.setattr(posterior_module, "_score_dataset", counting)
+    again = validate_posterior(model, results=results, **POSTERIOR)
+    assert calls == [1]
+    assert again.records[0] == json.loads(json.dumps(first.records[0]))
+    assert again.records[1]["diffusion"]["crps"] == pytest.approx(
+        first.records[1]["diffusion"]["crps"]
+    )
+    with pytest.raises(GeodiffError, match="other settings"):
+        validate_posterior(model, results=results, **{**POSTERIOR, "noise_sd": 0.2})
+    with pytest.raises(GeodiffError, match="multiple of 20"):
+        validate_posterior(model, **{**POSTERIOR, "draws": 20})
+
+
+@pytest.mark.filterwarnings("ignore::geodiff.baselines.mcmc.MCMCWarning")
+def test_cli_validate_writes_a_report_and_strict_fails_on_warnings(tmp_path, capsys):
+    out = tmp_path / "report"
+    args = [
+        "validate",
+        "--model",
+        str(MODEL),
+        "--out",
+        str(out),
+        "--quick",
+        "--fields",
+        "40",
+        "--sample-steps",
+        "4",
+        "--classifier-epochs",
+        "1",
+        "--oracle-components",
+        "4",
+        "--mse-fields",
+        "16",
+        "--datasets",
+        "2",
+        "--steps",
+        "2",
+        "--mcmc-warmup",
+        "30",
+        "--mcmc-samples",
+        "30",
+        "--quiet",
+    ]
+    assert main(args + ["--strict"]) == 1  # a 2-step sampler is far from MCMC: warnings
+    text = (out / "report.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["checks"]) == 13
+    for name in ("variograms", "spectra", "marginals", "denoising", "ranks", "calibration"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+        assert f"({name}.png)" in text
+    assert "## Summary" in text and "geodiff validate --model" in text
+    assert "checks pass" in capsys.readouterr().out
+    # the posterior results are resumed: a second run with --posterior-only reuses them
+    assert main(args + ["--posterior-only"]) == 0
+    assert "## Prior checks" not in (out / "report.md").read_text()
+    assert main(args + ["--draws", "20"]) == 2
+    assert "multiple of 20" in capsys.readouterr().err
+    assert summary["checks"][0]["status"] in ("pass", "warn")
