@@ -205,7 +205,7 @@ def test_cli_validate_writes_a_report_and_strict_fails_on_warnings(tmp_path, cap
         "30",
         "--quiet",
     ]
-    assert main(args + ["--strict"]) == 1  # a 2-step sampler is far from MCMC: warnings
+    assert main([*args, "--strict"]) == 1  # a 2-step sampler is far from MCMC: warnings
     text = (out / "report.md").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["checks"]) == 13
@@ -215,8 +215,8 @@ def test_cli_validate_writes_a_report_and_strict_fails_on_warnings(tmp_path, cap
     assert "## Summary" in text and "geodiff validate --model" in text
     assert "checks pass" in capsys.readouterr().out
     # the posterior results are resumed: a second run with --posterior-only reuses them
-    assert main(args + ["--posterior-only"]) == 0
+    assert main([*args, "--posterior-only"]) == 0
     assert "## Prior checks" not in (out / "report.md").read_text()
-    assert main(args + ["--draws", "20"]) == 2
+    assert main([*args, "--draws", "20"]) == 2
     assert "multiple of 20" in capsys.readouterr().err
     assert summary["checks"][0]["status"] in ("pass", "warn")

@@ -42,6 +42,7 @@ __all__ = [
     "RHAT_LIMIT",
     "SCORE_RATIO_LIMIT",
     "PosteriorValidation",
+    "check_settings",
     "validate_posterior",
 ]
 
@@ -183,6 +184,20 @@ def _score_dataset(model, k: int, s: dict, progress: bool) -> dict:
     return record
 
 
+def check_settings(
+    *, datasets: int = 20, draws: int = 19, n_obs: int = 30, mcmc_samples: int = 200, **_
+) -> None:
+    """Raise :class:`GeodiffError` on settings :func:`validate_posterior` cannot use."""
+    if datasets < 2:
+        raise GeodiffError(f"posterior checks need at least 2 datasets, got {datasets}")
+    if (draws + 1) % 20:
+        raise GeodiffError(f"draws + 1 must be a multiple of 20 (19, 39, ...), got {draws}")
+    if n_obs < 3:
+        raise GeodiffError(f"need at least 3 observations per dataset, got {n_obs}")
+    if mcmc_samples < draws:
+        raise GeodiffError(f"mcmc_samples must be at least draws ({draws}), got {mcmc_samples}")
+
+
 def validate_posterior(
     model,
     *,
@@ -226,14 +241,7 @@ def validate_posterior(
     -------
     PosteriorValidation
     """
-    if datasets < 2:
-        raise GeodiffError(f"posterior checks need at least 2 datasets, got {datasets}")
-    if (draws + 1) % 20:
-        raise GeodiffError(f"draws + 1 must be a multiple of 20 (19, 39, ...), got {draws}")
-    if n_obs < 3:
-        raise GeodiffError(f"need at least 3 observations per dataset, got {n_obs}")
-    if 2 * mcmc_samples < 2 * draws:
-        raise GeodiffError(f"mcmc_samples must be at least draws ({draws}), got {mcmc_samples}")
+    check_settings(datasets=datasets, draws=draws, n_obs=n_obs, mcmc_samples=mcmc_samples)
     settings = {
         "datasets": datasets,
         "n_obs": n_obs,

@@ -19,7 +19,7 @@ import torch
 
 from geodiff.errors import GeodiffError
 from geodiff.validate.checks import checks_table
-from geodiff.validate.posterior import PosteriorValidation, validate_posterior
+from geodiff.validate.posterior import PosteriorValidation, check_settings, validate_posterior
 from geodiff.validate.prior import (
     AUC_Z_LIMIT,
     DENOISER_TOLERANCE,
@@ -96,6 +96,8 @@ def run_validation(
     """
     if not (prior_checks or posterior_checks):
         raise GeodiffError("nothing to validate: both the prior and the posterior checks are off")
+    if posterior_checks:  # before the prior checks' minutes, not after
+        check_settings(**(posterior_options or {}))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
