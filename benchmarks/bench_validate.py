@@ -12,6 +12,7 @@ kept beside the report, so an interrupted run resumes.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -37,13 +38,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    models = args.models or shipped_models()
+    models = [m.resolve() for m in args.models] if args.models else shipped_models()
+    os.chdir(ROOT)  # the reports name paths relative to the repository
     if not models:
         parser.error("no trained models found in data/")
     for model in models:
         name = model.resolve().name
         out = ROOT / "docs" / "validation" / name
-        options = ["validate", "--model", str(model), "--out", str(out.relative_to(ROOT))]
+        shown = model.resolve().relative_to(ROOT) if model.resolve().is_relative_to(ROOT) else model
+        options = ["validate", "--model", str(shown), "--out", str(out.relative_to(ROOT))]
         options += shlex.split(args.extra)
         status = geodiff_main(options)
         if status not in (0, 1):

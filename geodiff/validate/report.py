@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -128,8 +129,18 @@ def _model_name(model) -> str:
 
 def _machine() -> str:
     cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {gpu}"
+    )
 
 
 def _report(model, prior, posterior, checks, out: Path, command: str, seconds: float) -> str:

@@ -1,0 +1,520 @@
+"""K-fold cross-validation of spatial prediction methods on point data in physical units.
+
+:func:`cross_validate` splits the observations into ``folds`` seeded random folds (every
+point held out exactly once), predicts each held-out fold from the others with every
+method, and returns a :class:`CrossValidation`: per point the predictive mean, sd,
+central 90% interval and CRPS of each method, with :meth:`CrossValidation.scores`
+(CRPS, RMSE, 90% coverage, with standard errors over points) and paired comparisons.
+
+Methods
+-------
+``"diffusion"``
+    :func:`~geodiff.posterior.diffusion_posterior` with the trained model, read at the
+    held-out points (bilinear reads of each posterior draw on the model's grid).
+``"ordinary-kriging"``
+    :func:`~geodiff.baselines.fit.ordinary_kriging` in physical coordinates: a
+    stationary anisotropic covariance of the model's family (shape parameter at its
+    prior median), refitted by REML with a nugget on every training fold.
+``"mcmc"``
+    The fully Bayesian reference under the model's own training prior (not the
+    network): NUTS over the prior's parameters given the training fold mapped to the
+    model's domain and units, then exact conditional draws at the held-out points. The
+    field is continuous (covariances at the points themselves).
+``"mcmc-grid"``
+    The same with the field living on the model's grid and observed and predicted by
+    bilinear interpolation: the exact Bayesian answer for the diffusion model's own
+    representation, so its gap to ``"mcmc"`` is the cost of the grid's resolution, and
+    the gap of ``"diffusion"`` to it is the cost of the network and the sampler.
+
+The map to the model's domain and units (:class:`~geodiff.transform.DomainMap`) is
+fitted on each fold from the *training* values only (``standardise=True``: their mean
+and sd), so no held-out value leaks into the standardisation; its coordinate box is the
+bounding box of training *and* held-out locations (locations are known when predicting),
+widened by ``margin``, so it is the same for every fold.
+
+What is scored
+--------------
+The held-out values are measurements, so by default (``include_noise=True``) every
+predictive distribution is that of a new measurement: the held-out point's noise
+variance ``noise_sd²`` is added (independent normal noise on each draw; for kriging
+also the fitted nugget, which it treats as measurement error). With
+``include_noise=False`` the predictive is of the noise-free field, as when the held-out
+values are exact. Draw-based methods use the fair ensemble CRPS and the empirical 90%
+interval from the k-th to the (S+1-k)-th smallest of S draws, k = 0.05 (S+1) (it holds
+a calibrated truth with probability exactly 0.9 since S+1 must be a multiple of 20);
+Gaussian predictions (kriging) the closed-form CRPS and mean ± 1.645 sd.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from geodiff.errors import GeodiffError
+from geodiff.metrics.scores import crps, interval_coverage
+from geodiff.observe import Observations
+from geodiff.rng import derive_seed
+from geodiff.transform import DomainMap
+
+__all__ = ["CV_METHODS", "CrossValidation", "assign_folds", "cross_validate", "point_summaries"]
+
+#: the methods :func:`cross_validate` knows
+CV_METHODS = ("diffusion", "ordinary-kriging", "mcmc", "mcmc-grid")
+_MIN_TRAIN_KRIGING = 7  # mean, variance, length scale, nugget, ratio, angle: more than 6
+_Z90 = float(stats.norm.ppf(0.95))
+_DIFFUSION_STREAM, _MCMC_STREAM, _NOISE_STREAM = 40, 41, 42
+
+
+def assign_folds(n: int, folds: int, seed: int = 0) -> np.ndarray:
+    """Fold of each of ``n`` points: a seeded random partition into near-equal folds.
+
+    ``numpy.random.default_rng(seed).permutation(n)``; the k-th point of the permutation
+    goes to fold ``k mod folds``, so fold sizes differ by at most one.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n,)
+    """
+    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
+        raise GeodiffError(f"cross-validation needs an integer number of folds >= 2, got {folds!r}")
+    if folds > n:
+        raise GeodiffError(f"{folds} folds for {n} points: at most one fold per point")
+    fold = np.empty(n, dtype=int)
+    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    return fold
+
+
+def point_summaries(truth, draws=None, *, mean=None, sd=None) -> dict:
+    """Predictive summaries and scores at each target, from draws or a Gaussian.
+
+    Parameters
+    ----------
+    truth : array_like, shape (m,)
+    draws : array_like, shape (S, m), optional
+        S + 1 must be a multiple of 20 (exact 90% intervals).
+    mean, sd : array_like, shape (m,), optional
+        A Gaussian prediction instead.
+
+    Returns
+    -------
+    dict of numpy.ndarray, shape (m,)
+        ``mean, sd, lower, upper`` (central 90% interval), ``crps``, ``covered`` (0/1).
+    """
+    truth = np.asarray(truth, dtype=float).reshape(-1)
+    if draws is not None:
+        draws = np.asarray(draws, dtype=float).reshape(-1, truth.size)
+        s = len(draws)
+        if s < 19 or (s + 1) % 20:
+            raise GeodiffError(f"need S draws with S + 1 a multiple of 20 (19, 39, ...), got {s}")
+        k = round(0.05 * (s + 1))
+        ordered = np.sort(draws, axis=0)
+        lower, upper = ordered[k - 1], ordered[s - k]
+        mean, sd = draws.mean(0), draws.std(0, ddof=1)
+        score = crps(truth, draws)
+    else:
+        if mean is None or sd is None:
+            raise GeodiffError("give draws, or a mean and an sd")
+        mean = np.asarray(mean, dtype=float).reshape(-1)
+        sd = np.asarray(sd, dtype=float).reshape(-1)
+        lower, upper = mean - _Z90 * sd, mean + _Z90 * sd
+        score = crps(truth, mean=mean, sd=sd)
+    out = {"mean": mean, "sd": sd, "lower": lower, "upper": upper, "crps": score}
+    out["covered"] = interval_coverage(truth, lower, upper)
+    for key, value in out.items():
+        if value.shape != truth.shape or not np.isfinite(value).all():
+            raise GeodiffError(f"a prediction's {key} is not finite at every target")
+    return out
+
+
+@dataclass
+class CrossValidation:
+    """Held-out predictions of every method at every point.
+
+    Attributes
+    ----------
+    locations : numpy.ndarray, shape (n, 2)
+        Physical coordinates.
+    truth : numpy.ndarray, shape (n,)
+        The observed (held-out) values.
+    noise_sd : numpy.ndarray, shape (n,)
+    fold : numpy.ndarray of int, shape (n,)
+        The fold in which each point was held out.
+    methods : tuple of str
+    mean, sd, lower, upper, crps : dict of str to numpy.ndarray, shape (n,)
+        Per method: predictive mean and sd, central 90% interval, CRPS.
+    draws : dict of str to numpy.ndarray of shape (S, n) or None
+        Predictive draws (None for Gaussian predictions).
+    seconds : dict of str to numpy.ndarray, shape (folds,)
+        Wall time of each method on each fold.
+    info : dict of str to list of dict
+        Per method, per fold: what the method reported (fitted parameters, R-hat, ...).
+    include_noise : bool
+        Whether the predictive distributions are of measurements (True) or the field.
+    """
+
+    locations: np.ndarray
+    truth: np.ndarray
+    noise_sd: np.ndarray
+    fold: np.ndarray
+    methods: tuple
+    mean: dict = field(default_factory=dict)
+    sd: dict = field(default_factory=dict)
+    lower: dict = field(default_factory=dict)
+    upper: dict = field(default_factory=dict)
+    crps: dict = field(default_factory=dict)
+    draws: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    include_noise: bool = True
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.fold.max()) + 1
+
+    @classmethod
+    def combine(cls, parts) -> CrossValidation:
+        """One cross-validation from runs of different methods on the same folds.
+
+        :func:`cross_validate` seeds each method's streams by fold and method only, so
+        running methods one at a time (e.g. to resume an interrupted run) and combining
+        them gives the same result as running them together.
+
+        Raises
+        ------
+        GeodiffError
+            Parts with other points, values, noise or folds, or a method in two parts.
+        """
+        parts = list(parts)
+        if not parts:
+            raise GeodiffError("nothing to combine")
+        first = parts[0]
+        out = cls(
+            first.locations,
+            first.truth,
+            first.noise_sd,
+            first.fold,
+            (),
+            include_noise=first.include_noise,
+        )
+        for part in parts:
+            same = (
+                part.include_noise == first.include_noise
+                and part.fold.shape == first.fold.shape
+                and np.array_equal(part.fold, first.fold)
+                and np.array_equal(part.locations, first.locations)
+                and np.array_equal(part.truth, first.truth)
+                and np.array_equal(part.noise_sd, first.noise_sd)
+            )
+            if not same:
+                raise GeodiffError("cannot combine cross-validations of other data or folds")
+            for m in part.methods:
+                if m in out.methods:
+                    raise GeodiffError(f"method {m!r} is in two of the parts")
+                out.methods = (*out.methods, m)
+                for name in ("mean", "sd", "lower", "upper", "crps", "draws", "seconds", "info"):
+                    getattr(out, name)[m] = getattr(part, name)[m]
+        return out
+
+    def covered(self, method: str) -> np.ndarray:
+        """Whether each held-out value lies in the method's 90% interval (0/1), shape (n,)."""
+        return interval_coverage(self.truth, self.lower[method], self.upper[method])
+
+    def scores(self) -> dict:
+        """Per method: ``crps, rmse, cover90`` with standard errors, and wall time.
+
+        Standard errors treat the n held-out points as independent (``sd / sqrt(n)``;
+        the RMSE's by the delta method, ``se(MSE) / (2 RMSE)``; the coverage's
+        ``sqrt(p (1 - p) / n)``). Nearby points are correlated, so read them as a
+        lower bound on the uncertainty; :meth:`compare` gives paired differences,
+        which cancel much of it.
+
+        Returns
+        -------
+        dict of str to dict of float
+            ``crps, crps_se, rmse, rmse_se, cover90, cover90_se, mean_sd, seconds``.
+        """
+        n = len(self.truth)
+        out = {}
+        for m in self.methods:
+            sq = (self.mean[m] - self.truth) ** 2
+            rmse = math.sqrt(sq.mean())
+            cover = float(self.covered(m).mean())
+            out[m] = {
+                "crps": float(self.crps[m].mean()),
+                "crps_se": float(self.crps[m].std(ddof=1) / math.sqrt(n)),
+                "rmse": rmse,
+                "rmse_se": float(sq.std(ddof=1) / math.sqrt(n) / (2 * rmse)) if rmse > 0 else 0.0,
+                "cover90": cover,
+                "cover90_se": math.sqrt(cover * (1 - cover) / n),
+                "mean_sd": float(self.sd[m].mean()),
+                "seconds": float(np.sum(self.seconds[m])),
+            }
+        return out
+
+    def compare(self, reference: str, metric: str = "crps") -> dict:
+        """Paired per-point differences ``method - reference`` of CRPS or squared error.
+
+        Returns
+        -------
+        dict of str to (float, float)
+            Per other method: mean difference and its standard error over points
+            (negative: better than ``reference``).
+        """
+        if reference not in self.methods:
+            raise GeodiffError(f"no method {reference!r} in this cross-validation {self.methods}")
+        if metric not in ("crps", "squared_error"):
+            raise GeodiffError(f"metric must be 'crps' or 'squared_error', got {metric!r}")
+
+        def per_point(m):
+            if metric == "crps":
+                return self.crps[m]
+            return (self.mean[m] - self.truth) ** 2
+
+        out = {}
+        for m in self.methods:
+            if m == reference:
+                continue
+            d = per_point(m) - per_point(reference)
+            out[m] = (float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))))
+        return out
+
+    def table(self, labels: dict | None = None) -> str:
+        """The scores as a Markdown table (method, CRPS, RMSE, 90% coverage, sd, time)."""
+        labels = labels or {}
+        rows = [
+            "| method | CRPS | RMSE | 90% coverage | mean predictive sd | wall time (s) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m, s in self.scores().items():
+            rows.append(
+                f"| {labels.get(m, m)} | {s['crps']:.4f} ± {s['crps_se']:.4f} "
+                f"| {s['rmse']:.4f} ± {s['rmse_se']:.4f} "
+                f"| {s['cover90']:.3f} ± {s['cover90_se']:.3f} | {s['mean_sd']:.4f} "
+                f"| {s['seconds']:.1f} |"
+            )
+        return "\n".join(rows)
+
+
+def _log(enabled: bool, text: str) -> None:
+    if enabled:
+        print(text, flush=True)
+
+
+def _check(model, obs, folds, methods, draws, mcmc_samples, mcmc_chains) -> tuple:
+    if not isinstance(obs, Observations):
+        raise GeodiffError(f"expected Observations, got {type(obs).__name__}")
+    if obs.operator.kind != "points":
+        raise GeodiffError(
+            f"cross-validation needs point observations off any grid, got {obs.operator.kind}"
+        )
+    if not (np.isfinite(obs.values).all() and np.isfinite(obs.locations).all()):
+        raise GeodiffError("observations with NaN or infinite values or coordinates")
+    if not np.isfinite(obs.noise_sd).all():
+        raise GeodiffError("observations with NaN or infinite noise sd")
+    if isinstance(methods, str):
+        methods = (methods,)
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in CV_METHODS]
+    if unknown or not methods:
+        raise GeodiffError(f"unknown method(s) {unknown}; choose from {CV_METHODS}")
+    if len(set(methods)) != len(methods):
+        raise GeodiffError(f"method(s) repeated in {methods}")
+    if not isinstance(draws, int) or draws < 19 or (draws + 1) % 20:
+        raise GeodiffError(
+            f"draws must be an integer with draws + 1 a multiple of 20 (19, 39, 99, ...) so "
+            f"that the 90% interval is exact, got {draws!r}"
+        )
+    n = len(obs)
+    fold = assign_folds(n, folds)  # validates folds
+    smallest_train = n - int(np.bincount(fold).max())
+    need = 2  # the value standardisation needs two values
+    if "ordinary-kriging" in methods:
+        need = max(need, _MIN_TRAIN_KRIGING)
+    if any(m.startswith("mcmc") for m in methods):
+        from geodiff.baselines.mcmc import n_hyperparameters
+
+        need = max(need, n_hyperparameters(model.prior))
+        if mcmc_samples * mcmc_chains < draws:
+            raise GeodiffError(
+                f"MCMC keeps {mcmc_chains} x {mcmc_samples} parameter draws, fewer than the "
+                f"{draws} predictive draws asked for; raise mcmc_samples"
+            )
+    if smallest_train < need:
+        raise GeodiffError(
+            f"too few points per fold: {n} points in {folds} folds leave {smallest_train} to "
+            f"train on, and {', '.join(methods)} need at least {need}; use fewer folds"
+        )
+    return methods
+
+
+def cross_validate(
+    model,
+    obs: Observations,
+    *,
+    folds: int = 5,
+    methods=("diffusion", "ordinary-kriging", "mcmc"),
+    draws: int = 39,
+    diffusion_method: str = "daps",
+    steps: int = 50,
+    diffusion_options: dict | None = None,
+    mcmc_warmup: int = 300,
+    mcmc_samples: int = 300,
+    mcmc_chains: int = 2,
+    include_noise: bool = True,
+    margin: float = 0.1,
+    seed: int = 0,
+    progress: bool = True,
+) -> CrossValidation:
+    """K-fold cross-validation of prediction methods on point data in physical units.
+
+    Parameters
+    ----------
+    model : DiffusionModel
+        The trained prior; its prior (family, parameters) also defines kriging's family
+        and the MCMC reference.
+    obs : Observations
+        Point observations in physical coordinates and units, with their noise.
+    folds : int
+        Number of folds, 2 to n; :func:`assign_folds` with ``seed``.
+    methods : sequence of str
+        From :data:`CV_METHODS`.
+    draws : int
+        Predictive draws per point of the draw-based methods; ``draws + 1`` a multiple
+        of 20.
+    diffusion_method, steps, diffusion_options :
+        The posterior sampler, its steps and its other options.
+    mcmc_warmup, mcmc_samples, mcmc_chains : int
+        NUTS warm-up steps and kept draws per chain.
+    include_noise : bool
+        Score predictive distributions of measurements (True) or of the field.
+    margin : float
+        Widening of the domain box (see :meth:`~geodiff.transform.DomainMap.fit`).
+    seed : int
+        Folds, samplers and added noise.
+    progress : bool
+        Print each step.
+
+    Returns
+    -------
+    CrossValidation
+
+    Raises
+    ------
+    GeodiffError
+        Fewer than 2 or more than n folds, too few training points per fold for a
+        method, an unknown method, NaNs, a draw count that does not give exact 90%
+        intervals.
+    """
+    methods = _check(model, obs, folds, methods, draws, mcmc_samples, mcmc_chains)
+    n = len(obs)
+    fold = assign_folds(n, folds, seed)
+    truth = obs.values.copy()
+    cv = CrossValidation(
+        obs.locations.copy(), truth, obs.noise_sd.copy(), fold, methods, include_noise=include_noise
+    )
+    keys = ("mean", "sd", "lower", "upper", "crps")
+    stats_of = {m: {k: np.full(n, np.nan) for k in keys} for m in methods}
+    draws_of = {
+        m: None if m == "ordinary-kriging" else np.full((draws, n), np.nan) for m in methods
+    }
+    seconds = {m: np.zeros(folds) for m in methods}
+    info = {m: [] for m in methods}
+    for f in range(folds):
+        test = np.flatnonzero(fold == f)
+        train = obs.subset(np.flatnonzero(fold != f))
+        points = obs.locations[test]
+        tau = obs.noise_sd[test] if include_noise else np.zeros(len(test))
+        dmap = DomainMap.fit(
+            train,
+            model.grid.extent,
+            targets=points,
+            margin=margin,
+            standardise=True,
+            data_scale=model.data_scale,
+        )
+        fold_seed = derive_seed(seed, f)
+        _log(progress, f"fold {f + 1}/{folds}: {len(train)} training points, {len(test)} held out")
+        for m in methods:
+            started = time.perf_counter()
+            if m == "diffusion":
+                from geodiff.posterior.predict import diffusion_posterior
+
+                post = diffusion_posterior(
+                    model,
+                    train,
+                    method=diffusion_method,
+                    samples=draws,
+                    steps=steps,
+                    seed=derive_seed(fold_seed, _DIFFUSION_STREAM),
+                    domain_map=dmap,
+                    progress=progress,
+                    **(diffusion_options or {}),
+                )
+                sample = post.at(points).draws
+                extra = {"method": diffusion_method, "steps": steps, **post.info}
+            elif m == "ordinary-kriging":
+                from geodiff.baselines.fit import ordinary_kriging
+
+                prior = model.prior
+                shape = {
+                    k: prior.parameters[k].prior_median() for k in prior.family.shape_parameters
+                }
+                pred = ordinary_kriging(train, points, family=prior.family.name, shape=shape)
+                nugget = pred.info["fit"]["nugget"] if include_noise else 0.0
+                sample = None
+                extra = dict(pred.info)
+            else:
+                from geodiff.baselines.mcmc import mcmc_posterior
+
+                model_obs = dmap.to_model_observations(train)
+                if m == "mcmc-grid":
+                    model_obs = model_obs.on_grid(model.grid)
+                result = mcmc_posterior(
+                    model.prior,
+                    model_obs,
+                    num_chains=mcmc_chains,
+                    warmup_steps=mcmc_warmup,
+                    num_samples=mcmc_samples,
+                    seed=derive_seed(fold_seed, _MCMC_STREAM),
+                    progress=progress,
+                )
+                pred = result.predict(
+                    dmap.to_model_points(points), n_draws=draws, seed=derive_seed(fold_seed, 1)
+                )
+                sample = dmap.to_physical_values(pred.draws)
+                extra = {
+                    "max_rhat": result.max_rhat,
+                    "min_ess": result.min_ess,
+                    "divergences": sum(result.divergences),
+                    "summary": result.summary(),
+                    "warnings": list(result.warnings),
+                }
+            seconds[m][f] = time.perf_counter() - started
+            if sample is None:
+                sd = np.sqrt(pred.sd**2 + tau**2 + nugget)
+                summary = point_summaries(truth[test], mean=pred.mean, sd=sd)
+            else:
+                if len(sample) != draws:
+                    raise GeodiffError(f"{m} returned {len(sample)} draws, not {draws}")
+                rng = np.random.default_rng(
+                    derive_seed(fold_seed, _NOISE_STREAM, CV_METHODS.index(m))
+                )
+                sample = sample + tau * rng.standard_normal(sample.shape)
+                summary = point_summaries(truth[test], sample)
+                draws_of[m][:, test] = sample
+            for key, value in stats_of[m].items():
+                value[test] = summary[key]
+            info[m].append({"domain_map": dmap.to_dict(), **extra})
+            _log(
+                progress,
+                f"  {m}: CRPS {summary['crps'].mean():.4f}, "
+                f"coverage {summary['covered'].mean():.2f}, {seconds[m][f]:.1f} s",
+            )
+    for key in keys:
+        setattr(cv, key, {m: stats_of[m][key] for m in methods})
+    cv.draws, cv.seconds, cv.info = draws_of, seconds, info
+    return cv
