@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
-import platform
 import re
 import subprocess
 from pathlib import Path
@@ -20,21 +18,9 @@ HEADER = (
 
 def machine() -> str:
     """One line describing the machine this ran on."""
-    import torch
+    from geodiff.machine import describe_machine
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), {gpu}"
-    )
+    return describe_machine()
 
 
 def revision() -> str:

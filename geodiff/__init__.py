@@ -31,6 +31,12 @@ load_model, DiffusionModel, train, TrainingConfig, NoiseSchedule, GaussianMixtur
 diffusion_posterior, predict, PosteriorDraws, DomainMap
     Posterior draws and predictions with a trained prior, from data in physical units
     (see :mod:`geodiff.posterior` for the samplers: MCGdiff, DAPS, ΠGDM, DPS).
+run_validation
+    ``geodiff validate``: prior and posterior checks against exact references, one report
+    (see :mod:`geodiff.validate`).
+cross_validate, CrossValidation
+    K-fold cross-validation of the diffusion posterior, kriging and MCMC on point data in
+    physical units (:mod:`geodiff.crossval`; the Meuse data: :mod:`geodiff.realdata`).
 
 Example
 -------
@@ -45,6 +51,7 @@ Example
 from geodiff.baselines.fit import fit_covariance, ordinary_kriging
 from geodiff.baselines.kriging import conditional_simulation, simple_kriging
 from geodiff.baselines.mcmc import mcmc_posterior
+from geodiff.crossval import CrossValidation, cross_validate
 from geodiff.diffusion import (
     DiffusionModel,
     GaussianMixtureOracle,
@@ -66,12 +73,14 @@ from geodiff.observe import Observations, block_mean_operator, point_operator
 from geodiff.posterior import PosteriorDraws, diffusion_posterior, predict
 from geodiff.prediction import Prediction
 from geodiff.transform import DomainMap
+from geodiff.validate import run_validation
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "CrossValidation",
     "DiffusionModel",
     "DomainMap",
     "FieldStore",
@@ -101,6 +110,7 @@ __all__ = [
     "block_mean_operator",
     "builtin_priors",
     "conditional_simulation",
+    "cross_validate",
     "diffusion_posterior",
     "fit_covariance",
     "load_model",
@@ -111,6 +121,7 @@ __all__ = [
     "point_operator",
     "predict",
     "prior_from_config",
+    "run_validation",
     "simple_kriging",
     "simulate",
     "train",

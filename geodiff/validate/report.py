@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from geodiff.errors import GeodiffError
+from geodiff.machine import describe_machine
 from geodiff.validate.checks import checks_table
 from geodiff.validate.posterior import PosteriorValidation, check_settings, validate_posterior
 from geodiff.validate.prior import (
@@ -127,22 +124,6 @@ def _model_name(model) -> str:
     return str(model.info.get("name") or model.prior.name)
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), {gpu}"
-    )
-
-
 def _report(model, prior, posterior, checks, out: Path, command: str, seconds: float) -> str:
     grid = model.grid
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -155,7 +136,7 @@ def _report(model, prior, posterior, checks, out: Path, command: str, seconds: f
         f"{model.denoiser.n_parameters / 1e6:.2f} M parameters, "
         f"{model.denoiser.prediction}-prediction, {model.schedule.kind} schedule",
         f"- command: `{command or 'geodiff validate'}`",
-        f"- date: {stamp}; machine: {_machine()}; wall time {seconds / 60:.1f} min",
+        f"- date: {stamp}; machine: {describe_machine()}; wall time {seconds / 60:.1f} min",
         "",
         "## Summary",
         "",
