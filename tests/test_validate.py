@@ -164,7 +164,7 @@ def test_posterior_checks_resume_and_refuse_other_settings(model, tmp_path, monk
 
     monkeypatch.setattr(posterior_module, "_score_dataset", counting)
     again = validate_posterior(model, results=results, **POSTERIOR)
-    assert calls == [1]
+    assert calls == [1] and first.reused == 0 and again.reused == 1
     assert again.records[0] == json.loads(json.dumps(first.records[0]))
     assert again.records[1]["diffusion"]["crps"] == pytest.approx(
         first.records[1]["diffusion"]["crps"]
@@ -216,7 +216,8 @@ def test_cli_validate_writes_a_report_and_strict_fails_on_warnings(tmp_path, cap
     assert "checks pass" in capsys.readouterr().out
     # the posterior results are resumed: a second run with --posterior-only reuses them
     assert main([*args, "--posterior-only"]) == 0
-    assert "## Prior checks" not in (out / "report.md").read_text()
+    rerun = (out / "report.md").read_text()
+    assert "## Prior checks" not in rerun and "2 of 2 datasets were read back" in rerun
     assert main([*args, "--draws", "20"]) == 2
     assert "multiple of 20" in capsys.readouterr().err
     assert summary["checks"][0]["status"] in ("pass", "warn")

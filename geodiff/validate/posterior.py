@@ -75,11 +75,18 @@ class PosteriorValidation:
         ``max_rhat``.
     checks : list of Check
     settings : dict
+    reused : int
+        Datasets read back from the results file of an earlier run, not recomputed.
     """
 
     records: list
     checks: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    reused: int = 0
+
+    def seconds(self) -> float:
+        """Wall time of every method on every dataset, whichever run computed them."""
+        return float(sum(r[m]["seconds"] for r in self.records for m in METHODS))
 
     def table(self) -> str:
         """Per-method means over datasets, as a Markdown table."""
@@ -261,6 +268,7 @@ def validate_posterior(
         if not results.exists():
             results.parent.mkdir(parents=True, exist_ok=True)
             results.write_text(json.dumps({"settings": key}) + "\n")
+    reused = sum(k in done for k in range(datasets))
     for k in range(datasets):
         if k in done:
             continue
@@ -270,7 +278,7 @@ def validate_posterior(
             with results.open("a") as f:
                 f.write(json.dumps(done[k]) + "\n")
     records = [done[k] for k in range(datasets)]
-    return PosteriorValidation(records, _checks(records, settings), settings)
+    return PosteriorValidation(records, _checks(records, settings), settings, reused)
 
 
 def _mean_se(values) -> tuple[float, float]:

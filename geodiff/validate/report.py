@@ -124,6 +124,16 @@ def _model_name(model) -> str:
     return str(model.info.get("name") or model.prior.name)
 
 
+def _reuse_note(posterior) -> str:
+    if posterior is None or not posterior.reused:
+        return ""
+    return (
+        f" (the posterior results of {posterior.reused} of {len(posterior.records)} datasets "
+        "were read back from an earlier run with the same settings; all posterior methods "
+        f"took {posterior.seconds() / 60:.1f} min over the datasets)"
+    )
+
+
 def _report(model, prior, posterior, checks, out: Path, command: str, seconds: float) -> str:
     grid = model.grid
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -136,7 +146,8 @@ def _report(model, prior, posterior, checks, out: Path, command: str, seconds: f
         f"{model.denoiser.n_parameters / 1e6:.2f} M parameters, "
         f"{model.denoiser.prediction}-prediction, {model.schedule.kind} schedule",
         f"- command: `{command or 'geodiff validate'}`",
-        f"- date: {stamp}; machine: {describe_machine()}; wall time {seconds / 60:.1f} min",
+        f"- date: {stamp}; machine: {describe_machine()}; wall time {seconds / 60:.1f} min"
+        + _reuse_note(posterior),
         "",
         "## Summary",
         "",
