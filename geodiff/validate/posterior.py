@@ -72,7 +72,8 @@ class PosteriorValidation:
         the ensembles, ``energy``; ``diffusion`` also has ``sw`` (sliced Wasserstein
         distance to MCMC draws), ``sw_floor`` (between two halves of the MCMC draws)
         and ``sd_ratio`` (mean over nodes of its sd over MCMC's); ``mcmc`` has
-        ``max_rhat``.
+        ``max_rhat``, and its ``seconds`` cover NUTS and all ``2 * draws`` conditional
+        fields (half of which are scored).
     checks : list of Check
     settings : dict
     reused : int
