@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from _report import update_section  # benchmarks/ is on sys.path when run as a script
 
-from geodiff.baselines.fit import ordinary_kriging
+from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
 from geodiff.baselines.kriging import gaussian_condition
 from geodiff.baselines.mcmc import mcmc_posterior
 from geodiff.demo import synthetic_dataset
@@ -65,10 +65,7 @@ def run_pair(model, prior, k: int, args) -> dict:
             pred = Prediction(grid.points(), res["mean"].numpy(), res["var"].sqrt().numpy())
             score = score_prediction(pred, truth)
         elif method == "kriging-ok":
-            shape = {
-                k_: prior.parameters[k_].prior_median() for k_ in prior.family.shape_parameters
-            }
-            pred = ordinary_kriging(obs, grid, family=prior.family.name, shape=shape)
+            pred = ordinary_kriging(obs, grid, **plug_in_settings(prior))
             score = score_prediction(pred, truth)
         elif method == "mcmc":
             result = mcmc_posterior(

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 import geodiff
+from geodiff.baselines.fit import plug_in_settings
 from geodiff.crossval import CV_METHODS, CrossValidation, cross_validate, point_summaries
 from geodiff.realdata import meuse, meuse_table
 
@@ -115,9 +116,8 @@ def trend_kriging(cv: CrossValidation, obs, covariate, prior) -> None:
     ordinary kriging (REML, the prior's family) of the residuals. The trend's own
     estimation uncertainty is ignored (two coefficients from ~124 points).
     """
-    from geodiff.baselines.fit import ordinary_kriging
+    from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
 
-    shape = {k: prior.parameters[k].prior_median() for k in prior.family.shape_parameters}
     n = len(obs)
     out = {k: np.full(n, np.nan) for k in _ARRAYS}
     seconds, info = np.zeros(cv.n_folds), []
@@ -129,9 +129,7 @@ def trend_kriging(cv: CrossValidation, obs, covariate, prior) -> None:
         residual = geodiff.Observations.at_points(
             obs.locations[train], obs.values[train] - design[train] @ beta, obs.noise_sd[train]
         )
-        pred = ordinary_kriging(
-            residual, obs.locations[test], family=prior.family.name, shape=shape
-        )
+        pred = ordinary_kriging(residual, obs.locations[test], **plug_in_settings(prior))
         tau2 = obs.noise_sd[test] ** 2 if cv.include_noise else 0.0
         nugget = pred.info["fit"]["nugget"] if cv.include_noise else 0.0
         summary = point_summaries(
@@ -601,12 +599,10 @@ def main(argv=None) -> None:
         domain_map=dmap,
         progress=progress,
     )
-    prior = model.prior
-    shape = {k: prior.parameters[k].prior_median() for k in prior.family.shape_parameters}
     maps = {
         "diffusion": post.at("grid"),
         "ordinary-kriging": geodiff.ordinary_kriging(
-            obs, dmap.physical_grid(model.grid), family=prior.family.name, shape=shape
+            obs, dmap.physical_grid(model.grid), **plug_in_settings(model.prior)
         ),
     }
     maps_info = f"{args.draws} DAPS draws, {time.perf_counter() - t0:.0f} s for both"

@@ -562,7 +562,7 @@ def _finish_prediction(args, pred, obs, extra: dict) -> None:
 def _cmd_krige(args) -> None:
     import json
 
-    from geodiff.baselines.fit import ordinary_kriging
+    from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
     from geodiff.baselines.kriging import simple_kriging
 
     prior, obs, targets = _load_problem(args)
@@ -580,14 +580,12 @@ def _cmd_krige(args) -> None:
         print(f"simple kriging ({pred.info['engine']}) with theta = {pred.info['theta']}")
     else:
         # a random shape parameter is held at its prior median for the plug-in fit
-        shape = {k: prior.parameters[k].prior_median() for k in prior.family.shape_parameters}
         pred = ordinary_kriging(
             obs,
             targets,
-            family=prior.family.name,
             method=args.fit,
             anisotropic=not args.isotropic,
-            shape=shape,
+            **plug_in_settings(prior),
         )
         fitted = ", ".join(f"{k}={v:.4g}" for k, v in pred.info["fit"].items())
         print(f"ordinary kriging, {args.fit} fit: {fitted}")

@@ -457,13 +457,9 @@ def cross_validate(
                 sample = post.at(points).draws
                 extra = {"method": diffusion_method, "steps": steps, **post.info}
             elif m == "ordinary-kriging":
-                from geodiff.baselines.fit import ordinary_kriging
+                from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
 
-                prior = model.prior
-                shape = {
-                    k: prior.parameters[k].prior_median() for k in prior.family.shape_parameters
-                }
-                pred = ordinary_kriging(train, points, family=prior.family.name, shape=shape)
+                pred = ordinary_kriging(train, points, **plug_in_settings(model.prior))
                 nugget = pred.info["fit"]["nugget"] if include_noise else 0.0
                 sample = None
                 extra = dict(pred.info)

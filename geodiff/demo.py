@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geodiff.baselines.fit import ordinary_kriging
+from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
 from geodiff.baselines.kriging import gaussian_condition
 from geodiff.baselines.mcmc import mcmc_posterior
 from geodiff.errors import GeodiffError
@@ -137,10 +137,7 @@ def run_demo(
 
     started = time.perf_counter()
     _log(progress, "[3/4] ordinary kriging (parameters fitted by REML)")
-    shape = {k: prior.parameters[k].prior_median() for k in prior.family.shape_parameters}
-    predictions["ordinary kriging"] = ordinary_kriging(
-        obs, grid, family=prior.family.name, shape=shape
-    )
+    predictions["ordinary kriging"] = ordinary_kriging(obs, grid, **plug_in_settings(prior))
     seconds["ordinary kriging"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -35,7 +35,7 @@ from geodiff.grid import Grid
 from geodiff.observe import Observations
 from geodiff.prediction import Prediction
 
-__all__ = ["CovarianceFit", "FitWarning", "fit_covariance", "ordinary_kriging"]
+__all__ = ["CovarianceFit", "FitWarning", "fit_covariance", "ordinary_kriging", "plug_in_settings"]
 
 _METHODS = ("ml", "variogram")
 _DEFAULT_SHAPE = {"matern": {"nu": 1.5}, "stable": {"alpha": 1.5}}
@@ -306,6 +306,20 @@ def _fit_variogram(obs: Observations, fam, shape: dict) -> CovarianceFit:
 
 
 # ------------------------------------------------------------------------ krige
+def plug_in_settings(prior) -> dict:
+    """The family and shape of ``prior`` for a plug-in fit: ``ordinary_kriging(obs, targets,
+    **plug_in_settings(prior))``.
+
+    Returns
+    -------
+    dict
+        ``family`` (the prior's covariance family) and ``shape`` (its shape parameters,
+        e.g. Matérn's ν, held at their prior medians: a plug-in fit does not estimate them).
+    """
+    shape = {k: prior.parameters[k].prior_median() for k in prior.family.shape_parameters}
+    return {"family": prior.family.name, "shape": shape}
+
+
 def ordinary_kriging(
     obs: Observations,
     targets,

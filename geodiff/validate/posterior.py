@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geodiff.baselines.fit import ordinary_kriging
+from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
 from geodiff.baselines.kriging import gaussian_condition
 from geodiff.baselines.mcmc import mcmc_posterior
 from geodiff.demo import synthetic_dataset
@@ -171,10 +171,9 @@ def _score_dataset(model, k: int, s: dict, progress: bool) -> dict:
     record["kriging-oracle"] = {"seconds": time.perf_counter() - started}
 
     started = time.perf_counter()
-    shape = {key: prior.parameters[key].prior_median() for key in prior.family.shape_parameters}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ok = ordinary_kriging(obs, grid, family=prior.family.name, shape=shape)
+        ok = ordinary_kriging(obs, grid, **plug_in_settings(prior))
     record["kriging-ok"] = {"seconds": time.perf_counter() - started, "warnings": len(caught)}
 
     for name, pred in (
