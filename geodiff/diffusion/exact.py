@@ -16,13 +16,28 @@ from geodiff.diffusion.samplers import check_timesteps, ddim_coefficients
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
 
-__all__ = ["ddim_state_variance", "gaussian_sampler_variance", "oracle_gain"]
+__all__ = [
+    "ddim_state_variance",
+    "gaussian_sampler_law",
+    "gaussian_sampler_variance",
+    "oracle_gain",
+]
 
 
 def gaussian_sampler_variance(
     schedule: NoiseSchedule, timesteps, eigval, sampler: str = "ddim", eta: float = 0.0
 ) -> np.ndarray:
     """Variance of the samples along each eigenvector of the prior covariance.
+
+    The second half of :func:`gaussian_sampler_law`; arguments and shapes as there.
+    """
+    return gaussian_sampler_law(schedule, timesteps, eigval, sampler, eta)[1]
+
+
+def gaussian_sampler_law(
+    schedule: NoiseSchedule, timesteps, eigval, sampler: str = "ddim", eta: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sampler's output along each eigenvector: ``x_out = transfer · x_T + noise``.
 
     Parameters
     ----------
@@ -38,8 +53,12 @@ def gaussian_sampler_variance(
 
     Returns
     -------
-    numpy.ndarray, shape (d,)
-        Output variances; the exact sampler would give ``eigval``.
+    transfer : numpy.ndarray, shape (d,)
+        The coefficient of the start ``x_T`` in the output (a zero-mean prior makes it
+        irrelevant; a chain whose target has a mean ``μ`` is shifted by it, see
+        :func:`geodiff.posterior.exact.mmps_limit`).
+    variance : numpy.ndarray, shape (d,)
+        Output variances from ``x_T ~ N(0, I)``; the exact sampler would give ``eigval``.
     """
     if sampler == "ddpm":
         sampler, eta = "ddim", 1.0
@@ -49,14 +68,18 @@ def gaussian_sampler_variance(
     lam = np.asarray(eigval, dtype=float)
     ab = schedule.alpha_bar.numpy()
     if sampler == "ddim":
-        return oracle_gain(ab[ts[-1]], lam) ** 2 * ddim_state_variance(schedule, ts, lam, eta)
+        gain = oracle_gain(ab[ts[-1]], lam)
+        transfer, var = _ddim_state(schedule, ts, lam, eta)
+        return gain * transfer, gain**2 * var
     half_log_snr = 0.5 * (np.log(ab) - np.log1p(-ab))
-    # x_T ~ N(0, I) is the sampler's start (its true variance ᾱ_T λ + 1 - ᾱ_T ≈ 1)
+    # x_T ~ N(0, I) is the sampler's start (its true variance ᾱ_T λ + 1 - ᾱ_T ≈ 1);
+    # (c_x, c_p): the coefficients of x_T in the state and in the previous x̂_0
     var_x, cov_xp, var_p, h_prev = np.ones_like(lam), np.zeros_like(lam), np.zeros_like(lam), None
+    c_x, c_p = np.ones_like(lam), np.zeros_like(lam)
     for i, t in enumerate(ts):
         gain = oracle_gain(ab[t], lam)  # x̂_0 = gain · x_t
         if i == len(ts) - 1:
-            return gain**2 * var_x
+            return gain * c_x, gain**2 * var_x
         n = ts[i + 1]
         h = half_log_snr[n] - half_log_snr[t]
         shrink, lift = np.sqrt((1 - ab[n]) / (1 - ab[t])), np.sqrt(ab[n]) * np.expm1(-h)
@@ -68,6 +91,7 @@ def gaussian_sampler_variance(
         new_var = a_x**2 * var_x + 2 * a_x * a_p * cov_xp + a_p**2 * var_p
         new_cov = gain * (a_x * var_x + a_p * cov_xp)  # cov(x_next, this step's x̂_0)
         var_x, cov_xp, var_p, h_prev = new_var, new_cov, gain**2 * var_x, h
+        c_x, c_p = a_x * c_x + a_p * c_p, gain * c_x
     raise AssertionError("unreachable: the last step returns")
 
 
@@ -83,13 +107,18 @@ def ddim_state_variance(schedule: NoiseSchedule, timesteps, eigval, eta: float =
     The DDIM chain driven by the oracle of ``N(0, U diag(λ) Uᵀ)`` from ``x_T ~ N(0, I)``;
     arguments as :func:`gaussian_sampler_variance`. Returns shape (d,).
     """
+    return _ddim_state(schedule, timesteps, eigval, eta)[1]
+
+
+def _ddim_state(schedule, timesteps, eigval, eta) -> tuple[np.ndarray, np.ndarray]:
+    """``(transfer, variance)`` of DDIM's last state ``x_t = transfer · x_T + noise``."""
     ts = check_timesteps(timesteps).numpy()
     lam = np.asarray(eigval, dtype=float)
     ab = schedule.alpha_bar.numpy()
-    var_x = np.ones_like(lam)
+    transfer, var_x = np.ones_like(lam), np.ones_like(lam)
     for t, n in itertools.pairwise(ts):
         gain = oracle_gain(ab[t], lam)
         keep, sigma = ddim_coefficients(ab[t], ab[n], eta)
         m = np.sqrt(ab[n]) * gain + keep / np.sqrt(1 - ab[t]) * (1 - np.sqrt(ab[t]) * gain)
-        var_x = m**2 * var_x + sigma**2
-    return var_x
+        transfer, var_x = m * transfer, m**2 * var_x + sigma**2
+    return transfer, var_x

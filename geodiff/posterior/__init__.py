@@ -7,7 +7,9 @@ and returns ``(B, 1, H, W)`` float64 draws in the model's units, one per generat
 * :func:`mcgdiff_sample` — sequential Monte Carlo, asymptotically exact (no gradients);
 * :func:`dps_sample` — diffusion posterior sampling (gradients of the denoiser);
 * :func:`pigdm_sample` — pseudoinverse guidance (gradients of the denoiser);
-* :func:`daps_sample` — decoupled annealing with exact Gaussian conditioning (no gradients).
+* :func:`daps_sample` — decoupled annealing with exact Gaussian conditioning (no gradients);
+* :func:`mmps_sample` — moment matching: an integrator on the conditional denoiser from
+  Tweedie's covariance, exact for a Gaussian prior (vector-Jacobian products).
 
 :func:`diffusion_posterior` and :func:`predict` run them with a trained
 :class:`~geodiff.diffusion.model.DiffusionModel` on observations in physical units.
@@ -17,8 +19,16 @@ from __future__ import annotations
 
 from geodiff.posterior.daps import daps_sample
 from geodiff.posterior.dps import dps_sample
-from geodiff.posterior.exact import condition_gaussian, gaussian_posterior, mcgdiff_limit
+from geodiff.posterior.exact import (
+    condition_gaussian,
+    daps_limit,
+    gaussian_posterior,
+    mcgdiff_limit,
+    mmps_limit,
+    pigdm_limit,
+)
 from geodiff.posterior.mcgdiff import mcgdiff_sample
+from geodiff.posterior.mmps import conditional_denoiser, mmps_sample
 from geodiff.posterior.methods import POSTERIOR_SAMPLERS, posterior_sample
 from geodiff.posterior.pigdm import pigdm_sample
 from geodiff.posterior.predict import DEFAULT_METHOD, PosteriorDraws, diffusion_posterior, predict
@@ -31,12 +41,17 @@ __all__ = [
     "PosteriorDraws",
     "SpectralProblem",
     "condition_gaussian",
+    "conditional_denoiser",
+    "daps_limit",
     "daps_sample",
     "diffusion_posterior",
     "dps_sample",
     "gaussian_posterior",
     "mcgdiff_limit",
     "mcgdiff_sample",
+    "mmps_limit",
+    "mmps_sample",
+    "pigdm_limit",
     "pigdm_sample",
     "posterior_sample",
     "predict",

@@ -6,12 +6,14 @@ from geodiff.errors import GeodiffError
 from geodiff.posterior.daps import daps_sample
 from geodiff.posterior.dps import dps_sample
 from geodiff.posterior.mcgdiff import mcgdiff_sample
+from geodiff.posterior.mmps import mmps_sample
 from geodiff.posterior.pigdm import pigdm_sample
 
 __all__ = ["POSTERIOR_SAMPLERS", "posterior_sample"]
 
 #: posterior samplers by name (the command line's ``--method``)
 POSTERIOR_SAMPLERS = {
+    "mmps": mmps_sample,
     "mcgdiff": mcgdiff_sample,
     "daps": daps_sample,
     "pigdm": pigdm_sample,

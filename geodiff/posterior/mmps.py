@@ -1,0 +1,221 @@
+"""Moment-matching posterior sampling, MMPS (Rozet et al., NeurIPS 2024).
+
+The clean field given a noisy state is approximated by a Gaussian with the denoiser's
+*exact* first two moments, ``x_0 | x_t ≈ N(x̂_0, V)``, where Tweedie's second-order
+identity gives the covariance from the denoiser's Jacobian. The observations then
+condition that Gaussian in closed form, which yields a conditional denoiser
+``E[x_0 | x_t, y]``; an unconditional integrator (DPM-Solver++(2M) or DDIM) run on it
+samples the posterior. For a Gaussian prior ``x_0 | x_t`` *is* that Gaussian, so the
+conditional denoiser is exact and the only error is the integrator's discretisation,
+known in closed form (:func:`~geodiff.posterior.exact.mmps_limit`).
+
+Legend:
+
+- ``x̂_0 = D(x_t, t)``  the denoiser's E[x_0 | x_t]; ``J = ∂x̂_0/∂x_t`` (symmetric when exact)
+- ``V = ((1-ᾱ)/√ᾱ) J``  Cov[x_0 | x_t], Tweedie's second-order identity
+- ``K = A V Aᵀ + diag(τ²)``  covariance of ``y`` given ``x_t``, ``(n, n)``
+- ``w = K⁻¹ (y - A x̂_0)``  by conjugate gradients, one vector-Jacobian product ``Jᵀu``
+  per iteration for the whole batch
+- ``D(x_t, t | y) = x̂_0 + V Aᵀ w``  the conditional denoiser; ``V Aᵀ w`` is accumulated
+  from the iterations' products, so it costs no extra product
+
+Cost per draw and step: one denoiser evaluation with its graph and ``cg_iterations``
+vector-Jacobian products. Conjugate gradients solve ``K w = r`` exactly in ``n``
+iterations; fewer trade accuracy for time (the default is chosen in BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from geodiff.diffusion.samplers import ddim_sample, dpm_solver_sample
+from geodiff.diffusion.schedule import NoiseSchedule
+from geodiff.errors import GeodiffError
+from geodiff.linalg import robust_cholesky
+from geodiff.posterior._steps import denoise_with_grad, flat, start
+from geodiff.posterior.problem import LinearGaussianProblem
+
+__all__ = ["INTEGRATORS", "conditional_denoiser", "mmps_sample"]
+
+#: integrators of the conditional denoiser
+INTEGRATORS = ("dpm2m", "ddim")
+
+#: conjugate gradients stop early once every residual is this small relative to its start
+_CG_TOLERANCE = 1e-10
+#: "to convergence" allows this many times ``n`` iterations (rounding slows CG past ``n``)
+_CONVERGED_ITERATIONS = 4
+
+
+def conditional_denoiser(
+    denoiser,
+    schedule: NoiseSchedule,
+    problem: LinearGaussianProblem,
+    *,
+    cg_iterations: int | None = None,
+    preconditioner=None,
+):
+    """``D(x_t, t | y)``: the denoiser conditioned on the observations (see module docs).
+
+    Parameters
+    ----------
+    denoiser : callable
+        ``D(x_t, t) -> x̂_0``, differentiable in ``x_t`` (B, 1, H, W).
+    schedule : NoiseSchedule
+    problem : LinearGaussianProblem
+        On the device of the states.
+    cg_iterations : int, optional
+        Conjugate-gradient iterations per evaluation (default: to convergence, a relative
+        residual of 1e-10 or ``4 n`` iterations; ``n`` are exact in exact arithmetic).
+    preconditioner : torch.Tensor, shape (d, d), optional
+        A covariance ``Σ̄`` close to the prior's (for example its marginal covariance):
+        the iterations are preconditioned by ``A V̄ Aᵀ + diag(τ²)`` with ``V̄`` the exact
+        ``Cov[x_0 | x_t]`` of ``N(0, Σ̄)``, so a Gaussian prior equal to ``Σ̄`` needs one
+        iteration. It changes the speed of convergence, never the converged answer.
+
+    Returns
+    -------
+    callable
+        ``(x_t, t) -> E[x_0 | x_t, y]``, float64, the shape of ``x_t``, without a graph.
+    """
+    a, y, tau2 = problem.matrix, problem.values, problem.noise_sd**2
+    iterations = _CONVERGED_ITERATIONS * len(problem) if cg_iterations is None else cg_iterations
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
+        raise GeodiffError(f"cg_iterations must be a positive integer, got {cg_iterations!r}")
+    precondition = _preconditioner(preconditioner, a, tau2)
+    alpha_bar = schedule.alpha_bar
+
+    def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        step = int(t.reshape(-1)[0])
+        ab = float(alpha_bar[step])
+        x0, leaf = denoise_with_grad(denoiser, x_t, step)
+        scale = (1 - ab) / ab**0.5  # V = scale · J
+
+        def cov_times(v: torch.Tensor) -> torch.Tensor:  # (B, n) -> V Aᵀ v, (B, d)
+            pull = (v @ a).reshape(x0.shape).to(x0.dtype)
+            (jt,) = torch.autograd.grad(x0, leaf, grad_outputs=pull, retain_graph=True)
+            return scale * flat(jt.to(torch.float64))
+
+        x0_flat = flat(x0.detach().to(torch.float64))
+        residual = y - x0_flat @ a.T
+        solve = precondition(ab)
+        correction = _conjugate_gradients(cov_times, a, tau2, residual, solve, iterations)
+        return (x0_flat + correction).reshape(x_t.shape).to(x_t.dtype)
+
+    return denoise
+
+
+def _preconditioner(cov, a: torch.Tensor, tau2: torch.Tensor):
+    """``ᾱ -> (r -> M⁻¹ r)`` for ``M = A V̄ Aᵀ + diag(τ²)`` (identity when ``cov`` is None)."""
+    if cov is None:
+        return lambda ab: (lambda r: r)
+    cov = torch.as_tensor(cov, dtype=torch.float64, device=a.device)
+    d = a.shape[1]
+    if cov.shape != (d, d):
+        raise GeodiffError(f"the preconditioner must have shape ({d}, {d}), got {tuple(cov.shape)}")
+    eigval, eigvec = torch.linalg.eigh(0.5 * (cov + cov.T))
+    eigval = eigval.clamp_min(0.0)
+    a_u = a @ eigvec  # (n, d)
+
+    def at(ab: float):
+        post_var = eigval * (1 - ab) / (ab * eigval + 1 - ab)  # Cov[x_0 | x_t] along U
+        m = (a_u * post_var) @ a_u.T + torch.diag(tau2)
+        chol = robust_cholesky(0.5 * (m + m.T), "MMPS's preconditioner")
+        return lambda r: torch.cholesky_solve(r.T, chol).T
+
+    return at
+
+
+def _conjugate_gradients(cov_times, a, tau2, rhs, solve, iterations: int) -> torch.Tensor:
+    """``V Aᵀ w`` with ``w ≈ K⁻¹ rhs`` by preconditioned CG, one system per row of ``rhs``.
+
+    ``rhs`` is (B, n); ``solve`` applies ``M⁻¹`` to (B, n). A direction with
+    ``pᵀ K p ≤ 0`` (a network Jacobian that is not positive) ends that row's iterations,
+    keeping what it has.
+    """
+    correction = rhs.new_zeros(rhs.shape[0], a.shape[1])
+    residual = rhs.clone()
+    direction = solve(residual)
+    rz = (residual * direction).sum(-1)
+    start_norm = (residual * residual).sum(-1).clamp_min(torch.finfo(rhs.dtype).tiny)
+    active = rz > 0
+    for _ in range(iterations):
+        if not active.any():
+            break
+        v_dir = cov_times(direction)  # V Aᵀ p, (B, d)
+        k_dir = v_dir @ a.T + tau2 * direction  # K p, (B, n)
+        curvature = (direction * k_dir).sum(-1)
+        active = active & (curvature > 0)
+        step = torch.where(active, rz / curvature.where(active, 1.0), 0.0)
+        correction = correction + step[:, None] * v_dir
+        residual = residual - step[:, None] * k_dir
+        active = active & ((residual * residual).sum(-1) > _CG_TOLERANCE**2 * start_norm)
+        z = solve(residual)
+        new_rz = (residual * z).sum(-1)
+        beta = torch.where(active, new_rz / rz.where(active, 1.0), 0.0)
+        direction = torch.where(active[:, None], z + beta[:, None] * direction, 0.0)
+        rz = new_rz
+    return correction
+
+
+def mmps_sample(
+    denoiser,
+    schedule: NoiseSchedule,
+    problem: LinearGaussianProblem,
+    generators: list,
+    *,
+    steps: int = 30,
+    cg_iterations: int | None = 3,
+    preconditioner=None,
+    integrator: str = "dpm2m",
+    eta: float = 0.0,
+    timesteps=None,
+    device=None,
+    callback=None,
+) -> torch.Tensor:
+    """Posterior draws by MMPS: an integrator run on the conditional denoiser.
+
+    Parameters
+    ----------
+    denoiser, schedule, problem, generators, timesteps, device, callback
+        As in :func:`~geodiff.posterior.dps.dps_sample`.
+    steps : int
+        Denoiser evaluations (``dpm2m`` spaces them evenly in log-SNR, ``ddim`` in t).
+    cg_iterations : int or None
+        Conjugate-gradient iterations (vector-Jacobian products) per step; None runs
+        them to convergence, which is exact for a Gaussian prior.
+    preconditioner : torch.Tensor, shape (d, d), optional
+        A covariance close to the prior's, see :func:`conditional_denoiser`.
+    integrator : {"dpm2m", "ddim"}
+        DPM-Solver++(2M) (deterministic) or DDIM with ``eta``.
+    eta : float
+        DDIM's η (0 deterministic, 1 ancestral); only with ``integrator="ddim"``.
+
+    Returns
+    -------
+    torch.Tensor, float64, shape (B, 1, H, W)
+    """
+    if integrator not in INTEGRATORS:
+        raise GeodiffError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
+    if integrator == "dpm2m" and eta:
+        raise GeodiffError("the dpm2m integrator is deterministic: use integrator='ddim' for eta")
+    problem = problem.to(device)
+    conditional = conditional_denoiser(
+        denoiser, schedule, problem, cg_iterations=cg_iterations, preconditioner=preconditioner
+    )
+    x_T = start(problem.shape, generators, device)
+    if integrator == "dpm2m":
+        if timesteps is None and (not isinstance(steps, int) or steps < 2):
+            raise GeodiffError(f"steps must be an integer >= 2, got {steps!r}")
+        return dpm_solver_sample(
+            conditional, schedule, x_T, steps=steps, timesteps=timesteps, callback=callback
+        )
+    return ddim_sample(
+        conditional,
+        schedule,
+        x_T,
+        steps=steps,
+        eta=eta,
+        generators=generators,
+        timesteps=timesteps,
+        callback=callback,
+    )
