@@ -44,9 +44,7 @@ SAMPLERS = {
     "mmps-dpm2m": (
         "mmps",
         {"steps": STEPS, "cg_iterations": None},
-        lambda cov, problem: mmps_limit(
-            cov, problem, SCHEDULE, SCHEDULE.log_snr_timesteps(STEPS)
-        ),
+        lambda cov, problem: mmps_limit(cov, problem, SCHEDULE, SCHEDULE.log_snr_timesteps(STEPS)),
     ),
     "mmps-ddim": (
         "mmps",
@@ -158,7 +156,9 @@ def test_daps_and_pigdm_limits_are_not_the_posterior(gaussian):
     sd = post.diagonal().sqrt()
     for limit in (daps_limit, pigdm_limit):
         m, c = limit(cov, problem, SCHEDULE, SCHEDULE.timesteps(500))
-        error = max(float(((m - mean) / sd).abs().max()), float((c.diagonal().sqrt() / sd - 1).abs().max()))
+        error = max(
+            float(((m - mean) / sd).abs().max()), float((c.diagonal().sqrt() / sd - 1).abs().max())
+        )
         assert error > 0.1, (limit.__name__, error)
 
 
@@ -177,7 +177,9 @@ def test_conditional_denoiser_is_exact_for_a_gaussian_prior(gaussian, tau):
         steps = torch.full((5,), t)
         atol = 1e-7
         for precond in (None, cov, 1.3 * cov):
-            got = conditional_denoiser(oracle, SCHEDULE, problem, preconditioner=precond)(x_t, steps)
+            got = conditional_denoiser(oracle, SCHEDULE, problem, preconditioner=precond)(
+                x_t, steps
+            )
             torch.testing.assert_close(got.reshape(5, -1), exact, rtol=0, atol=atol)
         # preconditioned by the prior itself, one iteration is exact; unpreconditioned it is not
         one = conditional_denoiser(oracle, SCHEDULE, problem, cg_iterations=1, preconditioner=cov)

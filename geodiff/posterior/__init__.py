@@ -28,8 +28,8 @@ from geodiff.posterior.exact import (
     pigdm_limit,
 )
 from geodiff.posterior.mcgdiff import mcgdiff_sample
-from geodiff.posterior.mmps import conditional_denoiser, mmps_sample
 from geodiff.posterior.methods import POSTERIOR_SAMPLERS, posterior_sample
+from geodiff.posterior.mmps import conditional_denoiser, mmps_sample
 from geodiff.posterior.pigdm import pigdm_sample
 from geodiff.posterior.predict import DEFAULT_METHOD, PosteriorDraws, diffusion_posterior, predict
 from geodiff.posterior.problem import LinearGaussianProblem, SpectralProblem

@@ -16,9 +16,9 @@
 
 from __future__ import annotations
 
-import torch
-
 import itertools
+
+import torch
 
 from geodiff.diffusion.exact import ddim_state_variance, gaussian_sampler_law, oracle_gain
 from geodiff.diffusion.samplers import check_timesteps, ddim_coefficients

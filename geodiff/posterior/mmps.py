@@ -107,7 +107,7 @@ def conditional_denoiser(
 def _preconditioner(cov, a: torch.Tensor, tau2: torch.Tensor):
     """``ᾱ -> (r -> M⁻¹ r)`` for ``M = A V̄ Aᵀ + diag(τ²)`` (identity when ``cov`` is None)."""
     if cov is None:
-        return lambda ab: (lambda r: r)
+        return lambda ab: lambda r: r
     cov = torch.as_tensor(cov, dtype=torch.float64, device=a.device)
     d = a.shape[1]
     if cov.shape != (d, d):
