@@ -52,7 +52,10 @@ from geodiff.observe import Observations
 from geodiff.posterior import (
     LinearGaussianProblem,
     gaussian_posterior,
+    daps_limit,
     mcgdiff_limit,
+    mmps_limit,
+    pigdm_limit,
     posterior_sample,
 )
 from geodiff.rng import derive_seed, generators_for
@@ -188,6 +191,13 @@ def gaussian_score(case: Case, mean: np.ndarray, cov: torch.Tensor, draws: int) 
     }
 
 
+def prior_marginal_covariance(prior, grid, n_components: int = 64) -> torch.Tensor:
+    """``E_θ[Σ_θ]`` of the prior on the grid (what a trained model's MMPS preconditions with)."""
+    theta = prior.sample_theta(n_components, generator=torch.Generator().manual_seed(0))
+    pts = torch.as_tensor(grid.points(), dtype=torch.float64)
+    return prior.covariance(pts, pts, theta).mean(0)
+
+
 def run_sampler(method, options, case, oracle, schedule, draws, diagnostics=None):
     gens = generators_for(case.seed, 7, range(draws))
     extra = {} if diagnostics is None else {"diagnostics": diagnostics}
@@ -235,6 +245,22 @@ def main(argv=None) -> None:
     particles = args.particles or ([1, 4, 16] if args.quick else [1, 4, 16, 32, 64, 256])
     dps_steps = 200 if args.quick else 1000
     methods = [
+        ("MMPS (30 steps, CG to convergence)", "mmps", {"steps": 30, "cg_iterations": None}),
+        (
+            "MMPS (30 steps, 1 CG iteration, prior-marginal preconditioner; default)",
+            "mmps",
+            {"steps": 30, "cg_iterations": 1, "preconditioner": "marginal"},
+        ),
+        (
+            "MMPS (30 steps, 1 CG iteration, no preconditioner)",
+            "mmps",
+            {"steps": 30, "cg_iterations": 1},
+        ),
+        (
+            "MMPS (30 steps, 3 CG iterations, no preconditioner)",
+            "mmps",
+            {"steps": 30, "cg_iterations": 3},
+        ),
         ("MCGdiff (32 particles)", "mcgdiff", {"steps": STEPS, "particles": 32, "eta": 1.0}),
         ("DAPS", "daps", {"steps": STEPS}),
         ("ΠGDM", "pigdm", {"steps": STEPS, "eta": 1.0}),
@@ -251,6 +277,11 @@ def main(argv=None) -> None:
     pts = torch.as_tensor(grid.points(), dtype=torch.float64)
     prior_cov = prior.covariance(pts, pts, theta)[0]
     limit_ts = schedule.timesteps(STEPS)
+    marginal = prior_marginal_covariance(prior, grid)
+    for _, method, options in methods:
+        if options.get("preconditioner") == "marginal":
+            options["preconditioner"] = marginal
+    mmps_ts = schedule.log_snr_timesteps(30)
 
     main_rows, trend_rows, dps_rows, floors = [], [], [], []
     results = []  # (sampler label, score, wall, SW floor) of the main table
@@ -283,6 +314,15 @@ def main(argv=None) -> None:
             results.append(("exact draws", exact_row, None, floor))
             main_rows.append(main_row(f"MCGdiff limit, {STEPS} steps (exact law)", case, lim, None))
             print(main_rows[-1], flush=True)
+            for label, law in (
+                ("MMPS limit, 30 steps", mmps_limit(prior_cov, case.problem, schedule, mmps_ts)),
+                ("DAPS limit", daps_limit(prior_cov, case.problem, schedule, limit_ts)),
+                ("ΠGDM limit", pigdm_limit(prior_cov, case.problem, schedule, limit_ts)),
+            ):
+                r = gaussian_score(case, law[0].numpy(), law[1], draws)
+                results.append((label, r, None, floor))
+                main_rows.append(main_row(f"{label} (exact law)", case, r, None))
+                print(main_rows[-1], flush=True)
             for label, method, options in methods:
                 out, wall = run_sampler(method, options, case, oracle, schedule, draws)
                 r = score(out, case)

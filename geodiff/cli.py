@@ -157,7 +157,9 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_POSTERIOR_METHOD,
         help=f"diffusion posterior sampler (default {DEFAULT_POSTERIOR_METHOD})",
     )
-    p.add_argument("--steps", type=_positive_int, default=50, help="sampler steps (default 50)")
+    p.add_argument(
+        "--steps", type=_positive_int, default=None, help="sampler steps (default: the method's)"
+    )
     p.add_argument("--mcmc-warmup", type=_positive_int, default=400, help="NUTS warm-up (400)")
     p.add_argument("--mcmc-samples", type=_positive_int, default=400, help="NUTS draws (400)")
     p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
@@ -409,7 +411,9 @@ def _validate_parser(sub, methods, default_method) -> None:
     p.add_argument(
         "--method", choices=sorted(methods), default=default_method, help="posterior sampler"
     )
-    p.add_argument("--steps", type=_positive_int, default=50, help="its steps (50)")
+    p.add_argument(
+        "--steps", type=_positive_int, default=None, help="its steps (default: the method's)"
+    )
     p.add_argument(
         "--mcmc-warmup", type=_positive_int, help=preset("mcmc_warmup", "NUTS warm-up per chain")
     )

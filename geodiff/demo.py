@@ -73,7 +73,7 @@ def run_demo(
     noise_sd: float = 0.1,
     draws: int = 39,
     method: str = DEFAULT_METHOD,
-    steps: int = 50,
+    steps: int | None = None,
     mcmc_warmup: int = 400,
     mcmc_samples: int = 400,
     seed: int = 0,
@@ -94,8 +94,8 @@ def run_demo(
         Posterior draws of the diffusion sampler and MCMC.
     method : str
         Diffusion posterior sampler.
-    steps : int
-        Its steps.
+    steps : int, optional
+        Its steps (default: the sampler's).
     mcmc_warmup, mcmc_samples : int
         NUTS warm-up steps and draws per chain (2 chains).
     seed : int
@@ -120,7 +120,7 @@ def run_demo(
     predictions, seconds = {}, {}
 
     started = time.perf_counter()
-    _log(progress, f"[1/4] diffusion posterior ({method}, {steps} steps, {draws} draws)")
+    _log(progress, f"[1/4] diffusion posterior ({method}, {draws} draws)")
     post = diffusion_posterior(
         model, obs, method=method, samples=draws, seed=seed, steps=steps, progress=progress
     )
@@ -157,13 +157,25 @@ def run_demo(
     scores = {name: score_prediction(p, truth_flat, seed) for name, p in predictions.items()}
     from geodiff.plot import plot_demo
 
-    figure = plot_demo(truth, obs, predictions, out / "maps.png", grid=grid)
+    figure = plot_demo(
+        truth, obs, predictions, out / "maps.png", grid=grid, ellipses=_ellipses(prior, theta, grid)
+    )
     report = out / "report.md"
     report.write_text(
         _report(model, prior, obs, scores, seconds, draws, figure.name, result.max_rhat)
     )
     _log(progress, f"report: {report}")
     return report
+
+
+def _ellipses(prior, theta: dict, grid, per_side: int = 5) -> dict:
+    """The field's local length scale, anisotropy ratio and angle at a coarse lattice."""
+    (x0, x1), (y0, y1) = grid.extent
+    xs = x0 + (np.arange(per_side) + 0.5) * (x1 - x0) / per_side
+    ys = y0 + (np.arange(per_side) + 0.5) * (y1 - y0) / per_side
+    points = np.array([(x, y) for y in ys for x in xs])
+    local = prior.local_parameters(theta, points)
+    return {"points": points, **{k: v[0].numpy() for k, v in local.items()}}
 
 
 def _report(model, prior, obs, scores, seconds, draws, figure, max_rhat) -> str:

@@ -164,7 +164,7 @@ def plot_prediction(pred, obs, path, *, n_draws: int = 2, title: str | None = No
     return _save(fig, path)
 
 
-def plot_demo(truth, obs, predictions: dict, path, *, grid) -> Path:
+def plot_demo(truth, obs, predictions: dict, path, *, grid, ellipses=None) -> Path:
     """The true field and observations beside each method's posterior mean and sd.
 
     Parameters
@@ -175,6 +175,10 @@ def plot_demo(truth, obs, predictions: dict, path, *, grid) -> Path:
         On ``grid``, one column per method.
     path : str or Path
     grid : Grid
+    ellipses : dict, optional
+        The true field's local anisotropy drawn over it: ``points`` (k, 2) and, at each,
+        ``length_scale``, ``anis_ratio`` and ``angle`` (radians from the x axis), (k,):
+        an ellipse with semi-axes ``ℓ`` and ``r ℓ``.
 
     Returns
     -------
@@ -197,6 +201,23 @@ def plot_demo(truth, obs, predictions: dict, path, *, grid) -> Path:
     spread = {"cmap": "magma", "vmin": 0.0, "vmax": sd_max, "origin": "lower", "extent": extent}
     im_field = axes[0, 0].imshow(truth, **field)
     axes[0, 0].set_title("true field", fontsize=9)
+    if ellipses is not None:
+        from matplotlib.patches import Ellipse
+
+        for k, (px, py) in enumerate(np.asarray(ellipses["points"])):
+            ell = float(ellipses["length_scale"][k])
+            axes[0, 0].add_patch(
+                Ellipse(
+                    (px, py),
+                    2 * ell,
+                    2 * ell * float(ellipses["anis_ratio"][k]),
+                    angle=float(np.degrees(ellipses["angle"][k])),
+                    fill=False,
+                    ec="k",
+                    lw=0.8,
+                )
+            )
+        axes[0, 0].set_title("true field, local anisotropy", fontsize=9)
     axes[1, 0].scatter(
         *obs.locations.T, c=obs.values, cmap="RdBu_r", vmin=-limit, vmax=limit, s=18, ec="k"
     )

@@ -184,6 +184,13 @@ def test_conditional_denoiser_is_exact_for_a_gaussian_prior(gaussian, tau):
         # preconditioned by the prior itself, one iteration is exact; unpreconditioned it is not
         one = conditional_denoiser(oracle, SCHEDULE, problem, cg_iterations=1, preconditioner=cov)
         torch.testing.assert_close(one(x_t, steps).reshape(5, -1), exact, rtol=0, atol=atol)
+        # no iteration: the preconditioner's covariance is used, exact only when it is Σ
+        for precond, exact_expected in ((cov, True), (1.3 * cov, False)):
+            guess = conditional_denoiser(
+                oracle, SCHEDULE, problem, cg_iterations=0, preconditioner=precond
+            )
+            error = float((guess(x_t, steps).reshape(5, -1) - exact).abs().max())
+            assert (error < atol) == exact_expected, (precond is cov, error)
         plain = conditional_denoiser(oracle, SCHEDULE, problem, cg_iterations=1)
         assert float((plain(x_t, steps).reshape(5, -1) - exact).abs().max()) > 1e-3
 
@@ -226,7 +233,8 @@ def test_mmps_options_are_checked(gaussian):
     problem = _problem(grid, oracle, 0.1)
     gens = generators_for(0, 0, [0])
     for options, message in [
-        ({"cg_iterations": 0}, "cg_iterations must be a positive integer"),
+        ({"cg_iterations": -1}, "cg_iterations must be a non-negative integer"),
+        ({"cg_iterations": 0}, "give one"),
         ({"integrator": "rk4"}, "integrator must be one of"),
         ({"eta": 1.0}, "deterministic"),
         ({"preconditioner": torch.eye(3)}, "preconditioner must have shape"),

@@ -221,3 +221,36 @@ def test_cli_validate_writes_a_report_and_strict_fails_on_warnings(tmp_path, cap
     assert main([*args, "--draws", "20"]) == 2
     assert "multiple of 20" in capsys.readouterr().err
     assert summary["checks"][0]["status"] in ("pass", "warn")
+
+
+def test_paired_ratio_standard_error_matches_replication():
+    """The delta-method se of a CRPS ratio agrees with the spread over replicated studies."""
+    from geodiff.validate.posterior import paired_ratio
+
+    rng = np.random.default_rng(0)
+    ratios, ses = [], []
+    for _ in range(2000):
+        reference = rng.gamma(4.0, 0.1, 40)  # per-dataset scores, strongly paired
+        mine = 1.05 * reference + 0.01 * rng.standard_normal(40)
+        ratio, se = paired_ratio(mine, reference)
+        ratios.append(ratio)
+        ses.append(se)
+    spread = np.std(ratios, ddof=1)
+    # the sd of 2000 replicates is known to about 1.6 %; the se estimate's mean to less
+    assert abs(np.mean(ses) / spread - 1) < 0.1, (np.mean(ses), spread)
+    assert abs(np.mean(ratios) - 1.05) < 4 * spread / np.sqrt(2000)
+    # power: an unpaired se (as if the datasets were unrelated) is many times larger
+    unpaired = np.sqrt(mine.var(ddof=1) + (1.05 * reference).var(ddof=1)) / np.sqrt(40)
+    assert unpaired / reference.mean() > 5 * np.mean(ses)
+
+
+def test_coverage_check_adds_two_standard_errors():
+    from geodiff.validate.posterior import _coverage_check
+
+    def records(values):
+        return [{"m": {"cover90": v}} for v in values]
+
+    steady = records([0.91, 0.905, 0.915, 0.91] * 10)  # 0.91 ± 0.0007
+    noisy = records([0.80, 1.0, 0.83, 0.99] * 10)  # 0.905 ± 0.013
+    assert _coverage_check(steady, "m", "steady").passed
+    assert not _coverage_check(noisy, "m", "noisy").passed

@@ -32,7 +32,7 @@ from geodiff.diffusion.samplers import ddim_sample, dpm_solver_sample
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
 from geodiff.linalg import robust_cholesky
-from geodiff.posterior._steps import denoise_with_grad, flat, start
+from geodiff.posterior._steps import denoise_with_grad, flat, start, step_tensor
 from geodiff.posterior.problem import LinearGaussianProblem
 
 __all__ = ["INTEGRATORS", "conditional_denoiser", "mmps_sample"]
@@ -66,6 +66,8 @@ def conditional_denoiser(
     cg_iterations : int, optional
         Conjugate-gradient iterations per evaluation (default: to convergence, a relative
         residual of 1e-10 or ``4 n`` iterations; ``n`` are exact in exact arithmetic).
+        0 takes ``V`` to be the preconditioner's ``V̄`` (no Jacobian, no gradient: exact
+        only for a Gaussian prior equal to ``Σ̄``).
     preconditioner : torch.Tensor, shape (d, d), optional
         A covariance ``Σ̄`` close to the prior's (for example its marginal covariance):
         the iterations are preconditioned by ``A V̄ Aᵀ + diag(τ²)`` with ``V̄`` the exact
@@ -79,14 +81,22 @@ def conditional_denoiser(
     """
     a, y, tau2 = problem.matrix, problem.values, problem.noise_sd**2
     iterations = _CONVERGED_ITERATIONS * len(problem) if cg_iterations is None else cg_iterations
-    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
-        raise GeodiffError(f"cg_iterations must be a positive integer, got {cg_iterations!r}")
-    precondition = _preconditioner(preconditioner, a, tau2)
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
+        raise GeodiffError(f"cg_iterations must be a non-negative integer, got {cg_iterations!r}")
+    if iterations == 0 and preconditioner is None:
+        raise GeodiffError("cg_iterations=0 uses the preconditioner's covariance: give one")
+    gaussian = None if preconditioner is None else _GaussianGuess(preconditioner, a, tau2)
     alpha_bar = schedule.alpha_bar
 
     def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         step = int(t.reshape(-1)[0])
         ab = float(alpha_bar[step])
+        if iterations == 0:  # V ≈ V̄: no Jacobian, no graph
+            with torch.no_grad():
+                x0 = flat(denoiser(x_t, step_tensor(step, x_t)).to(torch.float64))
+            solve, guess_times = gaussian.at(ab)
+            correction = guess_times(solve(y - x0 @ a.T))
+            return (x0 + correction).reshape(x_t.shape).to(x_t.dtype)
         x0, leaf = denoise_with_grad(denoiser, x_t, step)
         scale = (1 - ab) / ab**0.5  # V = scale · J
 
@@ -97,32 +107,34 @@ def conditional_denoiser(
 
         x0_flat = flat(x0.detach().to(torch.float64))
         residual = y - x0_flat @ a.T
-        solve = precondition(ab)
+        solve = (lambda r: r) if gaussian is None else gaussian.at(ab)[0]
         correction = _conjugate_gradients(cov_times, a, tau2, residual, solve, iterations)
         return (x0_flat + correction).reshape(x_t.shape).to(x_t.dtype)
 
     return denoise
 
 
-def _preconditioner(cov, a: torch.Tensor, tau2: torch.Tensor):
-    """``ᾱ -> (r -> M⁻¹ r)`` for ``M = A V̄ Aᵀ + diag(τ²)`` (identity when ``cov`` is None)."""
-    if cov is None:
-        return lambda ab: lambda r: r
-    cov = torch.as_tensor(cov, dtype=torch.float64, device=a.device)
-    d = a.shape[1]
-    if cov.shape != (d, d):
-        raise GeodiffError(f"the preconditioner must have shape ({d}, {d}), got {tuple(cov.shape)}")
-    eigval, eigvec = torch.linalg.eigh(0.5 * (cov + cov.T))
-    eigval = eigval.clamp_min(0.0)
-    a_u = a @ eigvec  # (n, d)
+class _GaussianGuess:
+    """``V̄ = Cov[x_0 | x_t]`` of ``N(0, Σ̄)`` and ``M = A V̄ Aᵀ + diag(τ²)``, per noise level."""
 
-    def at(ab: float):
-        post_var = eigval * (1 - ab) / (ab * eigval + 1 - ab)  # Cov[x_0 | x_t] along U
-        m = (a_u * post_var) @ a_u.T + torch.diag(tau2)
+    def __init__(self, cov, a: torch.Tensor, tau2: torch.Tensor):
+        cov = torch.as_tensor(cov, dtype=torch.float64, device=a.device)
+        d = a.shape[1]
+        if cov.shape != (d, d):
+            raise GeodiffError(
+                f"the preconditioner must have shape ({d}, {d}), got {tuple(cov.shape)}"
+            )
+        eigval, self.eigvec = torch.linalg.eigh(0.5 * (cov + cov.T))
+        self.eigval = eigval.clamp_min(0.0)
+        self.a_u, self.tau2 = a @ self.eigvec, tau2  # A U, (n, d)
+
+    def at(self, ab: float):
+        """``(r -> M⁻¹ r, v -> V̄ Aᵀ v)`` at ``ᾱ``, both on rows (B, n)."""
+        post_var = self.eigval * (1 - ab) / (ab * self.eigval + 1 - ab)  # V̄ along U
+        m = (self.a_u * post_var) @ self.a_u.T + torch.diag(self.tau2)
         chol = robust_cholesky(0.5 * (m + m.T), "MMPS's preconditioner")
-        return lambda r: torch.cholesky_solve(r.T, chol).T
-
-    return at
+        v_at = (self.eigvec * post_var) @ self.a_u.T  # V̄ Aᵀ, (d, n)
+        return (lambda r: torch.cholesky_solve(r.T, chol).T), (lambda v: v @ v_at.T)
 
 
 def _conjugate_gradients(cov_times, a, tau2, rhs, solve, iterations: int) -> torch.Tensor:
@@ -182,7 +194,8 @@ def mmps_sample(
         Denoiser evaluations (``dpm2m`` spaces them evenly in log-SNR, ``ddim`` in t).
     cg_iterations : int or None
         Conjugate-gradient iterations (vector-Jacobian products) per step; None runs
-        them to convergence, which is exact for a Gaussian prior.
+        them to convergence, which is exact for a Gaussian prior; 0 uses the
+        preconditioner's covariance instead of the denoiser's Jacobian.
     preconditioner : torch.Tensor, shape (d, d), optional
         A covariance close to the prior's, see :func:`conditional_denoiser`.
     integrator : {"dpm2m", "ddim"}

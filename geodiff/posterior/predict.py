@@ -132,7 +132,10 @@ def diffusion_posterior(
     progress : bool
         Show a progress bar.
     **options
-        The sampler's own options (``steps``, ``particles``, ``step_size``, ``eta``).
+        The sampler's own options (``steps``, ``particles``, ``step_size``, ``eta``,
+        ``cg_iterations``); ``steps=None`` is the sampler's default. MMPS is preconditioned
+        by the model's prior covariance (:meth:`DiffusionModel.prior_covariance`) unless
+        given a ``preconditioner``.
 
     Returns
     -------
@@ -178,6 +181,10 @@ def diffusion_posterior(
     def denoiser(x_t, t):
         return model.denoiser.predict(x_t.to(torch.float32), t)[0]
 
+    if options.get("steps", 0) is None:
+        options = {k: v for k, v in options.items() if k != "steps"}
+    if method == "mmps" and options.get("preconditioner") is None:
+        options = dict(options, preconditioner=model.prior_covariance().to(device))
     per_batch = (
         max(1, batch_size // options.get("particles", DEFAULT_PARTICLES))
         if method == "mcgdiff"
@@ -207,7 +214,7 @@ def diffusion_posterior(
     elapsed = time.perf_counter() - started
     fields = dmap.to_physical_values(np.concatenate(draws)).astype(np.float32)
     info = {
-        "options": dict(options),
+        "options": {k: v for k, v in options.items() if k != "preconditioner"},
         "samples": samples,
         "seed": seed,
         "wall_time_s": elapsed,
