@@ -51,8 +51,8 @@ from geodiff.metrics.scores import interval_coverage, sliced_wasserstein
 from geodiff.observe import Observations
 from geodiff.posterior import (
     LinearGaussianProblem,
-    gaussian_posterior,
     daps_limit,
+    gaussian_posterior,
     mcgdiff_limit,
     mmps_limit,
     pigdm_limit,
@@ -278,7 +278,7 @@ def main(argv=None) -> None:
     prior_cov = prior.covariance(pts, pts, theta)[0]
     limit_ts = schedule.timesteps(STEPS)
     marginal = prior_marginal_covariance(prior, grid)
-    for _, method, options in methods:
+    for _label, _method, options in methods:
         if options.get("preconditioner") == "marginal":
             options["preconditioner"] = marginal
     mmps_ts = schedule.log_snr_timesteps(30)

@@ -47,7 +47,7 @@ from geodiff.rng import derive_seed
 #: each diffusion entry: a posterior method with its options; an entry may name another
 #: method with "method" (a variant, e.g. {"mmps-cg1": {"method": "mmps", "cg_iterations": 1}})
 DIFFUSION = {
-    "mmps": {"steps": 30, "cg_iterations": 1},
+    "mmps": {"steps": 25, "cg_iterations": 1},
     "daps": {"steps": 50},
     "pigdm": {"steps": 50},
     "mcgdiff": {"steps": 30, "particles": 8},
@@ -158,7 +158,7 @@ def main(argv=None) -> None:
     parser.add_argument("--draws", type=int, default=19, help="draws per method and dataset")
     parser.add_argument(
         "--methods",
-        default="kriging-oracle,kriging-ok,mcmc,daps,pigdm,mcgdiff,dps",
+        default="kriging-oracle,kriging-ok,mcmc,mmps,daps,pigdm,mcgdiff,dps",
         help="comma-separated",
     )
     parser.add_argument(

@@ -57,6 +57,7 @@ from scipy import stats
 from geodiff.errors import GeodiffError
 from geodiff.metrics.scores import crps, interval_coverage
 from geodiff.observe import Observations
+from geodiff.posterior.predict import DEFAULT_METHOD
 from geodiff.rng import derive_seed
 from geodiff.transform import DomainMap
 
@@ -358,8 +359,8 @@ def cross_validate(
     folds: int = 5,
     methods=("diffusion", "ordinary-kriging", "mcmc"),
     draws: int = 39,
-    diffusion_method: str = "daps",
-    steps: int = 50,
+    diffusion_method: str = DEFAULT_METHOD,
+    steps: int | None = None,
     diffusion_options: dict | None = None,
     mcmc_warmup: int = 300,
     mcmc_samples: int = 300,

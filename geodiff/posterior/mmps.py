@@ -26,6 +26,8 @@ iterations; fewer trade accuracy for time (the default is chosen in BENCHMARKS.m
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from geodiff.diffusion.samplers import ddim_sample, dpm_solver_sample
@@ -36,6 +38,10 @@ from geodiff.posterior._steps import denoise_with_grad, flat, start, step_tensor
 from geodiff.posterior.problem import LinearGaussianProblem
 
 __all__ = ["INTEGRATORS", "conditional_denoiser", "mmps_sample"]
+
+#: default noise level above which the Jacobian gives way to the Gaussian guess
+#: (chosen in BENCHMARKS.md: above it the network's Jacobian made draws diverge)
+JACOBIAN_SIGMA_MAX = 10.0
 
 #: integrators of the conditional denoiser
 INTEGRATORS = ("dpm2m", "ddim")
@@ -53,6 +59,7 @@ def conditional_denoiser(
     *,
     cg_iterations: int | None = None,
     preconditioner=None,
+    jacobian_sigma_max: float = math.inf,
 ):
     """``D(x_t, t | y)``: the denoiser conditioned on the observations (see module docs).
 
@@ -73,6 +80,11 @@ def conditional_denoiser(
         the iterations are preconditioned by ``A V̄ Aᵀ + diag(τ²)`` with ``V̄`` the exact
         ``Cov[x_0 | x_t]`` of ``N(0, Σ̄)``, so a Gaussian prior equal to ``Σ̄`` needs one
         iteration. It changes the speed of convergence, never the converged answer.
+    jacobian_sigma_max : float
+        With a preconditioner: above this noise level ``σ = √((1-ᾱ)/ᾱ)`` take ``V = V̄``
+        as with ``cg_iterations=0``. There ``V = (σ²/√(1+σ²)) J`` multiplies the network's
+        Jacobian error by about ``σ``, while ``Cov[x_0 | x_t]`` tends to the prior's
+        covariance, which ``V̄`` is when the preconditioner is the prior's.
 
     Returns
     -------
@@ -85,13 +97,16 @@ def conditional_denoiser(
         raise GeodiffError(f"cg_iterations must be a non-negative integer, got {cg_iterations!r}")
     if iterations == 0 and preconditioner is None:
         raise GeodiffError("cg_iterations=0 uses the preconditioner's covariance: give one")
+    if not jacobian_sigma_max > 0:
+        raise GeodiffError(f"jacobian_sigma_max must be > 0, got {jacobian_sigma_max!r}")
     gaussian = None if preconditioner is None else _GaussianGuess(preconditioner, a, tau2)
     alpha_bar = schedule.alpha_bar
 
     def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         step = int(t.reshape(-1)[0])
         ab = float(alpha_bar[step])
-        if iterations == 0:  # V ≈ V̄: no Jacobian, no graph
+        guess = gaussian is not None and ((1 - ab) / ab) ** 0.5 > jacobian_sigma_max
+        if iterations == 0 or guess:  # V ≈ V̄: no Jacobian, no graph
             with torch.no_grad():
                 x0 = flat(denoiser(x_t, step_tensor(step, x_t)).to(torch.float64))
             solve, guess_times = gaussian.at(ab)
@@ -175,9 +190,10 @@ def mmps_sample(
     problem: LinearGaussianProblem,
     generators: list,
     *,
-    steps: int = 30,
-    cg_iterations: int | None = 3,
+    steps: int = 25,
+    cg_iterations: int | None = 1,
     preconditioner=None,
+    jacobian_sigma_max: float = JACOBIAN_SIGMA_MAX,
     integrator: str = "dpm2m",
     eta: float = 0.0,
     timesteps=None,
@@ -198,6 +214,8 @@ def mmps_sample(
         preconditioner's covariance instead of the denoiser's Jacobian.
     preconditioner : torch.Tensor, shape (d, d), optional
         A covariance close to the prior's, see :func:`conditional_denoiser`.
+    jacobian_sigma_max : float
+        See :func:`conditional_denoiser` (used only with a preconditioner).
     integrator : {"dpm2m", "ddim"}
         DPM-Solver++(2M) (deterministic) or DDIM with ``eta``.
     eta : float
@@ -213,7 +231,12 @@ def mmps_sample(
         raise GeodiffError("the dpm2m integrator is deterministic: use integrator='ddim' for eta")
     problem = problem.to(device)
     conditional = conditional_denoiser(
-        denoiser, schedule, problem, cg_iterations=cg_iterations, preconditioner=preconditioner
+        denoiser,
+        schedule,
+        problem,
+        cg_iterations=cg_iterations,
+        preconditioner=preconditioner,
+        jacobian_sigma_max=jacobian_sigma_max,
     )
     x_T = start(problem.shape, generators, device)
     if integrator == "dpm2m":

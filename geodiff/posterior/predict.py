@@ -30,7 +30,7 @@ from geodiff.transform import DomainMap
 __all__ = ["DEFAULT_METHOD", "PosteriorDraws", "diffusion_posterior", "predict"]
 
 #: the method ``geodiff predict`` uses unless told otherwise (chosen in BENCHMARKS.md)
-DEFAULT_METHOD = "daps"
+DEFAULT_METHOD = "mmps"
 _POSTERIOR_STREAM = 30
 
 

@@ -24,6 +24,7 @@ from geodiff.metrics import (
     directional_variograms,
     radial_power_spectrum,
 )
+from geodiff.metrics.anisotropy import compare_local_anisotropy
 from geodiff.metrics.marginal import compare_marginals
 from geodiff.metrics.scores import max_sliced_wasserstein
 from geodiff.rng import derive_seed
@@ -212,6 +213,8 @@ def validate_prior(
     spec_ctrl = compare_spectra(radial_power_spectrum(control), ref_spec)
     marg = compare_marginals(generated, reference, seed=seed)
     marg_ctrl = compare_marginals(control, reference, seed=seed)
+    aniso = compare_local_anisotropy(generated, reference, seed=seed)
+    aniso_ctrl = compare_local_anisotropy(control, reference, seed=seed)
     directions = principal_directions(prior, grid, k=n_directions, seed=seed) / model.data_scale
     flat = {k: v.reshape(n, -1) for k, v in (("g", generated), ("r", reference), ("c", control))}
     msw = max_sliced_wasserstein(flat["g"], flat["r"], directions)
@@ -257,6 +260,15 @@ def validate_prior(
             f"{spec_ctrl.max_abs_z:.1f} (control)",
             f"max |z| ≤ {Z_LIMIT:g}",
             bool(spec.max_abs_z <= Z_LIMIT),
+        ),
+        Check(
+            "prior",
+            "local anisotropy (structure-tensor coherence quantiles and orientation "
+            "agreement by separation; max |z|)",
+            f"{aniso.max_abs_z:.1f}",
+            f"{aniso_ctrl.max_abs_z:.1f} (control)",
+            f"max |z| ≤ {Z_LIMIT:g}",
+            bool(aniso.max_abs_z <= Z_LIMIT),
         ),
         Check(
             "prior",
