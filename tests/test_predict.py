@@ -116,7 +116,7 @@ def test_predict_command(tmp_path, capsys):
     assert header == ["x", "y", "mean", "sd", "q05", "q50", "q95", "p_gt_5"]
     assert (tmp_path / "pred.draws.nc").is_file() and (tmp_path / "pred.png").is_file()
     meta = json.loads((tmp_path / "pred.csv.json").read_text())
-    assert meta["method"] == "daps" and meta["samples"] == 3
+    assert meta["method"] == "mmps" and meta["samples"] == 3
     # physical observations without a domain map leave the model's domain: a clear error
     bad = ["predict", "--model", str(MODEL), "--obs", str(tmp_path / "obs.csv"),
            "--samples", "2", "--out", str(tmp_path / "x.csv"), "--quiet"]  # fmt: skip
@@ -140,7 +140,7 @@ def test_demo_command_writes_its_report(tmp_path, capsys):
             "--mcmc-warmup", "10", "--mcmc-samples", "10", "--quiet"]  # fmt: skip
     assert main(args) == 0
     report = (out / "report.md").read_text()
-    for method in ("diffusion (daps)", "oracle kriging", "ordinary kriging", "MCMC"):
+    for method in ("diffusion (mmps)", "oracle kriging", "ordinary kriging", "MCMC"):
         assert f"| {method} |" in report
     assert (out / "maps.png").is_file()
     assert "demo done" in capsys.readouterr().out
