@@ -29,7 +29,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _seed(text: str) -> int:
+def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, required=True, help="number of fields")
     p.add_argument(
         "--seed",
-        type=_seed,
+        type=_non_negative_int,
         default=0,
         help="seed; the same seed gives the same fields (default 0)",
     )
@@ -134,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         default=200,
         help="parameter draws (thinned) turned into field draws (default 200)",
     )
-    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
     p.add_argument("--no-jit", action="store_true", help="do not JIT-compile the potential")
     p.set_defaults(func=_cmd_mcmc)
 
@@ -160,9 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--steps", type=_positive_int, default=None, help="sampler steps (default: the method's)"
     )
-    p.add_argument("--mcmc-warmup", type=_positive_int, default=400, help="NUTS warm-up (400)")
-    p.add_argument("--mcmc-samples", type=_positive_int, default=400, help="NUTS draws (400)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument("--mcmc-warmup", type=_positive_int, default=200, help="NUTS warm-up (200)")
+    p.add_argument("--mcmc-samples", type=_positive_int, default=200, help="NUTS draws (200)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -196,6 +196,12 @@ def _parser() -> argparse.ArgumentParser:
         "--particles", type=_positive_int, default=None, help="mcgdiff: particles per draw"
     )
     p.add_argument("--step-size", type=_non_negative, default=None, help="dps: step size ζ'")
+    p.add_argument(
+        "--cg-iterations",
+        type=_non_negative_int,
+        default=None,
+        help="mmps: conjugate-gradient iterations per step (default 1; 0: no Jacobian)",
+    )
     p.add_argument("--eta", type=_non_negative, default=None, help="dps, pigdm, mcgdiff: DDIM's η")
     p.add_argument(
         "--domain",
@@ -223,7 +229,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="NetCDF file of the posterior draws on the grid (default: OUT with .draws.nc)",
     )
-    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
     p.add_argument(
         "--batch-size", type=_positive_int, default=64, help="fields per network call (default 64)"
     )
@@ -264,7 +270,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fields-per-theta", type=_positive_int, default=1, help="with --prior (default 1)"
     )
-    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 mixed precision on GPU")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -281,7 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=_positive_int, default=50, help="sampling steps (default 50)")
     p.add_argument("--eta", type=_non_negative, default=0.0, help="DDIM eta (0: deterministic)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
     p.add_argument("--out", required=True, type=Path, help="output NetCDF file (.nc)")
     p.add_argument("--batch-size", type=_positive_int, default=256, help="(default 256)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -421,7 +427,7 @@ def _validate_parser(sub, methods, default_method) -> None:
         "--mcmc-samples", type=_positive_int, help=preset("mcmc_samples", "NUTS draws per chain")
     )
     p.add_argument("--strict", action="store_true", help="exit with status 1 if a check warns")
-    p.add_argument("--seed", type=_seed, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_validate)
@@ -791,6 +797,7 @@ def _cmd_predict(args) -> None:
             ("particles", args.particles),
             ("step_size", args.step_size),
             ("eta", args.eta),
+            ("cg_iterations", args.cg_iterations),
         )
         if value is not None
     }

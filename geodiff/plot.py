@@ -178,7 +178,8 @@ def plot_demo(truth, obs, predictions: dict, path, *, grid, ellipses=None) -> Pa
     ellipses : dict, optional
         The true field's local anisotropy drawn over it: ``points`` (k, 2) and, at each,
         ``length_scale``, ``anis_ratio`` and ``angle`` (radians from the x axis), (k,):
-        an ellipse with semi-axes ``ℓ`` and ``r ℓ``.
+        an ellipse with semi-axes ``ℓ/2`` and ``r ℓ/2`` (halved so that neighbours rarely
+        overlap).
 
     Returns
     -------
@@ -209,15 +210,15 @@ def plot_demo(truth, obs, predictions: dict, path, *, grid, ellipses=None) -> Pa
             axes[0, 0].add_patch(
                 Ellipse(
                     (px, py),
-                    2 * ell,
-                    2 * ell * float(ellipses["anis_ratio"][k]),
+                    ell,
+                    ell * float(ellipses["anis_ratio"][k]),
                     angle=float(np.degrees(ellipses["angle"][k])),
                     fill=False,
                     ec="k",
                     lw=0.8,
                 )
             )
-        axes[0, 0].set_title("true field, local anisotropy", fontsize=9)
+        axes[0, 0].set_title("true field; ellipses: ℓ/2, rℓ/2", fontsize=9)
     axes[1, 0].scatter(
         *obs.locations.T, c=obs.values, cmap="RdBu_r", vmin=-limit, vmax=limit, s=18, ec="k"
     )

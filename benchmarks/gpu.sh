@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The one prepared GPU run (GPU_WORK.md): about 9 minutes on one H200, all of it in one
+# `device` call so that the start-up is paid once.
+#
+#   run(command="bash benchmarks/gpu.sh", timeout_s=600, carry=[".whl", "runs/ns64"])
+#
+# 1. installs geodiff into the device's Python (its own CUDA torch; the other wheels from
+#    a carried wheelhouse `.whl/`, made here with `pip download -d .whl -e .[test]`),
+# 2. continues (or starts) the 64² non-stationary prior in bf16 for TRAIN_S seconds from
+#    the carried run directory runs/ns64, checkpointing every 250 steps,
+# 3. runs the GPU tests (`pytest -m gpu`),
+# 4. times unconditional and posterior sampling on the GPU and on the CPU of the same
+#    machine (ratios in the same run),
+# 5. writes under $OUT what must come back: the log, the timings, and the run directory
+#    as a tar in parts of at most 15 MiB (the device returns 8 files of 16 MiB at most).
+#    Reassemble here with `cat $FILES/ns64.tar.part-* | tar x`, then rerun.
+#
+# DRY=1 runs every stage on the CPU with tiny settings (a syntax and plumbing check).
+set -uo pipefail
+OUT=${OUT:-runs/gpu-out}
+TRAIN_S=${TRAIN_S:-330}
+RUN=runs/ns64
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu.log") 2>&1
+started=$(date +%s)
+left() { echo $((540 - $(date +%s) + started)); }
+
+echo "== 1. install ($(date -u))"
+if [ -z "${DRY:-}" ]; then
+    pip install -q --no-index --find-links .whl -e ".[test]" || pip install -q -e ".[test]"
+fi
+python -c "import torch, geodiff; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+device=cuda
+steps=30000
+grid=64
+[ -n "${DRY:-}" ] && { device=cpu; steps=4; grid=16; TRAIN_S=60; RUN=runs/ns64-dry; }
+
+echo "== 2. train the ${grid}² non-stationary prior for at most ${TRAIN_S} s"
+timeout "$TRAIN_S" geodiff train --prior nonstationary-anisotropy --grid "$grid" \
+    --network small --steps "$steps" --batch-size 128 --fields-per-theta 8 --lr 5e-4 \
+    --warmup 200 --ema 0.999 --checkpoint-every 250 --validate-every 2000 \
+    --oracle-components 8 --device "$device" --quiet --out "$RUN"
+echo "train exit $? (124: stopped by the time box, resumes next time)"
+
+echo "== 3. GPU tests ($(left) s left)"
+[ -z "${DRY:-}" ] && timeout 120 python -m pytest -q -m gpu -p no:cacheprovider
+
+echo "== 4. sampling and posterior timings ($(left) s left)"
+timeout 90 python - "$OUT/timings.json" "$device" "$RUN" <<'PY'
+import json, sys, time
+import numpy as np, torch
+from geodiff.diffusion.model import load_model
+from geodiff.observe import Observations
+from geodiff.posterior import diffusion_posterior
+
+out, device, run_dir = sys.argv[1:4]
+rows = {}
+for dev in dict.fromkeys([device, "cpu"]):
+    model = load_model(run_dir, dev)
+    rng = np.random.default_rng(0)
+    obs = Observations.at_points(rng.uniform(0.02, 0.98, (30, 2)), rng.standard_normal(30), 0.1)
+    for label, run in {
+        "sample 100 (dpm2m 50)": lambda: model.sample(100, steps=50),
+        "posterior 100 (mmps)": lambda: diffusion_posterior(model, obs, samples=100),
+    }.items():
+        run()  # warm-up (kernels, caches)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        run()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        rows[f"{label} on {dev}"] = time.perf_counter() - t
+json.dump(rows, open(out, "w"), indent=1)
+print(json.dumps(rows, indent=1))
+PY
+
+echo "== 5. results under $OUT"
+tail -3 "$RUN/metrics.jsonl" > "$OUT/metrics-tail.jsonl" 2>/dev/null
+tar cf - -C "$(dirname "$RUN")" "$(basename "$RUN")" | split -b 15m - "$OUT/ns64.tar.part-"
+ls -la "$OUT"
+echo "done in $(( $(date +%s) - started )) s"
