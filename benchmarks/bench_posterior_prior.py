@@ -182,6 +182,9 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--verbose", action="store_true", help="print each method's time")
     parser.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md")
+    parser.add_argument(
+        "--section", default=None, help="BENCHMARKS.md section (default: one per model)"
+    )
     args = parser.parse_args(argv)
     args.methods = args.methods.split(",")
     if (args.draws + 1) % 20:
@@ -238,9 +241,10 @@ def main(argv=None) -> None:
         command = "python benchmarks/bench_posterior_prior.py " + " ".join(
             shlex.quote(a) for a in given
         )
-        update_section(
-            f"posterior-prior-{name}", f"Posterior prediction with {name}", command, body
-        )
+        key, title = f"posterior-prior-{name}", f"Posterior prediction with {name}"
+        if args.section:
+            key, title = f"{key}-{args.section}", f"{title}: {args.section}"
+        update_section(key, title, command, body)
 
 
 if __name__ == "__main__":

@@ -242,3 +242,32 @@ def test_mmps_options_are_checked(gaussian):
     ]:
         with pytest.raises(GeodiffError, match=message):
             posterior_sample("mmps", oracle, SCHEDULE, problem, gens, **options)
+
+
+def test_mmps_cost_counts_the_calls(gaussian):
+    """The reported evaluations and vector-Jacobian products per draw are the ones made."""
+    from geodiff.posterior.mmps import mmps_cost
+
+    grid, oracle, cov = gaussian
+    problem = _problem(grid, oracle, 0.1)
+    calls = {"forward": 0, "backward": 0}
+
+    class Counted(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            calls["backward"] += 1
+            return grad
+
+    def denoiser(x, t):
+        calls["forward"] += 1
+        return oracle(Counted.apply(x), t)
+
+    options = {"steps": 25, "cg_iterations": 1, "preconditioner": cov}
+    posterior_sample("mmps", denoiser, SCHEDULE, problem, generators_for(0, 0, [0, 1]), **options)
+    cost = mmps_cost(SCHEDULE, len(problem), **options)
+    assert cost == {"denoiser_evaluations": calls["forward"], "vjps": calls["backward"]}
+    assert 0 < cost["vjps"] < cost["denoiser_evaluations"]  # no Jacobian at high noise

@@ -37,7 +37,7 @@ from geodiff.linalg import robust_cholesky
 from geodiff.posterior._steps import denoise_with_grad, flat, start, step_tensor
 from geodiff.posterior.problem import LinearGaussianProblem
 
-__all__ = ["INTEGRATORS", "conditional_denoiser", "mmps_sample"]
+__all__ = ["INTEGRATORS", "conditional_denoiser", "mmps_cost", "mmps_sample"]
 
 #: default noise level above which the Jacobian gives way to the Gaussian guess
 #: (chosen in BENCHMARKS.md: above it the network's Jacobian made draws diverge)
@@ -182,6 +182,29 @@ def _conjugate_gradients(cov_times, a, tau2, rhs, solve, iterations: int) -> tor
         direction = torch.where(active[:, None], z + beta[:, None] * direction, 0.0)
         rz = new_rz
     return correction
+
+
+def mmps_cost(
+    schedule: NoiseSchedule,
+    n_observations: int,
+    *,
+    steps: int = 25,
+    cg_iterations: int | None = 1,
+    jacobian_sigma_max: float = JACOBIAN_SIGMA_MAX,
+    integrator: str = "dpm2m",
+    preconditioned: bool = True,
+    **_,
+) -> dict:
+    """Denoiser evaluations and vector-Jacobian products per draw of :func:`mmps_sample`.
+
+    Upper bounds for conjugate gradients that may stop early (``None``: at most
+    ``4 n``); other options as there. Returns ``{"denoiser_evaluations": …, "vjps": …}``.
+    """
+    ts = schedule.log_snr_timesteps(steps) if integrator == "dpm2m" else schedule.timesteps(steps)
+    sigma = schedule.sigma(ts)
+    with_jacobian = int((sigma <= jacobian_sigma_max).sum()) if preconditioned else len(ts)
+    per_step = _CONVERGED_ITERATIONS * n_observations if cg_iterations is None else cg_iterations
+    return {"denoiser_evaluations": len(ts), "vjps": with_jacobian * per_step}
 
 
 def mmps_sample(

@@ -22,6 +22,7 @@ from geodiff.netcdf import write_fields_netcdf
 from geodiff.observe import Observations
 from geodiff.posterior.mcgdiff import DEFAULT_PARTICLES
 from geodiff.posterior.methods import POSTERIOR_SAMPLERS, posterior_sample
+from geodiff.posterior.mmps import mmps_cost
 from geodiff.posterior.problem import LinearGaussianProblem
 from geodiff.prediction import Prediction
 from geodiff.rng import generators_for
@@ -222,6 +223,8 @@ def diffusion_posterior(
         "domain_map": dmap.to_dict(),
         "n_observations": len(obs),
     }
+    if method == "mmps":
+        info["per_draw"] = mmps_cost(model.schedule, len(problem), **options)
     if diagnostics:
         info["min_relative_ess"] = float(min(min(d["ess"], default=1.0) for d in diagnostics))
     return PosteriorDraws(fields, dmap.physical_grid(model.grid), dmap, method, info)
