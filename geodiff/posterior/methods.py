@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from geodiff.errors import GeodiffError
 from geodiff.posterior.daps import daps_sample
 from geodiff.posterior.dps import dps_sample
@@ -29,9 +31,17 @@ def posterior_sample(method: str, denoiser, schedule, problem, generators, **opt
         raise GeodiffError(
             f"unknown posterior method {method!r}; choose from {sorted(POSTERIOR_SAMPLERS)}"
         ) from None
-    try:
-        return sampler(denoiser, schedule, problem, generators, **options)
-    except TypeError as err:
-        if "unexpected keyword" in str(err):
-            raise GeodiffError(f"{method}: {err}") from None
-        raise
+    accepted = sampler_options(method)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise GeodiffError(
+            f"{method} does not take the option(s) {', '.join(unknown)}; "
+            f"its options: {', '.join(accepted)}"
+        )
+    return sampler(denoiser, schedule, problem, generators, **options)
+
+
+def sampler_options(method: str) -> tuple[str, ...]:
+    """The keyword options the sampler named ``method`` declares."""
+    parameters = inspect.signature(POSTERIOR_SAMPLERS[method]).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
