@@ -140,7 +140,9 @@ def test_noiseless_observations_are_interpolated(gaussian, method):
     _, _, grid, oracle, _ = gaussian
     obs, _ = _observations(grid, oracle, 5, 0.0, seed=3)
     problem = LinearGaussianProblem.from_observations(obs, grid)
-    draws = _draws(method, oracle, problem, 8, steps=30)
+    # MMPS honours them when its conjugate gradients converge (one iteration does not)
+    options = {"cg_iterations": None} if method == "mmps" else {}
+    draws = _draws(method, oracle, problem, 8, steps=30, **options)
     misfit = problem.apply(draws) - problem.values
     assert float(misfit.abs().max()) < 1e-3
 
