@@ -40,7 +40,7 @@ def _non_negative_int(text: str) -> int:
 
 
 #: the checkpoint shipped in the repository, used by the demo
-_SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "data" / "stationary-matern-32"
+_SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "data" / "nonstationary-anisotropy-32"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,7 +144,10 @@ def _parser() -> argparse.ArgumentParser:
         "kriging and MCMC side by side, with a report",
     )
     p.add_argument(
-        "--model", type=Path, default=_SHIPPED_MODEL, help="trained model (default: shipped)"
+        "--model",
+        type=Path,
+        default=_SHIPPED_MODEL,
+        help="trained model (default: data/nonstationary-anisotropy-32, non-stationary)",
     )
     p.add_argument("--obs", type=_positive_int, default=30, help="observations (default 30)")
     p.add_argument("--noise-sd", type=_non_negative, default=0.1, help="noise sd (default 0.1)")
