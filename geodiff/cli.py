@@ -163,8 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--steps", type=_positive_int, default=None, help="sampler steps (default: the method's)"
     )
-    p.add_argument("--mcmc-warmup", type=_positive_int, default=200, help="NUTS warm-up (200)")
-    p.add_argument("--mcmc-samples", type=_positive_int, default=200, help="NUTS draws (200)")
+    p.add_argument("--mcmc-warmup", type=_positive_int, default=100, help="NUTS warm-up (100)")
+    p.add_argument("--mcmc-samples", type=_positive_int, default=100, help="NUTS draws (100)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

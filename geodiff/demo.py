@@ -74,8 +74,8 @@ def run_demo(
     draws: int = 39,
     method: str = DEFAULT_METHOD,
     steps: int | None = None,
-    mcmc_warmup: int = 200,
-    mcmc_samples: int = 200,
+    mcmc_warmup: int = 100,
+    mcmc_samples: int = 100,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
