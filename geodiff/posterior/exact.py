@@ -110,6 +110,15 @@ class _OracleMatrices:
         return (self.eigvec * g) @ self.eigvec.T
 
 
+def _observed(problem: LinearGaussianProblem):
+    """``(A, y, τ²)`` of the problem."""
+    return problem.matrix, problem.values, problem.noise_sd**2
+
+
+def _identity(problem: LinearGaussianProblem) -> torch.Tensor:
+    return torch.eye(problem.dim, dtype=torch.float64)
+
+
 def mmps_limit(
     cov,
     problem: LinearGaussianProblem,
@@ -162,13 +171,9 @@ def daps_limit(
     ``K = r² A Aᵀ + diag(τ²)``, ``P = I - r² Aᵀ K⁻¹ A``, ``r² = 1 - ᾱ``; then
     ``x_next = √ᾱ_next x_0 + √(1-ᾱ_next) z``.
     """
-    ts = check_timesteps(timesteps).tolist()
-    oracle = _OracleMatrices(cov)
-    a, y, tau2 = problem.matrix, problem.values, problem.noise_sd**2
-    d = a.shape[1]
-    eye = torch.eye(d, dtype=torch.float64)
-    m, c = torch.zeros(d, dtype=torch.float64), eye.clone()
-    for t, t_next in itertools.pairwise([*ts, None]):
+    oracle, (a, y, tau2), eye = _OracleMatrices(cov), _observed(problem), _identity(problem)
+    m, c = torch.zeros(len(eye), dtype=torch.float64), eye.clone()  # x_T ~ N(0, I)
+    for t, t_next in itertools.pairwise([*check_timesteps(timesteps).tolist(), None]):
         ab = float(schedule.alpha_bar[t])
         g, r2 = oracle.gain(ab), 1 - ab
         k_inv_a = torch.linalg.solve(r2 * a @ a.T + torch.diag(tau2), a)  # K⁻¹ A, (n, d)
@@ -192,13 +197,9 @@ def pigdm_limit(
     DDIM step ``√ᾱ_next G x_t + keep (x_t - √ᾱ G x_t) / √(1-ᾱ) + σ z``; the last step
     (``ᾱ_next = 1``) returns ``G x_t`` plus its guidance.
     """
-    ts = check_timesteps(timesteps).tolist()
-    oracle = _OracleMatrices(cov)
-    a, y, tau2 = problem.matrix, problem.values, problem.noise_sd**2
-    d = a.shape[1]
-    eye = torch.eye(d, dtype=torch.float64)
-    m, c = torch.zeros(d, dtype=torch.float64), eye.clone()
-    for t, t_next in itertools.pairwise([*ts, None]):
+    oracle, (a, y, tau2), eye = _OracleMatrices(cov), _observed(problem), _identity(problem)
+    m, c = torch.zeros(len(eye), dtype=torch.float64), eye.clone()  # x_T ~ N(0, I)
+    for t, t_next in itertools.pairwise([*check_timesteps(timesteps).tolist(), None]):
         ab = float(schedule.alpha_bar[t])
         ab_next = 1.0 if t_next is None else float(schedule.alpha_bar[t_next])
         g = oracle.gain(ab)
