@@ -191,13 +191,6 @@ def gaussian_score(case: Case, mean: np.ndarray, cov: torch.Tensor, draws: int) 
     }
 
 
-def prior_marginal_covariance(prior, grid, n_components: int = 64) -> torch.Tensor:
-    """``E_θ[Σ_θ]`` of the prior on the grid (what a trained model's MMPS preconditions with)."""
-    theta = prior.sample_theta(n_components, generator=torch.Generator().manual_seed(0))
-    pts = torch.as_tensor(grid.points(), dtype=torch.float64)
-    return prior.covariance(pts, pts, theta).mean(0)
-
-
 def run_sampler(method, options, case, oracle, schedule, draws, diagnostics=None):
     gens = generators_for(case.seed, 7, range(draws))
     extra = {} if diagnostics is None else {"diagnostics": diagnostics}
@@ -277,7 +270,7 @@ def main(argv=None) -> None:
     pts = torch.as_tensor(grid.points(), dtype=torch.float64)
     prior_cov = prior.covariance(pts, pts, theta)[0]
     limit_ts = schedule.timesteps(STEPS)
-    marginal = prior_marginal_covariance(prior, grid)
+    marginal = prior.marginal_covariance(grid.points())  # what a trained model's MMPS uses
     for _label, _method, options in methods:
         if options.get("preconditioner") == "marginal":
             options["preconditioner"] = marginal

@@ -18,12 +18,11 @@ from geodiff.diffusion.samplers import sample as run_sampler
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import CheckpointError, GeodiffError
 from geodiff.grid import Grid
-from geodiff.rng import derive_seed, generators_for
+from geodiff.rng import generators_for
 
 __all__ = ["DiffusionModel", "load_model"]
 
 _SAMPLE_STREAM = 20
-_COVARIANCE_CHUNK = 16  # parameter draws per covariance evaluation (memory: 16 d² floats)
 
 
 class DiffusionModel:
@@ -107,20 +106,13 @@ class DiffusionModel:
     def prior_covariance(self, n_components: int = 64, seed: int = 0) -> torch.Tensor:
         """The training prior's covariance on the grid, ``E_θ[Σ_θ]``, in the network's units.
 
-        A Monte Carlo mean over ``n_components`` parameter draws (the oracle's), float64,
+        :meth:`GRFPrior.marginal_covariance` on the grid divided by ``data_scale²``, float64,
         shape (d, d) with ``d = H*W`` in row-major grid order; kept for later calls.
         """
         key = (n_components, seed)
         if key not in self._prior_covariances:
-            gen = torch.Generator().manual_seed(derive_seed(seed, 0))
-            prior = self.prior
-            theta = prior.sample_theta(n_components, generator=gen)
-            pts = torch.as_tensor(self.grid.points(), dtype=torch.float64)
-            total = torch.zeros(len(pts), len(pts), dtype=torch.float64)
-            for lo in range(0, n_components, _COVARIANCE_CHUNK):
-                part = {k: v[lo : lo + _COVARIANCE_CHUNK] for k, v in theta.items()}
-                total += prior.covariance(pts, pts, part).sum(0)
-            self._prior_covariances[key] = total / (n_components * self.data_scale**2)
+            cov = self.prior.marginal_covariance(self.grid.points(), n_components, seed)
+            self._prior_covariances[key] = cov / self.data_scale**2
         return self._prior_covariances[key]
 
     @torch.no_grad()

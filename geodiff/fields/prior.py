@@ -39,6 +39,7 @@ from geodiff.errors import ConfigError
 from geodiff.fields.correlation import MAX_NU, CorrelationFamily, get_family
 from geodiff.fields.maps import MapPrior
 from geodiff.fields.parameters import Fixed, ScalarPrior, Uniform, scalar_prior_from_config
+from geodiff.rng import derive_seed
 
 __all__ = ["LOCAL_PARAMETERS", "GRFPrior", "NonStationaryPrior", "StationaryPrior"]
 
@@ -339,6 +340,32 @@ class GRFPrior:
             prior = self.parameters[key]
             shape[key] = prior.value if isinstance(prior, Fixed) else theta[key][:, None, None]
         return shape
+
+    def marginal_covariance(self, points, n_theta: int = 64, seed: int = 0) -> torch.Tensor:
+        """The field's covariance under the prior, ``E_θ[C_θ]``, at ``points``.
+
+        A Monte Carlo mean over ``n_theta`` parameter draws (seeded by ``seed``),
+        evaluated a few draws at a time to bound memory.
+
+        Parameters
+        ----------
+        points : array_like, shape (n, 2)
+        n_theta : int
+        seed : int
+
+        Returns
+        -------
+        torch.Tensor, float64, shape (n, n)
+        """
+        theta = self.sample_theta(
+            n_theta, generator=torch.Generator().manual_seed(derive_seed(seed, 0))
+        )
+        pts = _points(points)
+        total = torch.zeros(len(pts), len(pts), dtype=torch.float64)
+        for lo in range(0, n_theta, 8):
+            part = {key: v[lo : lo + 8] for key, v in theta.items()}
+            total += self.covariance(pts, pts, part).sum(0)
+        return total / n_theta
 
     def covariance(self, x, y, theta: dict, *, nugget: bool = True) -> torch.Tensor:
         """Covariance between the field at ``x`` and at ``y`` given ``theta``.

@@ -116,14 +116,7 @@ def principal_directions(prior, grid, *, n_theta: int = 64, k: int = 64, seed: i
     d = grid.shape[0] * grid.shape[1]
     if not 1 <= k <= d:
         raise GeodiffError(f"k must be in 1..{d}, got {k}")
-    gen = torch.Generator().manual_seed(derive_seed(seed, 0))
-    theta = prior.sample_theta(n_theta, generator=gen)
-    pts = torch.as_tensor(grid.points(), dtype=torch.float64)
-    cov = torch.zeros(d, d, dtype=torch.float64)
-    for lo in range(0, n_theta, 8):
-        part = {key: v[lo : lo + 8] for key, v in theta.items()}
-        cov += prior.covariance(pts, pts, part).sum(0)
-    eigval, eigvec = torch.linalg.eigh(cov / n_theta)
+    eigval, eigvec = torch.linalg.eigh(prior.marginal_covariance(grid.points(), n_theta, seed))
     top = torch.argsort(eigval, descending=True)[:k]
     return (eigvec[:, top] / eigval[top].clamp(min=1e-12).sqrt()).numpy()
 
