@@ -36,8 +36,8 @@ from _report import update_section  # benchmarks/ is on sys.path when run as a s
 from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
 from geodiff.baselines.kriging import gaussian_condition
 from geodiff.baselines.mcmc import mcmc_posterior
-from geodiff.demo import synthetic_dataset
 from geodiff.diffusion.model import load_model
+from geodiff.evaluate.demo import synthetic_dataset
 from geodiff.metrics.scores import RANK_BINS as BINS
 from geodiff.metrics.scores import rank_histogram, score_prediction
 from geodiff.posterior import diffusion_posterior

@@ -2,7 +2,7 @@
 
 Loads the 155 Meuse topsoil zinc samples (from the installed scikit-gstat, see
 :mod:`geodiff.realdata`; ``pip install -e ".[meuse]"``), takes logs, and compares by
-K-fold cross-validation (:func:`geodiff.crossval.cross_validate`)
+K-fold cross-validation (:func:`geodiff.evaluate.crossval.cross_validate`)
 
 * the diffusion posterior (DAPS) with the shipped prior ``data/stationary-matern-32``,
 * ordinary kriging with a Matérn (ν = 1.5) covariance fitted by REML on each fold,
@@ -43,7 +43,7 @@ import torch
 
 import geodiff
 from geodiff.baselines.fit import plug_in_settings
-from geodiff.crossval import CV_METHODS, CrossValidation, cross_validate, point_summaries
+from geodiff.evaluate.crossval import CV_METHODS, CrossValidation, cross_validate, point_summaries
 from geodiff.realdata import meuse, meuse_table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,10 +33,10 @@ diffusion_posterior, predict, PosteriorDraws, DomainMap
     (see :mod:`geodiff.posterior` for the samplers: MCGdiff, DAPS, ΠGDM, DPS).
 run_validation
     ``geodiff validate``: prior and posterior checks against exact references, one report
-    (see :mod:`geodiff.validate`).
+    (see :mod:`geodiff.evaluate.validate`).
 cross_validate, CrossValidation
     K-fold cross-validation of the diffusion posterior, kriging and MCMC on point data in
-    physical units (:mod:`geodiff.crossval`; the Meuse data: :mod:`geodiff.realdata`).
+    physical units (:mod:`geodiff.evaluate.crossval`; the Meuse data: :mod:`geodiff.realdata`).
 
 Example
 -------
@@ -51,7 +51,6 @@ Example
 from geodiff.baselines.fit import fit_covariance, ordinary_kriging
 from geodiff.baselines.kriging import conditional_simulation, simple_kriging
 from geodiff.baselines.mcmc import mcmc_posterior
-from geodiff.crossval import CrossValidation, cross_validate
 from geodiff.diffusion import (
     DiffusionModel,
     GaussianMixtureOracle,
@@ -61,6 +60,8 @@ from geodiff.diffusion import (
     train,
 )
 from geodiff.errors import CheckpointError, ConfigError, GeodiffError, StoreError
+from geodiff.evaluate.crossval import CrossValidation, cross_validate
+from geodiff.evaluate.validate import run_validation
 from geodiff.fields.config import builtin_priors, load_prior, prior_from_config
 from geodiff.fields.datasets import SimulatedFieldDataset, StoreFieldDataset
 from geodiff.fields.maps import MapPrior
@@ -73,7 +74,6 @@ from geodiff.observe import Observations, block_mean_operator, point_operator
 from geodiff.posterior import PosteriorDraws, diffusion_posterior, predict
 from geodiff.prediction import Prediction
 from geodiff.transform import DomainMap
-from geodiff.validate import run_validation
 
 __version__ = "0.1.0"
 

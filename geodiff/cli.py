@@ -709,8 +709,8 @@ def _cmd_train(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from geodiff.demo import run_demo
     from geodiff.diffusion.model import load_model
+    from geodiff.evaluate.demo import run_demo
 
     started = time.perf_counter()
     model = load_model(args.model, _device(args.device))
@@ -734,7 +734,7 @@ def _cmd_demo(args) -> None:
 
 def _cmd_validate(args) -> int:
     from geodiff.diffusion.model import load_model
-    from geodiff.validate import run_validation
+    from geodiff.evaluate.validate import run_validation
 
     settings = dict(_VALIDATE_PRESETS["quick" if args.quick else "full"])
     settings.update({k: getattr(args, k) for k in settings if getattr(args, k) is not None})

@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 
 from geodiff import GeodiffError, Observations, ordinary_kriging
-from geodiff.crossval import CrossValidation, assign_folds, cross_validate, point_summaries
 from geodiff.diffusion.model import load_model
+from geodiff.evaluate.crossval import CrossValidation, assign_folds, cross_validate, point_summaries
 
 MODEL = Path(__file__).resolve().parents[1] / "data" / "stationary-matern-32"
 FAST = {"draws": 19, "steps": 4, "mcmc_warmup": 15, "mcmc_samples": 15, "progress": False}

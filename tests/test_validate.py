@@ -12,12 +12,12 @@ from scipy import stats
 from geodiff import GeodiffError, Grid, StationaryPrior
 from geodiff.cli import main
 from geodiff.diffusion.model import load_model
+from geodiff.evaluate.validate import Check, checks_table, validate_posterior, validate_prior
+from geodiff.evaluate.validate import posterior as posterior_module
+from geodiff.evaluate.validate.prior import principal_directions
 from geodiff.fields.simulate import simulate
 from geodiff.metrics.marginal import compare_marginals, pooled_quantiles
 from geodiff.metrics.scores import energy_score, max_sliced_wasserstein
-from geodiff.validate import Check, checks_table, validate_posterior, validate_prior
-from geodiff.validate import posterior as posterior_module
-from geodiff.validate.prior import principal_directions
 
 MODEL = Path(__file__).resolve().parents[1] / "data" / "stationary-matern-32"
 
@@ -235,7 +235,7 @@ def test_cli_validate_writes_a_report_and_strict_fails_on_warnings(tmp_path, cap
 
 def test_paired_ratio_standard_error_matches_replication():
     """The delta-method se of a CRPS ratio agrees with the spread over replicated studies."""
-    from geodiff.validate.posterior import paired_ratio
+    from geodiff.evaluate.validate.posterior import paired_ratio
 
     rng = np.random.default_rng(0)
     ratios, ses = [], []
@@ -255,7 +255,7 @@ def test_paired_ratio_standard_error_matches_replication():
 
 
 def test_coverage_check_adds_two_standard_errors():
-    from geodiff.validate.posterior import _coverage_check
+    from geodiff.evaluate.validate.posterior import _coverage_check
 
     def records(values):
         return [{"m": {"cover90": v}} for v in values]

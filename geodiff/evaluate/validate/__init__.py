@@ -13,10 +13,10 @@
     One check: measured value, floor, criterion, pass or warn.
 """
 
-from geodiff.validate.checks import Check, checks_table
-from geodiff.validate.posterior import PosteriorValidation, validate_posterior
-from geodiff.validate.prior import PriorValidation, validate_prior
-from geodiff.validate.report import ValidationReport, run_validation
+from geodiff.evaluate.validate.checks import Check, checks_table
+from geodiff.evaluate.validate.posterior import PosteriorValidation, validate_posterior
+from geodiff.evaluate.validate.prior import PriorValidation, validate_prior
+from geodiff.evaluate.validate.report import ValidationReport, run_validation
 
 __all__ = [
     "Check",

@@ -16,6 +16,7 @@ import torch
 
 from geodiff.diffusion.validation import denoising_mse, validation_steps
 from geodiff.errors import GeodiffError
+from geodiff.evaluate.validate.checks import Check
 from geodiff.fields.simulate import simulate
 from geodiff.metrics import (
     classifier_two_sample_test,
@@ -28,7 +29,6 @@ from geodiff.metrics.anisotropy import compare_local_anisotropy
 from geodiff.metrics.marginal import compare_marginals
 from geodiff.metrics.scores import max_sliced_wasserstein
 from geodiff.rng import derive_seed
-from geodiff.validate.checks import Check
 
 __all__ = [
     "AUC_Z_LIMIT",

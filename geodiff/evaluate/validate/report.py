@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geodiff.errors import GeodiffError
-from geodiff.machine import describe_machine
-from geodiff.validate.checks import checks_table
-from geodiff.validate.posterior import PosteriorValidation, check_settings, validate_posterior
-from geodiff.validate.prior import (
+from geodiff.evaluate.validate.checks import checks_table
+from geodiff.evaluate.validate.posterior import (
+    PosteriorValidation,
+    check_settings,
+    validate_posterior,
+)
+from geodiff.evaluate.validate.prior import (
     AUC_Z_LIMIT,
     DENOISER_TOLERANCE,
     MSW_RATIO_LIMIT,
@@ -26,6 +29,7 @@ from geodiff.validate.prior import (
     PriorValidation,
     validate_prior,
 )
+from geodiff.machine import describe_machine
 
 __all__ = ["ValidationReport", "run_validation"]
 
@@ -80,9 +84,9 @@ def run_validation(
     prior_checks, posterior_checks : bool
         Which halves to run.
     prior_options : dict, optional
-        Keyword arguments of :func:`~geodiff.validate.prior.validate_prior`.
+        Keyword arguments of :func:`~geodiff.evaluate.validate.prior.validate_prior`.
     posterior_options : dict, optional
-        Keyword arguments of :func:`~geodiff.validate.posterior.validate_posterior`.
+        Keyword arguments of :func:`~geodiff.evaluate.validate.posterior.validate_posterior`.
     seed : int
     command : str
         How the report was made, quoted in it.
@@ -168,8 +172,8 @@ def _report(model, prior, posterior, checks, out: Path, command: str, seconds: f
 
 
 def _prior_section(model, prior: PriorValidation, out: Path) -> list:
+    from geodiff.evaluate.validate import figures
     from geodiff.plot import plot_denoising_mse, plot_samples
-    from geodiff.validate import figures
 
     s = prior.settings
     plot_samples(prior.generated, out / "prior_samples.png", reference=prior.reference)
@@ -240,8 +244,8 @@ def _prior_section(model, prior: PriorValidation, out: Path) -> list:
 
 
 def _posterior_section(posterior: PosteriorValidation, out: Path) -> list:
-    from geodiff.validate import figures
-    from geodiff.validate.posterior import METHODS, _shares
+    from geodiff.evaluate.validate import figures
+    from geodiff.evaluate.validate.posterior import METHODS, _shares
 
     s = posterior.settings
     records = posterior.records

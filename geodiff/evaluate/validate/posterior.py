@@ -2,7 +2,7 @@
 the fully Bayesian reference?
 
 Datasets are drawn from the model's own training prior (θ, a true field, noisy point
-observations: :func:`geodiff.demo.synthetic_dataset`), so the exact Bayesian answer is
+observations: :func:`geodiff.evaluate.demo.synthetic_dataset`), so the exact Bayesian answer is
 known in law: MCMC over θ with exact Gaussian conditioning. Each dataset's scores are
 appended to a JSON-lines file as soon as they exist, so an interrupted run resumes.
 """
@@ -21,8 +21,9 @@ import numpy as np
 from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
 from geodiff.baselines.kriging import gaussian_condition
 from geodiff.baselines.mcmc import mcmc_posterior
-from geodiff.demo import synthetic_dataset
 from geodiff.errors import GeodiffError
+from geodiff.evaluate.demo import synthetic_dataset
+from geodiff.evaluate.validate.checks import Check
 from geodiff.metrics.scores import (
     RANK_BINS,
     energy_score,
@@ -32,7 +33,6 @@ from geodiff.metrics.scores import (
 from geodiff.posterior.predict import DEFAULT_METHOD, diffusion_posterior
 from geodiff.prediction import Prediction
 from geodiff.rng import derive_seed
-from geodiff.validate.checks import Check
 
 __all__ = [
     "COVERAGE_TOLERANCE",
