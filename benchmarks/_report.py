@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from geodiff.io import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "BENCHMARKS.md"
 HEADER = (
@@ -62,5 +64,5 @@ def update_section(name: str, title: str, command: str, body: str) -> Path:
         if pattern.search(text)
         else text.rstrip() + "\n\n" + section
     )
-    REPORT.write_text(text)
+    write_text(REPORT, text)  # atomic: an interrupted run never leaves half a report
     return REPORT

@@ -35,6 +35,7 @@ from geodiff.baselines.mcmc import MCMCWarning, mcmc_posterior, pyro_model
 from geodiff.fields.config import load_prior
 from geodiff.observe import Observations
 from geodiff.rng import derive_seed
+from geodiff.tables import markdown_table
 
 PRIORS = ("stationary-matern", "nonstationary-anisotropy")
 NOISE = 0.1
@@ -137,17 +138,37 @@ def main(argv=None) -> None:
         "evaluation, timed in the same run; `wall / (iterations x gradient)` is the cost of "
         "one NUTS iteration in gradient evaluations.",
         "",
-        "| prior | observations | JIT | wall time (s) | min ESS | min ESS / s | scalar ESS / s "
-        "| max R-hat | divergences | gradient (ms) | wall / (iterations x gradient) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['prior']} | {r['n']} | {'on' if r['jit'] else 'off'} | {r['wall']:.1f} | "
-            f"{r['ess']:.0f} | "
-            f"{r['ess'] / r['wall']:.3f} | {r['scalar_ess'] / r['wall']:.3f} | {r['rhat']:.3f} | "
-            f"{r['divergences']} | {1e3 * r['t_grad']:.2f} | {r['grad_per_iter']:.1f} |"
-        )
+    header = [
+        "prior",
+        "observations",
+        "JIT",
+        "wall time (s)",
+        "min ESS",
+        "min ESS / s",
+        "scalar ESS / s",
+        "max R-hat",
+        "divergences",
+        "gradient (ms)",
+        "wall / (iterations x gradient)",
+    ]
+    table = [
+        [
+            r["prior"],
+            r["n"],
+            "on" if r["jit"] else "off",
+            f"{r['wall']:.1f}",
+            f"{r['ess']:.0f}",
+            f"{r['ess'] / r['wall']:.3f}",
+            f"{r['scalar_ess'] / r['wall']:.3f}",
+            f"{r['rhat']:.3f}",
+            r["divergences"],
+            f"{1e3 * r['t_grad']:.2f}",
+            f"{r['grad_per_iter']:.1f}",
+        ]
+        for r in rows
+    ]
+    lines.append(markdown_table(header, table))
     command = "python benchmarks/bench_mcmc.py" + (
         f" --threads {args.threads}" if args.threads else ""
     )

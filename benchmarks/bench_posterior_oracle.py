@@ -59,6 +59,7 @@ from geodiff.posterior import (
     posterior_sample,
 )
 from geodiff.rng import derive_seed, generators_for
+from geodiff.tables import markdown_table
 
 PRIOR = "stationary-matern"
 THETA = {"length_scale": 0.15, "anis_ratio": 0.6, "angle": 0.5}
@@ -193,24 +194,71 @@ def gaussian_score(case: Case, mean: np.ndarray, cov: torch.Tensor, draws: int) 
 
 def run_sampler(method, options, case, oracle, schedule, draws, diagnostics=None):
     gens = generators_for(case.seed, 7, range(draws))
-    extra = {} if diagnostics is None else {"diagnostics": diagnostics}
     t0, c0 = time.perf_counter(), time.process_time()
-    out = posterior_sample(method, oracle, schedule, case.problem, gens, **options, **extra)
+    out = posterior_sample(method, oracle, schedule, case.problem, gens, **options)
     wall = (time.perf_counter() - t0, time.process_time() - c0)
-    return out.reshape(draws, -1).numpy(), wall
+    if diagnostics is not None:
+        diagnostics.update(out.info)
+    return out.draws.reshape(draws, -1).numpy(), wall
 
 
 def fmt(x, digits=3) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def main_row(name: str, case: Case, r: dict, wall) -> str:
+MAIN_HEADER = [
+    "case",
+    "sampler",
+    "mean err",
+    "sd ratio",
+    "cov90 (exact mass)",
+    "cov90 (truth)",
+    "SW to exact",
+    "data misfit",
+    "wall (s)",
+    "CPU (s)",
+]
+TREND_HEADER = [
+    "case",
+    "particles",
+    "mean err vs limit",
+    "sd ratio vs limit",
+    "SW to exact",
+    "SW floor",
+    "min ESS",
+    "resampling steps",
+    "wall (s)",
+    "CPU (s)",
+]
+SUMMARY_HEADER = [
+    "sampler",
+    "mean err",
+    "sd ratio (range)",
+    "cov90 (exact mass)",
+    "SW / floor",
+    "wall (s)",
+    "CPU (s)",
+]
+
+
+def row_line(header, cells) -> str:
+    """One row as it will appear in its table (printed while the benchmark runs)."""
+    return markdown_table(header, [cells]).rsplit("\n", 1)[-1]
+
+
+def main_row(name: str, case: Case, r: dict, wall) -> list:
     bad = f" ({r['nonfinite']} diverged draws dropped)" if r["nonfinite"] else ""
-    return (
-        f"| {case.label} | {name}{bad} | {fmt(r['mean_err'])} | {fmt(r['sd_ratio'])} | "
-        f"{fmt(r['mass90'])} | {fmt(r['truth90'])} | {fmt(r['sw'])} | {fmt(r['misfit'])} | "
-        f"{'– | –' if wall is None else f'{wall[0]:.1f} | {wall[1]:.1f}'} |"
-    )
+    return [
+        case.label,
+        f"{name}{bad}",
+        fmt(r["mean_err"]),
+        fmt(r["sd_ratio"]),
+        fmt(r["mass90"]),
+        fmt(r["truth90"]),
+        fmt(r["sw"]),
+        fmt(r["misfit"]),
+        *(["–", "–"] if wall is None else [f"{wall[0]:.1f}", f"{wall[1]:.1f}"]),
+    ]
 
 
 def main(argv=None) -> None:
@@ -299,14 +347,18 @@ def main(argv=None) -> None:
             main_rows.append(
                 main_row(f"exact, {draws} draws (MC reference)", case, exact_row, None)
             )
-            print(main_rows[-1], f"exact intervals hold the truth at {exact_truth:.3f}", flush=True)
+            print(
+                row_line(MAIN_HEADER, main_rows[-1]),
+                f"exact intervals hold the truth at {exact_truth:.3f}",
+                flush=True,
+            )
             lim_mean, lim_cov = mcgdiff_limit(prior_cov, case.problem, schedule, limit_ts, eta=1.0)
             lim = gaussian_score(case, lim_mean.numpy(), lim_cov, draws)
             results.append(("MCGdiff limit", lim, None, floor))
             limits.append(lim)
             results.append(("exact draws", exact_row, None, floor))
             main_rows.append(main_row(f"MCGdiff limit, {STEPS} steps (exact law)", case, lim, None))
-            print(main_rows[-1], flush=True)
+            print(row_line(MAIN_HEADER, main_rows[-1]), flush=True)
             for label, law in (
                 ("MMPS limit, 30 steps", mmps_limit(prior_cov, case.problem, schedule, mmps_ts)),
                 ("DAPS limit", daps_limit(prior_cov, case.problem, schedule, limit_ts)),
@@ -315,14 +367,14 @@ def main(argv=None) -> None:
                 r = gaussian_score(case, law[0].numpy(), law[1], draws)
                 results.append((label, r, None, floor))
                 main_rows.append(main_row(f"{label} (exact law)", case, r, None))
-                print(main_rows[-1], flush=True)
+                print(row_line(MAIN_HEADER, main_rows[-1]), flush=True)
             for label, method, options in methods:
                 out, wall = run_sampler(method, options, case, oracle, schedule, draws)
                 r = score(out, case)
                 results.append((label, r, wall, floor))
                 saved[label] = (out, wall)
                 main_rows.append(main_row(label, case, r, wall))
-                print(main_rows[-1], flush=True)
+                print(row_line(MAIN_HEADER, main_rows[-1]), flush=True)
             if n == trend_n:
                 lim_m = lim_mean.numpy()
                 lim_sd = np.sqrt(np.clip(np.diag(lim_cov.numpy()), 0.0, None))
@@ -344,12 +396,20 @@ def main(argv=None) -> None:
                     trend.setdefault(case.label, []).append((p, r, ess, trend_floor))
                     bad = f" ({r['nonfinite']} diverged)" if r["nonfinite"] else ""
                     trend_rows.append(
-                        f"| {case.label} | {p}{bad} | {fmt(r['mean_err'])} | "
-                        f"{fmt(r['sd_ratio'])} | {fmt(r['sw'])} | {fmt(trend_floor)} | "
-                        f"{fmt(ess, 2)} | {len(diag.get('resampled', []))} | "
-                        f"{wall[0]:.1f} | {wall[1]:.1f} |"
+                        [
+                            case.label,
+                            f"{p}{bad}",
+                            fmt(r["mean_err"]),
+                            fmt(r["sd_ratio"]),
+                            fmt(r["sw"]),
+                            fmt(trend_floor),
+                            fmt(ess, 2),
+                            str(len(diag.get("resampled", []))),
+                            f"{wall[0]:.1f}",
+                            f"{wall[1]:.1f}",
+                        ]
                     )
-                    print(trend_rows[-1], flush=True)
+                    print(row_line(TREND_HEADER, trend_rows[-1]), flush=True)
                 if tau > 0:
                     for zeta in step_sizes:
                         label = f"DPS ({dps_steps} steps)"
@@ -361,7 +421,7 @@ def main(argv=None) -> None:
                         r = score(out, case)
                         zetas.append((zeta, r))
                         dps_rows.append(main_row(f"ζ' = {zeta:g}", case, r, wall))
-                        print(dps_rows[-1], flush=True)
+                        print(row_line(MAIN_HEADER, dps_rows[-1]), flush=True)
             saved.clear()  # only the current case's runs are reused
     total = time.perf_counter() - t_start
     print(f"total {total:.0f} s", flush=True)
@@ -373,11 +433,15 @@ def main(argv=None) -> None:
         walls = [w[0] for _, w, _ in rs if w is not None]
         cpus = [w[1] for _, w, _ in rs if w is not None]
         summary_rows.append(
-            f"| {label} | {fmt(np.mean([r['mean_err'] for r, _, _ in rs]))} | "
-            f"{fmt(np.nanmin([r['sd_ratio'] for r, _, _ in rs]))}–"
-            f"{fmt(np.nanmax([r['sd_ratio'] for r, _, _ in rs]))} | "
-            f"{fmt(np.mean([r['mass90'] for r, _, _ in rs]))} | {fmt(sw_ratio, 2)} | "
-            f"{f'{np.mean(walls):.1f} | {np.mean(cpus):.1f}' if walls else '– | –'} |"
+            [
+                label,
+                fmt(np.mean([r["mean_err"] for r, _, _ in rs])),
+                f"{fmt(np.nanmin([r['sd_ratio'] for r, _, _ in rs]))}–"
+                f"{fmt(np.nanmax([r['sd_ratio'] for r, _, _ in rs]))}",
+                fmt(np.mean([r["mass90"] for r, _, _ in rs])),
+                fmt(sw_ratio, 2),
+                *([f"{np.mean(walls):.1f}", f"{np.mean(cpus):.1f}"] if walls else ["–", "–"]),
+            ]
         )
         if walls:
             ranking.append((sw_ratio, label, float(np.mean(cpus))))
@@ -431,17 +495,12 @@ def main(argv=None) -> None:
         "**Summary over the cases** (means over the "
         f"{len(results) // (len(methods) + 2)} cases; `SW / floor` is the SW to exact "
         "draws over the noise floor of its case, 1 being as close as exact draws).\n\n"
-        "| sampler | mean err | sd ratio (range) | cov90 (exact mass) | SW / floor | "
-        "wall (s) | CPU (s) |\n|---|---|---|---|---|---|---|\n" + "\n".join(summary_rows) + "\n\n"
+        + markdown_table(SUMMARY_HEADER, summary_rows)
+        + "\n\n"
         f"Samplers by mean SW / floor, closest to exact first (mean CPU time for S = "
         f"{draws} draws): {ranked}. " + " ".join(sentences) + "\n"
     )
     pinned = [f"{label}: {k}" for label, _, k in floors if k]
-    head = (
-        "| case | sampler | mean err | sd ratio | cov90 (exact mass) | cov90 (truth) | "
-        "SW to exact | data misfit | wall (s) | CPU (s) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
-    )
     body = (
         f"Exact oracle denoiser of {PRIOR} with θ fixed (length scale {THETA['length_scale']}, "
         f"anisotropy {THETA['anis_ratio']}, angle {THETA['angle']}) on a {size}² grid, cosine "
@@ -473,8 +532,7 @@ def main(argv=None) -> None:
         + ("Nodes left out: " + ", ".join(pinned) + ".\n\n" if pinned else "")
         + summary
         + "\n"
-        + head
-        + "\n".join(main_rows)
+        + markdown_table(MAIN_HEADER, main_rows)
         + "\n\n"
         f"**MCGdiff's particle trend** (S = {trend_draws} draws per row, 100 steps, n = "
         f"{trend_n}). `mean err` and `sd ratio` are against `mcgdiff_limit` (its mean and sd), "
@@ -484,12 +542,10 @@ def main(argv=None) -> None:
         "`min ESS`: smallest over steps of "
         "the relative effective sample size (mean over draws) before resampling; "
         "`resampling steps`: steps at which some draw resampled (of 99).\n\n"
-        "| case | particles | mean err vs limit | sd ratio vs limit | SW to exact | SW floor | "
-        "min ESS | resampling steps | wall (s) | CPU (s) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(trend_rows) + "\n\n"
+        + markdown_table(TREND_HEADER, trend_rows)
+        + "\n\n"
         f"**DPS step size** ζ' ({dps_steps} steps, η = 1), columns as in the first table.\n\n"
-        + head
-        + "\n".join(dps_rows)
+        + markdown_table(MAIN_HEADER, dps_rows)
         + "\n"
     )
     print("\n" + body)

@@ -26,23 +26,18 @@ import json
 import math
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from _report import update_section  # benchmarks/ is on sys.path when run as a script
 
-from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
-from geodiff.baselines.kriging import gaussian_condition
-from geodiff.baselines.mcmc import mcmc_posterior
 from geodiff.diffusion.model import load_model
-from geodiff.evaluate.demo import synthetic_dataset
+from geodiff.evaluate.datasets import synthetic_dataset
+from geodiff.evaluate.predictors import PredictionTask, run_predictor
 from geodiff.metrics.scores import RANK_BINS as BINS
 from geodiff.metrics.scores import rank_histogram, score_prediction
-from geodiff.posterior import diffusion_posterior
-from geodiff.prediction import Prediction
-from geodiff.rng import derive_seed
+from geodiff.tables import markdown_table
 
 #: each diffusion entry: a posterior method with its options; an entry may name another
 #: method with "method" (a variant, e.g. {"mmps-cg1": {"method": "mmps", "cg_iterations": 1}})
@@ -55,49 +50,28 @@ DIFFUSION = {
 }
 
 
-def run_pair(model, prior, k: int, args) -> dict:
+def run_pair(model, k: int, args, samplers: dict) -> dict:
+    """Every method of ``args.methods`` on dataset ``k``: its scores and times."""
     grid = model.grid
-    theta, truth, obs = synthetic_dataset(prior, grid, args.obs, args.noise, args.seed, k)
+    theta, truth, obs = synthetic_dataset(model.prior, grid, args.obs, args.noise, args.seed, k)
     truth = truth.reshape(-1)
-    on_grid = obs.on_grid(grid)
+    task = PredictionTask(model.prior, obs, grid, model=model, theta=theta)
     out = {"pair": k}
     for method in args.methods:
-        started = time.perf_counter()
-        if method == "kriging-oracle":
-            res = gaussian_condition(prior, theta, on_grid, grid)
-            pred = Prediction(grid.points(), res["mean"].numpy(), res["var"].sqrt().numpy())
-            score = score_prediction(pred, truth)
-        elif method == "kriging-ok":
-            pred = ordinary_kriging(obs, grid, **plug_in_settings(prior))
-            score = score_prediction(pred, truth)
+        if method in samplers:  # a diffusion sampler, or a named variant of one
+            options = dict(samplers[method])
+            options["method"] = options.pop("method", method)
+            name, options["batch_size"] = "diffusion", args.batch_size
         elif method == "mcmc":
-            result = mcmc_posterior(
-                prior,
-                on_grid,
-                num_samples=args.mcmc_samples,
-                warmup_steps=args.mcmc_warmup,
-                num_chains=2,
-                seed=derive_seed(args.seed, 4, k),
-                progress=False,
-            )
-            nuts = time.perf_counter() - started
-            pred = result.predict(grid, n_draws=args.draws, seed=derive_seed(args.seed, 5, k))
-            score = score_prediction(pred, truth, seed=k)
-            score["fixed_s"] = nuts
-            score["max_rhat"] = float(result.max_rhat)
+            name, options = method, {"warmup": args.mcmc_warmup, "samples": args.mcmc_samples}
         else:
-            options = dict(DIFFUSION[method])
-            post = diffusion_posterior(
-                model,
-                obs,
-                method=options.pop("method", method),
-                samples=args.draws,
-                seed=derive_seed(args.seed, 6, k),
-                batch_size=args.batch_size,
-                **options,
-            )
-            score = score_prediction(post.at("grid"), truth, seed=k)
-        score["wall_s"] = time.perf_counter() - started
+            name, options = method, {}
+        pred = run_predictor(name, task, draws=args.draws, seed=args.seed, key=(k,), **options)
+        score = score_prediction(pred, truth, seed=k)
+        score["wall_s"] = pred.info["seconds"]
+        if method == "mcmc":
+            score["fixed_s"] = pred.info["nuts_seconds"]
+            score["max_rhat"] = float(pred.info["max_rhat"])
         out[method] = score
         if args.verbose:
             print(f"dataset {k} {method}: {score['wall_s']:.1f} s, CRPS {score['crps']:.4f}")
@@ -106,16 +80,12 @@ def run_pair(model, prior, k: int, args) -> dict:
 
 def summarise(records: list[dict], methods: list[str], draws: int) -> str:
     """The markdown table; CRPS ratios to MCMC over the datasets both were run on."""
-    lines = [
-        "| method | datasets | CRPS (± se) | CRPS / MCMC | CRPS − MCMC (paired se) | RMSE "
-        "| 90% coverage (± se) | rank histogram (10 bins) | χ² p | s per 100 draws |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for m in methods:
-        rows = [r[m] for r in records if m in r]
-        if not rows:
+        scored = [r[m] for r in records if m in r]
+        if not scored:
             continue
-        c = np.array([r["crps"] for r in rows])
+        c = np.array([r["crps"] for r in scored])
         both = [r for r in records if m in r and "mcmc" in r]
         ratio = paired = "—"
         if both:
@@ -124,23 +94,45 @@ def summarise(records: list[dict], methods: list[str], draws: int) -> str:
             ratio = f"{mine / np.mean([r['mcmc']['crps'] for r in both]):.3f}"
             if len(both) > 1 and m != "mcmc":
                 paired = f"{diff.mean():+.4f} ± {diff.std(ddof=1) / math.sqrt(len(diff)):.4f}"
-        cover = np.array([r["cover90"] for r in rows])
+        cover = np.array([r["cover90"] for r in scored])
         cover_se = cover.std(ddof=1) / math.sqrt(len(cover)) if len(cover) > 1 else float("nan")
-        counts = np.sum([r["ranks"] for r in rows], axis=0)
+        counts = np.sum([r["ranks"] for r in scored], axis=0)
         _, p = rank_histogram(np.repeat(np.arange(BINS), counts), BINS - 1, bins=BINS)
-        wall = np.array([r["wall_s"] for r in rows])
-        fixed = np.array([r.get("fixed_s", 0.0) for r in rows])
+        wall = np.array([r["wall_s"] for r in scored])
+        fixed = np.array([r.get("fixed_s", 0.0) for r in scored])
         if m.startswith("kriging"):
             per100 = f"{wall.mean():.2f} (mean and sd, no draws)"
         else:
             per100 = f"{np.mean(fixed + (wall - fixed) * 100 / draws):.1f}"
         se = c.std(ddof=1) / math.sqrt(len(c)) if len(c) > 1 else float("nan")
         shares = " ".join(f"{x / counts.sum():.3f}" for x in counts)
-        lines.append(
-            f"| {m} | {len(rows)} | {c.mean():.4f} ± {se:.4f} | {ratio} | {paired} "
-            f"| {np.mean([r['rmse'] for r in rows]):.4f} "
-            f"| {cover.mean():.3f} ± {cover_se:.3f} | {shares} | {p:.2g} | {per100} |"
+        rows.append(
+            (
+                m,
+                len(scored),
+                f"{c.mean():.4f} ± {se:.4f}",
+                ratio,
+                paired,
+                f"{np.mean([r['rmse'] for r in scored]):.4f}",
+                f"{cover.mean():.3f} ± {cover_se:.3f}",
+                shares,
+                f"{p:.2g}",
+                per100,
+            )
         )
+    header = (
+        "method",
+        "datasets",
+        "CRPS (± se)",
+        "CRPS / MCMC",
+        "CRPS − MCMC (paired se)",
+        "RMSE",
+        "90% coverage (± se)",
+        "rank histogram (10 bins)",
+        "χ² p",
+        "s per 100 draws",
+    )
+    lines = [markdown_table(header, rows)]
     rhat = np.array([r["mcmc"]["max_rhat"] for r in records if "mcmc" in r])
     if len(rhat):
         lines.append(
@@ -191,11 +183,11 @@ def main(argv=None) -> None:
         parser.error("--draws + 1 must be a multiple of 20 (exact 90% intervals, 10 rank bins)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    samplers = {m: dict(opts) for m, opts in DIFFUSION.items()}
     for method, opts in args.sampler_options.items():
-        DIFFUSION[method] = {**DIFFUSION.get(method, {}), **opts}
+        samplers[method] = {**samplers.get(method, {}), **opts}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.model, device)
-    prior = model.prior
     name = Path(args.model).name
     results = args.results or Path("runs") / f"bench_posterior_prior-{name}.jsonl"
     results.parent.mkdir(parents=True, exist_ok=True)
@@ -212,14 +204,14 @@ def main(argv=None) -> None:
         if k in done and all(m in done[k] for m in args.methods):
             continue
         todo = [m for m in args.methods if m not in done.get(k, {})]
-        record = run_pair(model, prior, k, argparse.Namespace(**{**vars(args), "methods": todo}))
+        record = run_pair(model, k, argparse.Namespace(**{**vars(args), "methods": todo}), samplers)
         done[k] = {**done.get(k, {}), **record}
         with results.open("a") as f:
             f.write(json.dumps(done[k]) + "\n")
     records = [done[k] for k in sorted(done)]
     every = list(dict.fromkeys(m for r in records for m in r if m != "pair"))
     table = summarise(records, every, args.draws)
-    options = ", ".join(f"{m}: {DIFFUSION[m]}" for m in every if m in DIFFUSION)
+    options = ", ".join(f"{m}: {samplers[m]}" for m in every if m in samplers)
     body = (
         f"Model `{args.model}` on {device}; datasets drawn from its training prior, "
         f"{args.obs} point observations each with noise sd {args.noise}; scores over all "

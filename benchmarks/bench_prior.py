@@ -29,6 +29,7 @@ from geodiff.metrics import (
     directional_variograms,
     radial_power_spectrum,
 )
+from geodiff.tables import markdown_table
 
 
 def _training_summary(run: Path) -> str:
@@ -78,7 +79,7 @@ def main(argv=None) -> None:
     steps = validation_steps(model.schedule)
     floor = denoising_mse(oracle, fields, model.schedule, steps, seed=args.seed)
     net = denoising_mse(
-        model.denoiser.denoise, fields, model.schedule, steps, seed=args.seed, device=device
+        model.denoiser, fields, model.schedule, steps, seed=args.seed, device=device
     )
     ratio = (net / floor).numpy()
     sigma = model.schedule.sigma(steps).numpy()
@@ -88,12 +89,15 @@ def main(argv=None) -> None:
         f"**Denoising MSE / oracle MSE** ({args.n_mse} fields from a "
         f"{args.oracle_components}-component oracle mixture; worst {ratio.max():.3f}):",
         "",
-        "| σ | " + " | ".join(f"{s:.3g}" for s in sigma) + " |",
-        "|---|" + "---|" * len(sigma),
-        "| step t | " + " | ".join(str(int(t)) for t in steps) + " |",
-        "| network MSE | " + " | ".join(f"{m:.4g}" for m in net.numpy()) + " |",
-        "| oracle MSE | " + " | ".join(f"{m:.4g}" for m in floor.numpy()) + " |",
-        "| ratio | " + " | ".join(f"{r:.3f}" for r in ratio) + " |",
+        markdown_table(
+            ["σ", *(f"{s:.3g}" for s in sigma)],
+            [
+                ["step t", *(str(int(t)) for t in steps)],
+                ["network MSE", *(f"{m:.4g}" for m in net.numpy())],
+                ["oracle MSE", *(f"{m:.4g}" for m in floor.numpy())],
+                ["ratio", *(f"{r:.3f}" for r in ratio)],
+            ],
+        ),
     ]
 
     # 2. distribution tests of unconditional samples against exact simulations
@@ -128,17 +132,31 @@ def main(argv=None) -> None:
         f"small ResNet trained on 70 %, ROC AUC on the held-out 30 % (null sd "
         f"{rows[0][5].auc_se:.3f}).",
         "",
-        "| samples | fields/s | sd ratio | variogram max abs z | variogram max rel. diff "
-        "| spectrum max abs z | classifier AUC |",
-        "|---|---|---|---|---|---|---|",
     ]
+    table = []
     for name, per_s, sd_ratio, vario, spec, c2st in rows:
         speed = "—" if math.isnan(per_s) else f"{per_s:.1f}"
-        out.append(
-            f"| {name} | {speed} | {sd_ratio:.3f} | {vario.max_abs_z:.1f} | "
-            f"{vario.max_relative_difference:.3f} | {spec.max_abs_z:.1f} | "
-            f"{c2st.auc:.3f} |"
+        table.append(
+            [
+                name,
+                speed,
+                f"{sd_ratio:.3f}",
+                f"{vario.max_abs_z:.1f}",
+                f"{vario.max_relative_difference:.3f}",
+                f"{spec.max_abs_z:.1f}",
+                f"{c2st.auc:.3f}",
+            ]
         )
+    header = [
+        "samples",
+        "fields/s",
+        "sd ratio",
+        "variogram max abs z",
+        "variogram max rel. diff",
+        "spectrum max abs z",
+        "classifier AUC",
+    ]
+    out.append(markdown_table(header, table))
     cmd = "python benchmarks/bench_prior.py " + " ".join(sys.argv[1:])
     name = (args.model if args.model.is_dir() else args.model.parent).name
     path = update_section(

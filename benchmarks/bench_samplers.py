@@ -21,6 +21,7 @@ from _report import update_section  # benchmarks/ is on sys.path when run as a s
 from geodiff import Grid, load_prior
 from geodiff.diffusion.exact import gaussian_sampler_variance
 from geodiff.diffusion.schedule import NoiseSchedule
+from geodiff.tables import markdown_table
 
 CASES = [("ddim", 0.0), ("ddim", 1.0), ("dpm2m", 0.0)]
 STEPS = (10, 25, 50, 100, 250, 1000)
@@ -62,11 +63,20 @@ def main(argv=None) -> None:
         "with eigenvalue above 1e-3 of the largest, worst over draws. DPM-Solver++ spaces its "
         "steps evenly in log-SNR and merges those that round to the same discrete step, so "
         "it makes fewer denoiser calls than requested.\n\n"
-        "| sampler | steps requested | denoiser calls | variance ratio | worst direction: "
-        "low | high |\n|---|---|---|---|---|---|\n"
     )
-    for name, k, calls, total, lo, hi in rows:
-        body += f"| {name} | {k} | {calls} | {total:.4f} | {lo:.3f} | {hi:.3f} |\n"
+    header = [
+        "sampler",
+        "steps requested",
+        "denoiser calls",
+        "variance ratio",
+        "worst direction: low",
+        "high",
+    ]
+    table = [
+        [name, k, calls, f"{total:.4f}", f"{lo:.3f}", f"{hi:.3f}"]
+        for name, k, calls, total, lo, hi in rows
+    ]
+    body += markdown_table(header, table) + "\n"
     cmd = "python benchmarks/bench_samplers.py" + (
         " " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""
     )

@@ -35,6 +35,7 @@ from _report import update_section  # benchmarks/ is on sys.path when run as a s
 
 from geodiff import Grid, simulate
 from geodiff.fields.config import load_prior
+from geodiff.tables import markdown_table
 
 PRIORS = ("stationary-matern", "nonstationary-anisotropy")
 GRIDS = (32, 64)
@@ -207,12 +208,29 @@ def embedding_sizes(prior, grid: Grid, n: int, seed: int = 1) -> Counter:
 
 
 # -------------------------------------------------------------------------- report
-def _row(prior_name, size, device, method, timing: Timing, reference: Timing) -> str:
-    return (
-        f"| {prior_name} | {size}x{size} | {device} | {method} | {timing.rate:.2f} "
-        f"| {reference.rate:.2f} | {timing.rate / reference.rate:.2f} "
-        f"| {timing.fields} / {reference.fields} |"
-    )
+HEADER = [
+    "prior",
+    "grid",
+    "device",
+    "method",
+    "fields/s",
+    "reference fields/s",
+    "ratio",
+    "fields timed (geodiff / ref)",
+]
+
+
+def _row(prior_name, size, device, method, timing: Timing, reference: Timing) -> list:
+    return [
+        prior_name,
+        f"{size}x{size}",
+        str(device),
+        method,
+        f"{timing.rate:.2f}",
+        f"{reference.rate:.2f}",
+        f"{timing.rate / reference.rate:.2f}",
+        f"{timing.fields} / {reference.fields}",
+    ]
 
 
 def bench_case(prior_name: str, size: int, device, settings: Settings) -> tuple[list, str]:
@@ -250,10 +268,6 @@ def run_all(settings: Settings, device_names: list[str]) -> str:
     """Time every case and return the markdown body."""
     load_before = os.getloadavg()
     start = time.perf_counter()
-    header = (
-        "| prior | grid | device | method | fields/s | reference fields/s | ratio "
-        "| fields timed (geodiff / ref) |\n|---|---|---|---|---|---|---|---|"
-    )
     rows, notes = [], []
     for device in device_names:
         for prior_name in PRIORS:
@@ -276,8 +290,7 @@ def run_all(settings: Settings, device_names: list[str]) -> str:
         "- the fields_per_theta=8 row does a different workload (one factorisation per "
         "8 fields); its ratio is against the same one-draw-per-field reference",
         "",
-        header,
-        *rows,
+        markdown_table(HEADER, rows),
     ]
     return "\n".join(lines)
 

@@ -37,8 +37,8 @@ grid=64
 
 echo "== 2. train the ${grid}² non-stationary prior for at most ${TRAIN_S} s"
 timeout "$TRAIN_S" geodiff train --prior nonstationary-anisotropy --grid "$grid" \
-    --network small --steps "$steps" --batch-size 128 --fields-per-theta 8 --lr 5e-4 \
-    --warmup 200 --ema 0.999 --checkpoint-every 250 --validate-every 2000 \
+    --network small --train-steps "$steps" --batch-size 128 --fields-per-theta 8 --lr 5e-4 \
+    --lr-warmup 200 --ema 0.999 --checkpoint-every 250 --validate-every 2000 \
     --oracle-components 8 --device "$device" --quiet --out "$RUN"
 echo "train exit $? (124: stopped by the time box, resumes next time)"
 

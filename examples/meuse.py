@@ -49,7 +49,7 @@ from geodiff.realdata import meuse, meuse_table
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = {
     "diffusion": "diffusion posterior (DAPS)",
-    "ordinary-kriging": "ordinary kriging (REML)",
+    "kriging-ok": "ordinary kriging (REML)",
     "mcmc": "MCMC, same prior (continuous field)",
     "mcmc-grid": "MCMC, same prior (field on the 32x32 grid)",
     "trend-kriging": "kriging + √dist trend (covariate; reference)",
@@ -265,8 +265,8 @@ def plot_meuse(obs, table, maps: dict, cv: CrossValidation, path: Path) -> Path:
     ax.set_title(f"the trend stationary priors miss (r with √dist = {r:.2f})", fontsize=9)
     # held-out predictions
     ax = axes[0, 3]
-    shown = [m for m in ("ordinary-kriging", "mcmc", "diffusion") if m in cv.methods]
-    colours = {"diffusion": "C3", "ordinary-kriging": "C0", "mcmc": "C2"}
+    shown = [m for m in ("kriging-ok", "mcmc", "diffusion") if m in cv.methods]
+    colours = {"diffusion": "C3", "kriging-ok": "C0", "mcmc": "C2"}
     for m in shown:
         ax.scatter(obs.values, cv.mean[m], s=8, c=colours[m], alpha=0.7, label=LABELS[m])
     ax.plot([vmin, vmax], [vmin, vmax], "k", lw=0.8)
@@ -338,7 +338,7 @@ def write_report(out: Path, args, cv, facts, maps_info, total_seconds, figure) -
         "",
     ]
     crps_vs = {}
-    for ref in ("ordinary-kriging", "mcmc", "mcmc-grid"):
+    for ref in ("kriging-ok", "mcmc", "mcmc-grid"):
         if ref in cv.methods and "diffusion" in cv.methods:
             crps_vs[ref] = cv.compare(ref)["diffusion"]
     if crps_vs:
@@ -352,8 +352,8 @@ def write_report(out: Path, args, cv, facts, maps_info, total_seconds, figure) -
             "",
         ]
     trend_text = ""
-    if "trend-kriging" in cv.methods and "ordinary-kriging" in cv.methods:
-        d, e = cv.compare("ordinary-kriging")["trend-kriging"]
+    if "trend-kriging" in cv.methods and "kriging-ok" in cv.methods:
+        d, e = cv.compare("kriging-ok")["trend-kriging"]
         lines += [
             f"Kriging with a √dist trend minus ordinary kriging: CRPS {d:+.4f} ± {e:.4f} "
             f"({_zero(d, e)}).",
@@ -369,9 +369,9 @@ def write_report(out: Path, args, cv, facts, maps_info, total_seconds, figure) -
             "blocked folds would test."
         )
     summary_text = ""
-    if {"diffusion", "mcmc", "ordinary-kriging"} <= set(cv.methods):
+    if {"diffusion", "mcmc", "kriging-ok"} <= set(cv.methods):
         dm, em = cv.compare("mcmc")["diffusion"]
-        dk, ek = cv.compare("ordinary-kriging")["diffusion"]
+        dk, ek = cv.compare("kriging-ok")["diffusion"]
         sd_ratio = s["diffusion"]["mean_sd"] / s["mcmc"]["mean_sd"]
         width = (
             "about as large as"
@@ -384,7 +384,7 @@ def write_report(out: Path, args, cv, facts, maps_info, total_seconds, figure) -
             f"(CRPS {dm:+.4f} ± {em:.4f}) and {_verdict(dk, ek)} ordinary kriging "
             f"({dk:+.4f} ± {ek:.4f}), at {s['diffusion']['seconds'] / s['mcmc']['seconds']:.2f}"
             f"x the time of MCMC (and {s['diffusion']['seconds']:.0f} s against kriging's "
-            f"{s['ordinary-kriging']['seconds']:.0f} s). Its predictive sd is {width} "
+            f"{s['kriging-ok']['seconds']:.0f} s). Its predictive sd is {width} "
             f"MCMC's (mean sd ratio {sd_ratio:.3f}) and its 90% intervals hold "
             f"{s['diffusion']['cover90']:.3f} ± {s['diffusion']['cover90_se']:.3f} of the "
             f"held-out values against MCMC's {s['mcmc']['cover90']:.3f} (nominal 0.90). "
@@ -412,7 +412,7 @@ def write_report(out: Path, args, cv, facts, maps_info, total_seconds, figure) -
             )
     near = f["near_river"]
     errors = []
-    for m in ("diffusion", "ordinary-kriging", "mcmc", "trend-kriging"):
+    for m in ("diffusion", "kriging-ok", "mcmc", "trend-kriging"):
         if m in cv.methods:
             err = (cv.truth - cv.mean[m])[near]
             se = err.std(ddof=1) / math.sqrt(len(err))
@@ -601,7 +601,7 @@ def main(argv=None) -> None:
     )
     maps = {
         "diffusion": post.at("grid"),
-        "ordinary-kriging": geodiff.ordinary_kriging(
+        "kriging-ok": geodiff.ordinary_kriging(
             obs, dmap.physical_grid(model.grid), **plug_in_settings(model.prior)
         ),
     }

@@ -31,6 +31,9 @@ load_model, DiffusionModel, train, TrainingConfig, NoiseSchedule, GaussianMixtur
 diffusion_posterior, predict, PosteriorDraws, DomainMap
     Posterior draws and predictions with a trained prior, from data in physical units
     (see :mod:`geodiff.posterior` for the samplers: MCGdiff, DAPS, ΠGDM, DPS).
+run_predictor, PredictionTask, PREDICTORS
+    Every prediction method (oracle and ordinary kriging, MCMC, each diffusion sampler)
+    under one name, called one way (see :mod:`geodiff.evaluate.predictors`).
 run_validation
     ``geodiff validate``: prior and posterior checks against exact references, one report
     (see :mod:`geodiff.evaluate.validate`).
@@ -61,6 +64,7 @@ from geodiff.diffusion import (
 )
 from geodiff.errors import CheckpointError, ConfigError, GeodiffError, StoreError
 from geodiff.evaluate.crossval import CrossValidation, cross_validate
+from geodiff.evaluate.predictors import PREDICTORS, PredictionTask, run_predictor
 from geodiff.evaluate.validate import run_validation
 from geodiff.fields.config import builtin_priors, load_prior, prior_from_config
 from geodiff.fields.datasets import SimulatedFieldDataset, StoreFieldDataset
@@ -78,6 +82,7 @@ from geodiff.transform import DomainMap
 __version__ = "0.1.0"
 
 __all__ = [
+    "PREDICTORS",
     "CheckpointError",
     "ConfigError",
     "CrossValidation",
@@ -99,6 +104,7 @@ __all__ = [
     "Observations",
     "PosteriorDraws",
     "Prediction",
+    "PredictionTask",
     "SimulatedFieldDataset",
     "Simulation",
     "StationaryPrior",
@@ -121,6 +127,7 @@ __all__ = [
     "point_operator",
     "predict",
     "prior_from_config",
+    "run_predictor",
     "run_validation",
     "simple_kriging",
     "simulate",

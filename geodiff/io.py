@@ -16,7 +16,7 @@ from pathlib import Path
 
 from geodiff.errors import GeodiffError
 
-__all__ = ["atomic_write", "partial_path", "write_text"]
+__all__ = ["atomic_write", "check_outputs", "partial_path", "write_text"]
 
 
 def partial_path(path) -> Path:
@@ -51,7 +51,7 @@ def atomic_write(path, *, overwrite: bool = True) -> Iterator[Path]:
     """
     path = Path(path)
     if not overwrite and path.exists():
-        raise GeodiffError(f"{path} exists; pass --overwrite to replace it")
+        raise GeodiffError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
     tmp = partial_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +59,7 @@ def atomic_write(path, *, overwrite: bool = True) -> Iterator[Path]:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     except OSError as err:
         raise GeodiffError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
@@ -66,8 +67,43 @@ def atomic_write(path, *, overwrite: bool = True) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the rename) to disk where the system allows it (POSIX)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def write_text(path, text: str, *, overwrite: bool = True) -> Path:
     """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write`; return ``path``."""
     with atomic_write(path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def check_outputs(*paths, overwrite: bool = False) -> None:
+    """Refuse, before any work, outputs that coincide or exist (unless ``overwrite``).
+
+    Parameters
+    ----------
+    *paths : str or Path or None
+        The files a command will write (``None`` entries are skipped).
+    overwrite : bool
+        The user asked to replace existing files.
+
+    Raises
+    ------
+    GeodiffError
+        Two outputs are one file, or one exists and ``overwrite`` is False.
+    """
+    paths = [Path(p) for p in paths if p is not None]
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise GeodiffError(f"outputs {', '.join(map(str, paths))} must be different files")
+    for path in paths:
+        if path.exists() and not overwrite:
+            raise GeodiffError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")

@@ -7,9 +7,12 @@ do not break tqdm's progress bars. :func:`progress_bar` is the one progress-bar 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import warnings
 
-__all__ = ["configure_logging", "progress_bar"]
+__all__ = ["configure_logging", "plain_warnings", "progress_bar"]
 
 
 class _TqdmHandler(logging.Handler):
@@ -45,3 +48,23 @@ def progress_bar(total: int, *, enabled: bool = True, desc: str = "", unit: str 
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled, desc=desc, unit=unit)
+
+
+@contextlib.contextmanager
+def plain_warnings(prefix: str):
+    """Show geodiff's own warnings (poor fits, unconverged chains) as one line each.
+
+    Within the block a warning raised from geodiff is printed to stderr as
+    ``PREFIX: warning: MESSAGE``; other libraries' warnings keep their usual form.
+    """
+    with warnings.catch_warnings():
+        default_show = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if category.__module__.startswith("geodiff") or "geodiff" in filename:
+                print(f"{prefix}: warning: {message}", file=sys.stderr)
+            else:
+                default_show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield

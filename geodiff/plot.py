@@ -7,12 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
+from geodiff.io import atomic_write
+
 __all__ = [
     "plot_demo",
     "plot_denoising_mse",
+    "plot_model_samples",
     "plot_prediction",
     "plot_samples",
     "plot_simulation",
+    "plot_store",
 ]
 
 _MAP_TITLES = {
@@ -293,13 +297,48 @@ def plot_denoising_mse(sigma, mse, oracle_mse, path, *, title: str | None = None
 
 
 def _save(fig, path) -> Path:
-    """Lay out, write as PNG (creating the folder) and close a figure."""
+    """Lay out, write as PNG (creating the folder, atomically) and close a figure."""
     import matplotlib.pyplot as plt
 
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path
+
+
+#: how figures name the unconditional samplers
+SAMPLER_LABELS = {"dpm2m": "DPM-Solver++(2M)", "ddim": "DDIM", "ddpm": "DDPM"}
+
+
+def plot_store(store, prior, path, *, n_show: int = 4) -> Path:
+    """The first fields of a field store beside their parameter maps."""
+    import torch
+
+    from geodiff.fields.simulate import Simulation
+
+    k = min(n_show, len(store))
+    sim = Simulation(
+        torch.from_numpy(store.fields[:k]),
+        store.theta(slice(0, k)),
+        store.maps(slice(0, k)),
+        torch.arange(k),
+        store.grid,
+    )
+    return plot_simulation(sim, prior, path, n_show=k)
+
+
+def plot_model_samples(model, fields, path, *, sampler: str, steps: int, seed: int = 0) -> Path:
+    """A model's samples above exact simulations of its prior, on one colour scale."""
+    from geodiff.fields.simulate import simulate
+
+    reference = simulate(model.prior, model.grid, min(8, len(fields)), seed=seed).fields
+    title = (
+        f"{SAMPLER_LABELS.get(sampler, sampler)}, {steps} steps (top); "
+        "exact simulations of the prior (bottom)"
+    )
+    return plot_samples(fields, path, grid=model.grid, reference=reference, title=title)

@@ -17,6 +17,7 @@ from scipy import stats
 
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
+from geodiff.io import atomic_write
 
 __all__ = ["Prediction"]
 
@@ -103,32 +104,93 @@ class Prediction:
         table = {"x": self.targets[:, 0], "y": self.targets[:, 1], "mean": self.mean, "sd": self.sd}
         for p, q in zip(quantiles, self.quantiles(quantiles), strict=True):
             table[_quantile_name(p)] = q
-        for t in thresholds:
+        for t in thresholds or ():
             table[f"p_gt_{t:g}"] = self.exceedance(t)
         return table
 
-    def write(self, path, quantiles=(0.05, 0.5, 0.95), thresholds=()) -> Path:
-        """Write the summaries as CSV (``.csv``) or NetCDF (``.nc``, grid or points).
+    def to_xarray(self, quantiles=(0.05, 0.5, 0.95), thresholds=()):
+        """The summaries (and draws) as an :class:`xarray.Dataset`.
 
-        The file is written beside its destination and renamed into place, so a
-        failed write never leaves a partial file under ``path``.
+        On a grid, ``mean``, ``sd``, the quantiles ``q05, ...`` and exceedances
+        ``p_gt_<t>`` are ``(y, x)`` variables with ``x`` and ``y`` coordinates (the
+        node centres); at points they are ``(target,)`` variables with ``x`` and ``y``
+        as ``(target,)`` coordinates. Draws, when present, are ``draws`` of dimensions
+        ``(draw, y, x)`` or ``(draw, target)`` (float32). ``method`` and the plain
+        entries of ``info`` (strings and numbers) are global attributes.
+        """
+        import xarray as xr
+
+        from geodiff.netcdf import netcdf_attrs
+
+        table = self.summary_table(quantiles, thresholds)
+        if self.grid is not None:
+            h, w = self.grid.shape
+            dims, shape = ("y", "x"), (h, w)
+            coords = {
+                "x": ("x", np.asarray(self.grid.x, float)),
+                "y": ("y", np.asarray(self.grid.y, float)),
+            }
+        else:
+            dims, shape = ("target",), (len(self),)
+            coords = {"x": ("target", table["x"]), "y": ("target", table["y"])}
+        data = {
+            name: (dims, np.asarray(values, dtype=float).reshape(shape))
+            for name, values in table.items()
+            if name not in ("x", "y")
+        }
+        if self.draws is not None:
+            draws = np.asarray(self.draws, dtype=np.float32).reshape(len(self.draws), *shape)
+            data["draws"] = (("draw", *dims), draws)
+        attrs = {**netcdf_attrs(self.info, plain_only=True), "method": self.method or "prediction"}
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+    def write(
+        self, path, quantiles=(0.05, 0.5, 0.95), thresholds=(), *, overwrite: bool = True
+    ) -> Path:
+        """Write the summaries as CSV (``.csv``) or NetCDF (``.nc``, see :meth:`to_xarray`).
+
+        The file is written beside its destination and renamed into place
+        (:func:`geodiff.io.atomic_write`), so a failed write never leaves a partial
+        file under ``path``; with ``overwrite=False`` an existing file is an error.
         """
         path = Path(path)
         if path.suffix not in (".csv", ".nc"):
             raise GeodiffError(f"{path}: output must end in .csv or .nc")
+        if path.suffix == ".nc":
+            from geodiff.netcdf import write_dataset
+
+            return write_dataset(path, self.to_xarray(quantiles, thresholds), overwrite=overwrite)
         table = self.summary_table(quantiles, thresholds)
-        tmp = path.with_name(path.name + ".partial")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.suffix == ".csv":
-                _write_csv(tmp, table)
-            else:
-                _write_netcdf(tmp, table, self)
-            tmp.replace(path)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            raise GeodiffError(f"{path}: cannot write: {err}") from None
+        with atomic_write(path, overwrite=overwrite) as tmp:
+            _write_csv(tmp, table)
         return path
+
+    def write_with_details(
+        self, path, quantiles=(0.05, 0.5, 0.95), thresholds=(), *, details=None, overwrite=True
+    ) -> tuple[Path, Path]:
+        """:meth:`write`, then ``PATH.json``: the method, its ``info`` and ``details``.
+
+        Both files are written atomically. If the summaries were written but the JSON
+        could not be, the error says so (the summaries stay, complete).
+
+        Returns
+        -------
+        path, sidecar : Path
+        """
+        import json
+
+        from geodiff.io import write_text
+
+        out = self.write(path, quantiles, thresholds, overwrite=overwrite)
+        info = {k: v for k, v in self.info.items() if k != "cov"}
+        try:
+            text = json.dumps(
+                {"method": self.method, **info, **(details or {})}, indent=2, default=float
+            )
+            sidecar = write_text(out.with_name(out.name + ".json"), text)
+        except (GeodiffError, TypeError, ValueError) as err:
+            raise GeodiffError(f"wrote {out}, but not its details: {err}") from None
+        return out, sidecar
 
 
 def _quantile_name(p: float) -> str:
@@ -141,33 +203,3 @@ def _write_csv(path: Path, table: dict) -> None:
         writer.writerow(list(table))
         for row in zip(*table.values(), strict=True):
             writer.writerow([f"{float(v):.10g}" for v in row])
-
-
-def _write_netcdf(path: Path, table: dict, pred: Prediction) -> None:
-    """NetCDF-3 through scipy: (y, x) variables on a grid, else (target,) columns."""
-    from scipy.io import netcdf_file
-
-    with netcdf_file(path, "w") as nc:
-        nc.method = pred.method or "prediction"
-        if pred.grid is not None:
-            h, w = pred.grid.shape
-            nc.createDimension("y", h)
-            nc.createDimension("x", w)
-            for name, values in (("x", pred.grid.x), ("y", pred.grid.y)):
-                var = nc.createVariable(name, "f8", (name,))
-                var[:] = values
-            for name, values in table.items():
-                if name in ("x", "y"):
-                    continue
-                var = nc.createVariable(name, "f8", ("y", "x"))
-                var[:] = np.asarray(values).reshape(h, w)
-        else:
-            nc.createDimension("target", len(pred))
-            for name, values in table.items():
-                var = nc.createVariable(name, "f8", ("target",))
-                var[:] = values
-        if pred.draws is not None:
-            nc.createDimension("draw", len(pred.draws))
-            dims = ("draw", "y", "x") if pred.grid is not None else ("draw", "target")
-            var = nc.createVariable("draws", "f4", dims)
-            var[:] = pred.draws.reshape(len(pred.draws), *(pred.grid.shape if pred.grid else (-1,)))

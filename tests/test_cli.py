@@ -76,4 +76,4 @@ def test_bad_numbers_are_rejected_by_the_parser(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["simulate", "--prior", "stationary-matern", "--n", "0", "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2
-    assert "expected a positive integer" in capsys.readouterr().err
+    assert "expected an integer > 0, got" in capsys.readouterr().err

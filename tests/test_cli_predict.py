@@ -44,7 +44,7 @@ def test_simple_kriging_command_matches_the_api(files, capsys):
     code = main(
         [
             "krige", "--obs", str(root / "obs.csv"), "--prior", "stationary-matern",
-            "--method", "simple", "--theta", str(root / "theta.json"),
+            "--kriging", "simple", "--theta", str(root / "theta.json"),
             "--at", str(root / "targets.csv"), "--out", str(out), "--threshold", "0.5",
         ]
     )  # fmt: skip
@@ -84,7 +84,7 @@ def test_mcmc_command(files, capsys):
     code = main(
         [
             "mcmc", "--obs", str(root / "obs.csv"), "--prior", "stationary-matern",
-            "--grid", "16", "--warmup", "30", "--samples", "20", "--predictive-draws", "10",
+            "--grid", "16", "--mcmc-warmup", "30", "--mcmc-samples", "20", "--draws", "10",
             "--out", str(out), "--quiet", "--no-jit",
         ]
     )  # fmt: skip
@@ -104,25 +104,32 @@ def test_mcmc_command(files, capsys):
         ("x,y,value,noise_sd\n0.1,0.2,1,0.1\n1.3,0.3,1,0.1\n", [], "outside the prior's domain"),
         ("x,y,value,noise_sd\n0.1,0.2,1,0.1\n0.1,0.2,2,0.1\n", [], "merge-duplicates"),
         ("x,y,value\n0.1,0.2,1\n", [], "noise_sd column"),
-        ("x,y,value,noise_sd\n0.1,0.2,1,0.1\n0.5,0.2,2,0.1\n", ["--method", "simple"], "not given"),
+        (
+            "x,y,value,noise_sd\n0.1,0.2,1,0.1\n0.5,0.2,2,0.1\n",
+            ["--kriging", "simple"],
+            "not given",
+        ),
     ],
 )
 def test_krige_bad_input_is_one_line(tmp_path, capsys, csv_text, extra, message):
     path = tmp_path / "obs.csv"
     path.write_text(csv_text)
-    args = ["krige", "--obs", str(path), "--prior", "stationary-matern", "--out", "p.csv"]
+    out = tmp_path / "p.csv"
+    args = ["krige", "--obs", str(path), "--prior", "stationary-matern", "--out", str(out)]
     assert main([*args, *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not (tmp_path / "p.csv").exists()
+    assert not out.exists() and not (tmp_path / "p.csv.json").exists()
 
 
 def test_mcmc_refuses_fewer_observations_than_parameters(tmp_path, capsys):
     path = tmp_path / "obs.csv"
     path.write_text("x,y,value,noise_sd\n0.1,0.2,1,0.1\n0.5,0.2,2,0.1\n")
-    args = ["mcmc", "--obs", str(path), "--prior", "stationary-matern", "--out", "p.csv"]
+    out = tmp_path / "p.csv"
+    args = ["mcmc", "--obs", str(path), "--prior", "stationary-matern", "--out", str(out)]
     assert main(args) == 2
     assert "2 observation(s) for 3 random parameters" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_negative_noise_is_refused_by_the_parser(capsys):

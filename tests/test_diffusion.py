@@ -195,3 +195,34 @@ def test_sampler_bad_input():
         ddim_sample(oracle, schedule, x, eta=1.0, generators=generators_for(0, 1, range(3)))
     with pytest.raises(GeodiffError, match="covariances must have shape"):
         GaussianMixtureOracle(np.eye(5), schedule, (2, 3))
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_prediction_parameterisations_invert_their_targets(prediction):
+    """x̂_0 from a perfect estimate of the training target is x_0; ε̂ from x̂_0 is ε."""
+    from geodiff.diffusion.denoiser import eps_from_x0, training_target, x0_from_output
+
+    gen = torch.Generator().manual_seed(3)
+    x0, noise = torch.randn(2, 4, 1, 8, 8, generator=gen, dtype=torch.float64)
+    ab = torch.tensor([0.9, 0.2, 0.5, 0.01], dtype=torch.float64).view(-1, 1, 1, 1)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    got = x0_from_output(prediction, training_target(prediction, x0, noise, ab), x_t, ab)
+    torch.testing.assert_close(got, x0, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(eps_from_x0(x_t, got, ab), noise, rtol=1e-8, atol=1e-8)
+
+
+def test_ddim_step_is_the_ddim_update():
+    from geodiff.diffusion.samplers import ddim_coefficients, ddim_step
+
+    gen = torch.Generator().manual_seed(4)
+    x, x0, z = torch.randn(3, 2, 1, 4, 4, generator=gen, dtype=torch.float64)
+    ab, ab_next, eta = 0.3, 0.6, 0.7
+    keep, sigma = ddim_coefficients(ab, ab_next, eta)
+    eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    expected = ab_next**0.5 * x0 + keep * eps + z + sigma * noise
+    step = ddim_step(
+        x, x0, ab, ab_next, eta=eta, generators=torch.Generator().manual_seed(5), guidance=z
+    )
+    torch.testing.assert_close(step, expected, rtol=1e-12, atol=1e-12)
+    assert 0 < sigma and keep**2 + sigma**2 == pytest.approx(1 - ab_next)

@@ -8,7 +8,13 @@ import torch
 
 from geodiff import GeodiffError, LogUniform, StationaryPrior, load_prior
 from geodiff.baselines.kriging import simple_kriging
-from geodiff.baselines.mcmc import MCMCWarning, mcmc_posterior, n_hyperparameters
+from geodiff.baselines.mcmc import (
+    RHAT_MAX,
+    MCMCWarning,
+    _diagnose,
+    mcmc_posterior,
+    n_hyperparameters,
+)
 from geodiff.observe import Observations
 
 PRIOR = StationaryPrior("matern", nu=1.5, length_scale=LogUniform(0.05, 0.5))
@@ -80,6 +86,18 @@ def test_chains_are_reproducible_and_leave_the_global_generator_alone():
     b = mcmc_posterior(PRIOR, obs, num_samples=20, warmup_steps=20, seed=5, progress=False)
     torch.testing.assert_close(a.samples["length_scale"], b.samples["length_scale"], rtol=0, atol=0)
     torch.testing.assert_close(before, after)
+
+
+def test_rhat_separates_agreeing_from_disagreeing_chains():
+    """Split R-hat of 2 chains x 500 iid draws (4 halves of n = 250): under the null,
+    R-hat² ≈ 1 + (X - 1) / n with X ~ χ²₃ / 3, so R-hat > 1.02 needs χ²₃ > 33 (p ≈ 3e-7);
+    chains one sd apart give R-hat ≈ sqrt(1 + 1/3) ≈ 1.15, above the warning level."""
+    gen = torch.Generator().manual_seed(0)
+    same = torch.randn(2, 500, 3, generator=gen, dtype=torch.float64)
+    assert 0.99 < _diagnose(same)["rhat"] < 1.02
+    apart = same.clone()
+    apart[1, :, 2] += 1.0  # one component's chains disagree: the worst component counts
+    assert _diagnose(apart)["rhat"] > RHAT_MAX  # (the smallest of 300 such draws: 1.085)
 
 
 def test_poor_chains_are_reported():

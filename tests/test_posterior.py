@@ -57,7 +57,8 @@ def _observations(grid, oracle, n, tau, seed=0):
 
 def _draws(method, oracle, problem, n, seed=0, **options):
     gens = generators_for(seed, 7, range(n))
-    return posterior_sample(method, oracle, SCHEDULE, problem, gens, **options).reshape(n, -1)
+    draws = posterior_sample(method, oracle, SCHEDULE, problem, gens, **options).draws
+    return draws.reshape(n, -1)
 
 
 def test_exact_posterior_is_kriging_on_the_grid(gaussian):
@@ -154,9 +155,9 @@ def test_draws_depend_on_their_seed_only(gaussian, method):
     problem = LinearGaussianProblem.from_observations(obs, grid)
     options = {"steps": 10, **({"particles": 8} if method == "mcgdiff" else {})}
     gens = generators_for(5, 7, range(4))
-    four = posterior_sample(method, oracle, SCHEDULE, problem, gens, **options)
+    four = posterior_sample(method, oracle, SCHEDULE, problem, gens, **options).draws
     gens = generators_for(5, 7, range(2, 4))
-    two = posterior_sample(method, oracle, SCHEDULE, problem, gens, **options)
+    two = posterior_sample(method, oracle, SCHEDULE, problem, gens, **options).draws
     torch.testing.assert_close(four[2:], two, rtol=1e-9, atol=1e-9)
     assert not torch.allclose(four[0], four[1])
 
@@ -207,3 +208,34 @@ def test_scores_against_closed_forms():
     assert counts.sum() == 2000 and p > 1e-3
     with pytest.raises(GeodiffError, match="equal bins"):
         rank_histogram(ranks, 98, bins=10)
+
+
+def test_samplers_declare_their_options_and_return_diagnostics(gaussian):
+    """Each spec's defaults are its function's; unknown options are named; MCGdiff's ESS."""
+    import inspect
+
+    from geodiff.diffusion.denoiser import DenoiserProtocol
+
+    _, _, grid, oracle, _ = gaussian
+    assert isinstance(oracle, DenoiserProtocol)
+    for name, spec in POSTERIOR_SAMPLERS.items():
+        assert spec.name == name
+        params = inspect.signature(spec.sample).parameters
+        keyword = {p.name: p.default for p in params.values() if p.kind is p.KEYWORD_ONLY}
+        assert keyword == {
+            "steps": spec.steps,
+            **spec.options,
+            "timesteps": None,
+            "device": None,
+            "callback": None,
+        }
+    problem = LinearGaussianProblem(torch.eye(64)[:2], torch.zeros(2), 0.1, grid.shape)
+    with pytest.raises(GeodiffError, match="its options: steps, timesteps, device, callback, eta"):
+        posterior_sample("pigdm", oracle, SCHEDULE, problem, generators_for(0, 0, [0]), zeta=1)
+    gens = generators_for(0, 0, [0, 1])
+    out = posterior_sample("mcgdiff", oracle, SCHEDULE, problem, gens, steps=5, particles=4)
+    assert out.draws.shape == (2, 1, *grid.shape) and out.draws.dtype == torch.float64
+    assert len(out.info["ess"]) == 4 and all(0 < e <= 1 for e in out.info["ess"])
+    assert len(out.info["final_ess"]) == 2
+    default = posterior_sample("daps", oracle, SCHEDULE, problem, gens[:1], steps=None)
+    assert default.info == {} and default.draws.shape == (1, 1, *grid.shape)

@@ -88,7 +88,8 @@ def _problem(grid, oracle, tau, n=10, seed=1, value_factor=1.0, noise_factor=1.0
 
 def _draws(method, oracle, problem, options, n=DRAWS, seed=0):
     gens = generators_for(seed, 11, range(n))
-    return posterior_sample(method, oracle, SCHEDULE, problem, gens, **options).reshape(n, -1)
+    draws = posterior_sample(method, oracle, SCHEDULE, problem, gens, **options).draws
+    return draws.reshape(n, -1)
 
 
 @pytest.mark.parametrize("tau", [0.1, 0.0])

@@ -81,6 +81,8 @@ def test_draws_are_reproducible_and_batch_independent(model):
     assert "min_relative_ess" in one.info
     pred = predict(model, obs, at="grid", **FAST)
     assert pred.grid == model.grid and pred.draws.shape == (3, 32 * 32)
+    assert pred.info["options"] == {"steps": 4} and "min_relative_ess" not in pred.info
+    assert pred.info["per_draw"]["denoiser_evaluations"] <= 4  # MMPS's cost hook
 
 
 def test_bad_input_is_refused(model):
@@ -96,6 +98,8 @@ def test_bad_input_is_refused(model):
         diffusion_posterior(model, on_model_grid, domain_map=scaled, **FAST)
     with pytest.raises(GeodiffError, match="unknown posterior method"):
         diffusion_posterior(model, _obs(), method="magic", **FAST)
+    with pytest.raises(GeodiffError, match=r"mmps does not take the option\(s\) particles; its"):
+        diffusion_posterior(model, _obs(), particles=4, **FAST)
     with pytest.raises(GeodiffError, match="positive integer"):
         diffusion_posterior(model, _obs(), samples=0)
 
@@ -108,7 +112,7 @@ def test_predict_command(tmp_path, capsys):
     args = [
         "predict", "--model", str(MODEL), "--obs", str(tmp_path / "obs.csv"),
         "--at", str(tmp_path / "targets.csv"), "--domain", "auto", "--standardise",
-        "--samples", "3", "--steps", "4", "--out", str(out), "--threshold", "5",
+        "--draws", "3", "--steps", "4", "--out", str(out), "--threshold", "5",
         "--quiet", "--plot",
     ]  # fmt: skip
     assert main(args) == 0
@@ -119,7 +123,7 @@ def test_predict_command(tmp_path, capsys):
     assert meta["method"] == "mmps" and meta["samples"] == 3
     # physical observations without a domain map leave the model's domain: a clear error
     bad = ["predict", "--model", str(MODEL), "--obs", str(tmp_path / "obs.csv"),
-           "--samples", "2", "--out", str(tmp_path / "x.csv"), "--quiet"]  # fmt: skip
+           "--draws", "2", "--out", str(tmp_path / "x.csv"), "--quiet"]  # fmt: skip
     assert main(bad) == 2
     assert "outside the model's domain" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
@@ -136,7 +140,7 @@ def test_predict_command(tmp_path, capsys):
 
 def test_demo_command_writes_its_report(tmp_path, capsys):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--obs", "12", "--draws", "3", "--steps", "3",
+    args = ["demo", "--out", str(out), "--n-obs", "12", "--draws", "3", "--steps", "3",
             "--mcmc-warmup", "10", "--mcmc-samples", "10", "--quiet"]  # fmt: skip
     assert main(args) == 0
     report = (out / "report.md").read_text()

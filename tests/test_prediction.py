@@ -46,6 +46,28 @@ def test_files_on_a_grid(tmp_path):
         pred.write(tmp_path / "p.txt")
 
 
+def test_files_at_points_and_the_dataset(tmp_path):
+    from scipy.io import netcdf_file
+
+    targets = np.array([[0.1, 0.2], [0.5, 0.5], [0.9, 0.3]])
+    draws = np.random.default_rng(2).normal(size=(6, 3))
+    info = {"wall_time_s": 1.5, "options": {"steps": 4}, "samples": 6}
+    pred = Prediction.from_draws(targets, draws, method="mmps", info=info)
+    ds = pred.to_xarray(thresholds=[0.5])
+    assert ds["mean"].dims == ("target",) and ds["draws"].dims == ("draw", "target")
+    np.testing.assert_allclose(ds["x"].values, targets[:, 0])
+    assert ds.attrs == {"wall_time_s": 1.5, "samples": 6, "method": "mmps"}  # plain entries
+    nc = pred.write(tmp_path / "p.nc", thresholds=[0.5])
+    with xr.open_dataset(nc, engine="scipy") as back:
+        np.testing.assert_allclose(back["y"].values, targets[:, 1])
+        np.testing.assert_allclose(back["p_gt_0.5"].values, (draws > 0.5).mean(0))
+        np.testing.assert_allclose(back["draws"].values, draws, rtol=1e-6)
+    with netcdf_file(nc, "r", mmap=False) as f:  # plain NetCDF-3
+        assert f.variables["sd"].shape == (3,) and f.method == b"mmps"
+    gaussian = Prediction(targets, np.zeros(3), np.ones(3), grid=None)
+    assert "draws" not in gaussian.to_xarray() and gaussian.to_xarray().attrs["method"]
+
+
 def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     import errno
 

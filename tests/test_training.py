@@ -64,6 +64,31 @@ def _state(run_dir, step=None):
     return load_file(str(path))
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_the_network_is_a_denoiser_with_gradients(prediction):
+    """``Denoiser(x_t, t) -> x̂_0`` in ``x_t``'s dtype, from the raw output; differentiable."""
+    from geodiff.diffusion.denoiser import DenoiserProtocol, x0_from_output
+    from geodiff.diffusion.samplers import denoise_with_grad
+
+    schedule = NoiseSchedule()
+    torch.manual_seed(0)
+    net = Denoiser(network_config("tiny", 16), schedule, prediction).eval()
+    assert isinstance(net, DenoiserProtocol) and net.config == network_config("tiny", 16)
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    t = torch.tensor([10, 900])
+    x0 = net(x, t)
+    assert x0.dtype == torch.float64 and x0.shape == x.shape
+    ab = schedule.alpha_bar[t].view(-1, 1, 1, 1).float()
+    raw = net.network_output(x.float(), t)
+    expected = x0_from_output(prediction, raw, x.float(), ab)
+    torch.testing.assert_close(x0, expected.double(), rtol=0, atol=0)
+    one = net(x[:1], torch.tensor([10]))  # a scalar t is every row's (float32 batching noise)
+    torch.testing.assert_close(net(x, 10)[:1], one, rtol=1e-4, atol=1e-5)
+    x0, leaf = denoise_with_grad(net, x, 500)
+    (grad,) = torch.autograd.grad(x0.sum(), leaf)
+    assert grad.dtype == torch.float64 and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
 def test_training_lowers_the_denoising_error(tmp_path):
     schedule = NoiseSchedule()
     torch.manual_seed(0)
@@ -77,8 +102,8 @@ def test_training_lowers_the_denoising_error(tmp_path):
     fields = PRIOR.simulate(GRID, 64, seed=99).fields[:, None] / model.data_scale
     steps = torch.tensor([100, 400, 700])
     floor = denoising_mse(model.oracle(32), fields, schedule, steps, seed=1)  # near-Bayes
-    before = denoising_mse(untrained.denoise, fields, schedule, steps, seed=1) - floor
-    after = denoising_mse(model.denoiser.denoise, fields, schedule, steps, seed=1) - floor
+    before = denoising_mse(untrained, fields, schedule, steps, seed=1) - floor
+    after = denoising_mse(model.denoiser, fields, schedule, steps, seed=1) - floor
     assert (after < 0.5 * before).all(), (before, after)  # the excess error halves at least
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     losses = [r["loss"] for r in records if "loss" in r]
@@ -147,7 +172,7 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
 
     meta_path = tmp_path / "run" / "model.json"
     meta = json.loads(meta_path.read_text())
-    with pytest.raises(CheckpointError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no model at"):
         load_model(tmp_path / "nowhere")
     meta_path.write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt checkpoint metadata"):
@@ -189,7 +214,7 @@ def test_cli_train_is_resumable_after_kill_9_and_samples(tmp_path):
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "geodiff", "train", *args, "--steps", "100000"], env=env
+        [sys.executable, "-m", "geodiff", "train", *args, "--train-steps", "100000"], env=env
     )
     try:
         deadline = time.time() + 120
@@ -205,7 +230,7 @@ def test_cli_train_is_resumable_after_kill_9_and_samples(tmp_path):
     assert 1 <= len(states) <= 2
     done = max(json.loads(state.read_text())["step"] for state in states)
     assert done >= 2 and done % 2 == 0
-    assert main(["train", *args, "--steps", str(done + 2)]) == 0
+    assert main(["train", *args, "--train-steps", str(done + 2)]) == 0
     assert json.loads((run / "model.json").read_text())["info"]["step"] == done + 2
 
     out = tmp_path / "samples.nc"
@@ -284,7 +309,7 @@ def test_ddp_with_torchrun_on_cpu(tmp_path):
         "tiny",
         "--batch-size",
         "4",
-        "--steps",
+        "--train-steps",
         "4",
         "--checkpoint-every",
         "2",
@@ -332,7 +357,7 @@ def test_training_from_a_store_reshuffles_each_epoch(tmp_path):
                 str(tmp_path / "f.zarr"),
                 "--network",
                 "tiny",
-                "--steps",
+                "--train-steps",
                 "2",
                 "--batch-size",
                 "4",

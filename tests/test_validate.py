@@ -2,6 +2,7 @@
 known to be right (exact simulations) and wrong (scaled fields), resuming, the command."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from scipy import stats
 from geodiff import GeodiffError, Grid, StationaryPrior
 from geodiff.cli import main
 from geodiff.diffusion.model import load_model
+from geodiff.evaluate.datasets import synthetic_dataset
 from geodiff.evaluate.validate import Check, checks_table, validate_posterior, validate_prior
 from geodiff.evaluate.validate import posterior as posterior_module
 from geodiff.evaluate.validate.prior import principal_directions
@@ -149,6 +151,60 @@ def test_prior_checks_pass_exact_simulations_and_flag_scaled_fields(model, monke
 POSTERIOR = dict(datasets=2, draws=19, steps=4, mcmc_warmup=30, mcmc_samples=30, progress=False)
 
 
+def _oracle_coverage_variance(prior, grid, obs, theta) -> float:
+    """Upper bound on the variance of the exact posterior's 90 % coverage over the nodes.
+
+    The truth's standardised errors under the exact posterior (given θ, observations of
+    the grid field) are jointly N(0, R); for an even function f such as the indicator of
+    |z| < 1.645, Cov(f(z_i), f(z_j)) <= R_ij² Var f (its Hermite expansion has only even
+    orders), so the share of the m nodes covered has variance <= 0.09 Σ R_ij² / m².
+    """
+    from geodiff.posterior import LinearGaussianProblem
+
+    pts = torch.as_tensor(grid.points(), dtype=torch.float64)
+    cov = prior.covariance(pts, pts, theta)[0].numpy()
+    a = LinearGaussianProblem.from_observations(obs, grid).matrix.numpy()
+    noise = np.diag(np.asarray(obs.noise_sd, dtype=float) ** 2 * np.ones(len(a)))
+    post = cov - cov @ a.T @ np.linalg.solve(a @ cov @ a.T + noise, a @ cov)
+    sd = np.sqrt(np.diag(post))
+    return 0.09 * float(np.sum((post / np.outer(sd, sd)) ** 2)) / len(sd) ** 2
+
+
+def test_scores_of_calibrated_and_miscalibrated_predictions_have_their_exact_coverage():
+    """Truth and predictive from one N(0, 1) at m independent targets: the 90 % interval
+    holds each truth with probability 0.9 (19 draws: ranks 1..18 of 0..19, 18/20), so the
+    coverage is within 4 binomial standard errors of 0.9; predictive sd halved (a Gaussian
+    N(0, 0.5²)) or draws shifted by one sd cover P(|Z| < 0.82) = 0.589 and
+    P(-0.64 < Z < 2.64) = 0.736 of them."""
+    from geodiff.metrics.scores import score_prediction
+    from geodiff.prediction import Prediction
+
+    m = 4000
+    rng = np.random.default_rng(7)
+    truth, targets = rng.standard_normal(m), np.zeros((m, 2))
+    se = lambda p: math.sqrt(p * (1 - p) / m)  # noqa: E731
+    z90 = stats.norm.ppf(0.95)
+    gaussian = Prediction(targets, np.zeros(m), np.ones(m))
+    narrow = Prediction(targets, np.zeros(m), 0.5 * np.ones(m))
+    draws = Prediction.from_draws(targets, rng.standard_normal((19, m)))
+    shifted = Prediction.from_draws(targets, rng.standard_normal((199, m)) + 1.0)
+    expected = {
+        "gaussian": (gaussian, 0.9),
+        "19 draws": (draws, 0.9),
+        "narrow": (narrow, 2 * stats.norm.cdf(z90 / 2) - 1),
+        # 199 draws: the 10th to 190th smallest, i.e. the 5 % and 95 % quantiles of N(1, 1)
+        "shifted": (shifted, stats.norm.cdf(1 + z90) - stats.norm.cdf(1 - z90)),
+    }
+    for label, (pred, p) in expected.items():
+        scores = score_prediction(pred, truth, seed=1)
+        assert abs(scores["cover90"] - p) < 4 * se(p), (label, scores["cover90"], p)
+        assert sum(scores["ranks"]) == m
+    # a calibrated predictive's ranks (or PIT) are uniform over the 10 bins
+    for pred in (gaussian, draws):
+        shares = np.array(score_prediction(pred, truth)["ranks"]) / m
+        assert np.abs(shares - 0.1).max() < 4 * se(0.1)
+
+
 @pytest.mark.filterwarnings("ignore::geodiff.baselines.mcmc.MCMCWarning")  # 30 NUTS draws
 def test_posterior_checks_resume_and_refuse_other_settings(model, tmp_path, monkeypatch):
     results = tmp_path / "posterior.jsonl"
@@ -156,9 +212,25 @@ def test_posterior_checks_resume_and_refuse_other_settings(model, tmp_path, monk
     lines = results.read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[0])["settings"]["draws"] == 19
     record = first.records[0]
+    nodes = model.grid.shape[0] * model.grid.shape[1]
     for name in posterior_module.METHODS:
-        assert sum(record[name]["ranks"]) == model.grid.shape[0] * model.grid.shape[1]
-        assert 0 <= record[name]["cover90"] <= 1 and record[name]["crps"] > 0
+        ranks = np.array(record[name]["ranks"])
+        assert ranks.sum() == nodes and record[name]["crps"] > 0
+        # a share of the nodes, at least those whose rank (PIT) is in the 8 inner bins,
+        # which lie inside the central 90 % interval (19 draws: ranks 2..17 of 0..19)
+        covered = record[name]["cover90"] * nodes
+        assert covered == pytest.approx(round(covered), abs=1e-6)
+        assert ranks[1:-1].sum() <= round(covered) <= nodes
+    # oracle kriging is the exact posterior: its coverage is 0.9 in expectation, within
+    # 4 sd of the bound above (the datasets are independent)
+    data = [first.settings[k] for k in ("n_obs", "noise_sd", "seed")]
+    variances = []
+    for r in first.records:
+        theta, _, obs = synthetic_dataset(model.prior, model.grid, *data, r["dataset"])
+        variances.append(_oracle_coverage_variance(model.prior, model.grid, obs, theta))
+    oracle_cover = np.mean([r["kriging-oracle"]["cover90"] for r in first.records])
+    bound = 4 * math.sqrt(sum(variances)) / len(variances)
+    assert abs(oracle_cover - 0.9) < bound, (oracle_cover, bound)
     assert record["diffusion"]["sw_floor"] > 0 and record["mcmc"]["energy"] > 0
     assert {c.group for c in first.checks} == {"posterior"} and len(first.checks) == 7
 
@@ -196,7 +268,7 @@ def test_cli_validate_writes_a_report_and_strict_fails_on_warnings(tmp_path, cap
         "--quick",
         "--fields",
         "40",
-        "--sample-steps",
+        "--prior-steps",
         "4",
         "--classifier-epochs",
         "1",

@@ -149,86 +149,41 @@ def fit_covariance(
 
 # ------------------------------------------------------------------------- REML
 def _fit_reml(obs: Observations, fam, shape: dict, anisotropic: bool) -> CovarianceFit:
+    """REML fit of a stationary covariance with a constant unknown mean.
+
+    Parameters
+    ----------
+    obs : Observations
+    fam : CorrelationFamily
+    shape : dict
+        The family's shape parameters, held fixed.
+    anisotropic : bool
+        Fit an anisotropy ratio and angle too.
+
+    Returns
+    -------
+    CovarianceFit
+    """
     y_raw = obs.values
     centre, scale = float(y_raw.mean()), float(y_raw.std())
     y = torch.as_tensor((y_raw - centre) / scale)
     noise = torch.as_tensor(obs.noise_variance / scale**2)
     pts = torch.as_tensor(obs.locations)
     diameter, spacing = _geometry(obs)
-    # bounds of (log var, log ell, log nugget, logit-ish ratio, angle), standardised data
-    bounds = [
-        (math.log(1e-2), math.log(1e2)),
-        (math.log(spacing / 4), math.log(5 * diameter)),
-        (math.log(1e-6), math.log(10.0)),
-    ]
-    if anisotropic:
-        bounds += [(math.log(_MIN_RATIO), 0.0), (-math.pi, 2 * math.pi)]
+    bounds = _reml_bounds(diameter, spacing, anisotropic)
     model = StationaryPrior(fam.name, **shape)
 
-    def unpack(z: torch.Tensor) -> dict:
-        ratio = torch.exp(z[3]) if anisotropic else torch.ones((), dtype=z.dtype)
-        angle = z[4] if anisotropic else torch.zeros((), dtype=z.dtype)
-        theta = {
-            "variance": torch.exp(z[0])[None],
-            "length_scale": torch.exp(z[1])[None],
-            "anis_ratio": ratio[None],
-            "angle": angle[None],
-            "nugget": torch.zeros(1, dtype=z.dtype),
-        }
-        for key, value in shape.items():
-            theta[key] = torch.tensor([value], dtype=z.dtype)
-        return theta
-
     def reml(z: torch.Tensor):
-        """(negative REML log-likelihood, GLS mean) of standardised data, or None."""
-        theta = unpack(z)
-        cov = model.covariance(pts, pts, theta, nugget=False)[0]
-        chol, info = torch.linalg.cholesky_ex(cov + torch.diag(noise + torch.exp(z[2])))
-        if info != 0:
-            return None
-        ones = torch.ones(len(y), 1, dtype=torch.float64)
-        kinv_1 = torch.cholesky_solve(ones, chol)
-        kinv_y = torch.cholesky_solve(y[:, None], chol)
-        gls = (ones.T @ kinv_1)[0, 0]
-        beta = (ones.T @ kinv_y)[0, 0] / gls
-        quad = (y[:, None] * kinv_y).sum() - beta * beta * gls
-        return 0.5 * (2 * torch.log(chol.diagonal()).sum() + torch.log(gls) + quad), beta
+        """:func:`_negative_reml` of these data."""
+        return _negative_reml(z, model, pts, y, noise, shape, anisotropic)
 
-    def objective(z_np: np.ndarray):
-        z = torch.tensor(z_np, dtype=torch.float64, requires_grad=True)
-        value = reml(z)
-        if value is None:
-            return 1e10, np.zeros_like(z_np)
-        value[0].backward()
-        return float(value[0].detach()), z.grad.numpy().copy()
-
-    starts = []
-    for ell in (0.1 * diameter, 0.3 * diameter):
-        ell = float(np.clip(ell, math.exp(bounds[1][0]) * 1.01, math.exp(bounds[1][1]) / 1.01))
-        base = [0.0, math.log(ell), math.log(0.1)]
-        starts += [[*base, math.log(0.6), a] for a in (0.0, math.pi / 2)] if anisotropic else [base]
-    best = None
-    for z0 in starts:
-        res = optimize.minimize(objective, np.array(z0), jac=True, method="L-BFGS-B", bounds=bounds)
-        if best is None or res.fun < best.fun:
-            best = res
+    best = _minimise_reml(reml, _reml_starts(bounds, diameter, anisotropic), bounds)
     messages = []
     if not best.success:
         messages.append(f"REML optimiser did not converge: {best.message}")
     z = best.x
-    names = ["variance", "length_scale", "nugget", "anis_ratio", "angle"]
-    for k, (lo, hi) in enumerate(bounds[:4] if anisotropic else bounds):
-        if names[k] == "anis_ratio" and z[k] >= hi - 1e-3:
-            continue  # isotropy is a legitimate answer
-        if z[k] <= lo + 1e-3 * (hi - lo) and names[k] != "nugget":
-            messages.append(
-                f"fitted {names[k]} sits on its lower bound: the data do not identify it"
-            )
-        elif z[k] >= hi - 1e-3 * (hi - lo):
-            messages.append(
-                f"fitted {names[k]} sits on its upper bound: the data do not identify it"
-            )
-    theta = unpack(torch.as_tensor(z))
+    messages += _bound_messages(z, bounds, anisotropic)
+    theta = _unpack_reml(torch.as_tensor(z), shape, anisotropic)
     ratio, angle = float(theta["anis_ratio"][0]), float(theta["angle"][0])
     if anisotropic:  # GSTools convention: main axis the longer one, angle in [0, pi)
         angle = angle % math.pi
@@ -244,6 +199,172 @@ def _fit_reml(obs: Observations, fam, shape: dict, anisotropic: bool) -> Covaria
     _range_warning(params, diameter, messages)
     score = -float(best.fun) - (len(y) - 1) * math.log(scale)  # REML, data units
     return CovarianceFit(fam.name, params, "ml", score, messages)
+
+
+def _reml_bounds(diameter: float, spacing: float, anisotropic: bool) -> list:
+    """Bounds of the packed parameters, for standardised data.
+
+    Parameters
+    ----------
+    diameter, spacing : float
+        See :func:`_geometry`.
+    anisotropic : bool
+
+    Returns
+    -------
+    list of (float, float)
+        For (log var, log ell, log nugget) and, if anisotropic, (log ratio, angle).
+    """
+    bounds = [
+        (math.log(1e-2), math.log(1e2)),
+        (math.log(spacing / 4), math.log(5 * diameter)),
+        (math.log(1e-6), math.log(10.0)),
+    ]
+    if anisotropic:
+        bounds += [(math.log(_MIN_RATIO), 0.0), (-math.pi, 2 * math.pi)]
+    return bounds
+
+
+def _unpack_reml(z: torch.Tensor, shape: dict, anisotropic: bool) -> dict:
+    """The theta dict (batch of one, nugget zero) of packed parameters ``z``.
+
+    Parameters
+    ----------
+    z : torch.Tensor, shape (3,) or (5,)
+        (log var, log ell, log nugget[, log ratio, angle]).
+    shape : dict
+    anisotropic : bool
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+    """
+    ratio = torch.exp(z[3]) if anisotropic else torch.ones((), dtype=z.dtype)
+    angle = z[4] if anisotropic else torch.zeros((), dtype=z.dtype)
+    theta = {
+        "variance": torch.exp(z[0])[None],
+        "length_scale": torch.exp(z[1])[None],
+        "anis_ratio": ratio[None],
+        "angle": angle[None],
+        "nugget": torch.zeros(1, dtype=z.dtype),
+    }
+    for key, value in shape.items():
+        theta[key] = torch.tensor([value], dtype=z.dtype)
+    return theta
+
+
+def _negative_reml(z: torch.Tensor, model, pts, y, noise, shape: dict, anisotropic: bool):
+    """(negative REML log-likelihood, GLS mean) of standardised data, or None.
+
+    Parameters
+    ----------
+    z : torch.Tensor
+        Packed parameters (see :func:`_unpack_reml`).
+    model : StationaryPrior
+    pts, y, noise : torch.Tensor
+        Locations, standardised values and their noise variances.
+    shape : dict
+    anisotropic : bool
+
+    Returns
+    -------
+    tuple of torch.Tensor, or None
+        None when the covariance is not numerically positive definite.
+    """
+    theta = _unpack_reml(z, shape, anisotropic)
+    cov = model.covariance(pts, pts, theta, nugget=False)[0]
+    chol, info = torch.linalg.cholesky_ex(cov + torch.diag(noise + torch.exp(z[2])))
+    if info != 0:
+        return None
+    ones = torch.ones(len(y), 1, dtype=torch.float64)
+    kinv_1 = torch.cholesky_solve(ones, chol)
+    kinv_y = torch.cholesky_solve(y[:, None], chol)
+    gls = (ones.T @ kinv_1)[0, 0]
+    beta = (ones.T @ kinv_y)[0, 0] / gls
+    quad = (y[:, None] * kinv_y).sum() - beta * beta * gls
+    return 0.5 * (2 * torch.log(chol.diagonal()).sum() + torch.log(gls) + quad), beta
+
+
+def _reml_starts(bounds: list, diameter: float, anisotropic: bool) -> list:
+    """Starting points of the optimiser: two length scales (and two angles).
+
+    Parameters
+    ----------
+    bounds : list of (float, float)
+    diameter : float
+    anisotropic : bool
+
+    Returns
+    -------
+    list of list of float
+    """
+    starts = []
+    for ell in (0.1 * diameter, 0.3 * diameter):
+        ell = float(np.clip(ell, math.exp(bounds[1][0]) * 1.01, math.exp(bounds[1][1]) / 1.01))
+        base = [0.0, math.log(ell), math.log(0.1)]
+        starts += [[*base, math.log(0.6), a] for a in (0.0, math.pi / 2)] if anisotropic else [base]
+    return starts
+
+
+def _minimise_reml(reml, starts: list, bounds: list):
+    """L-BFGS-B with exact gradients from each start; the best result.
+
+    Parameters
+    ----------
+    reml : callable
+        ``reml(z)`` as :func:`_negative_reml`.
+    starts : list of list of float
+    bounds : list of (float, float)
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+    """
+
+    def objective(z_np: np.ndarray):
+        z = torch.tensor(z_np, dtype=torch.float64, requires_grad=True)
+        value = reml(z)
+        if value is None:
+            return 1e10, np.zeros_like(z_np)
+        value[0].backward()
+        return float(value[0].detach()), z.grad.numpy().copy()
+
+    best = None
+    for z0 in starts:
+        res = optimize.minimize(objective, np.array(z0), jac=True, method="L-BFGS-B", bounds=bounds)
+        if best is None or res.fun < best.fun:
+            best = res
+    return best
+
+
+def _bound_messages(z: np.ndarray, bounds: list, anisotropic: bool) -> list:
+    """Warnings for fitted parameters that sit on a bound.
+
+    Parameters
+    ----------
+    z : np.ndarray
+        The fitted packed parameters.
+    bounds : list of (float, float)
+    anisotropic : bool
+
+    Returns
+    -------
+    list of str
+    """
+    messages = []
+    names = ["variance", "length_scale", "nugget", "anis_ratio", "angle"]
+    for k, (lo, hi) in enumerate(bounds[:4] if anisotropic else bounds):
+        if names[k] == "anis_ratio" and z[k] >= hi - 1e-3:
+            continue  # isotropy is a legitimate answer
+        if z[k] <= lo + 1e-3 * (hi - lo) and names[k] != "nugget":
+            messages.append(
+                f"fitted {names[k]} sits on its lower bound: the data do not identify it"
+            )
+        elif z[k] >= hi - 1e-3 * (hi - lo):
+            messages.append(
+                f"fitted {names[k]} sits on its upper bound: the data do not identify it"
+            )
+    return messages
 
 
 def _range_warning(params: dict, diameter: float, messages: list) -> None:

@@ -183,6 +183,22 @@ class MCMCResult:
             }
         return out
 
+    def summary_text(self) -> str:
+        """Chains, time, :meth:`summary` as a fixed-width table, and the divergences."""
+        columns = ("mean", "sd", "q05", "q95")
+        chains, draws = next(iter(self.samples.values())).shape[:2]
+        lines = [
+            f"NUTS: {chains} chains x {draws} draws in {self.wall_time:.1f} s",
+            f"{'parameter':24s} " + " ".join(f"{c:>9s}" for c in columns) + "  R-hat    ESS",
+        ]
+        for key, row in self.summary().items():
+            lines.append(
+                f"{key:24s} {row['mean']:9.4g} {row['sd']:9.4g} {row['q05']:9.4g} "
+                f"{row['q95']:9.4g} {row['rhat']:6.3f} {row['ess']:6.0f}"
+            )
+        lines.append(f"divergences per chain: {self.divergences}")
+        return "\n".join(lines)
+
 
 def mcmc_posterior(
     prior,

@@ -4,8 +4,11 @@ Public API
 ----------
 NoiseSchedule
     Variance-preserving schedules (cosine, linear), T steps.
+DenoiserProtocol
+    The one denoiser interface, ``D(x_t, t) -> x̂_0``, which every sampler takes
+    (:mod:`geodiff.diffusion.denoiser`, with the prediction parameterisations).
 Denoiser, network_config, NETWORKS
-    ``D(x_t, t) -> x̂_0`` on a diffusers ``UNet2DModel`` (ε-, v- or x0-prediction).
+    The trained denoiser: a diffusers ``UNet2DModel`` (ε-, v- or x0-prediction).
 GaussianMixtureOracle
     The exact denoiser of a Gaussian or a finite mixture over parameter draws.
 ddim_sample, ddpm_sample, dpm_solver_sample, sample
@@ -21,6 +24,7 @@ DiffusionModel, load_model
 """
 
 from geodiff.diffusion.data import FreshFields, StoredFields
+from geodiff.diffusion.denoiser import DenoiserProtocol
 from geodiff.diffusion.exact import gaussian_sampler_variance
 from geodiff.diffusion.model import DiffusionModel, load_model
 from geodiff.diffusion.network import NETWORKS, Denoiser, network_config
@@ -32,6 +36,7 @@ from geodiff.diffusion.training import TrainingConfig, train
 __all__ = [
     "NETWORKS",
     "Denoiser",
+    "DenoiserProtocol",
     "DiffusionModel",
     "FreshFields",
     "GaussianMixtureOracle",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from geodiff.errors import CheckpointError
+from geodiff.io import atomic_write, write_text
 
 __all__ = [
     "FORMAT",
@@ -65,17 +65,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _replace_atomically(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_checkpoint(directory, name: str, tensors: dict, meta: dict) -> Path:
     """Write ``directory/name.safetensors`` then ``directory/name.json`` atomically.
 
@@ -96,7 +85,8 @@ def write_checkpoint(directory, name: str, tensors: dict, meta: dict) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{name}.safetensors"
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _replace_atomically(weights, lambda tmp: save_file(tensors, str(tmp)))
+    with atomic_write(weights) as tmp:
+        save_file(tensors, str(tmp))
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -105,8 +95,7 @@ def write_checkpoint(directory, name: str, tensors: dict, meta: dict) -> Path:
         "sha256": _sha256(weights),
     }
     path = directory / f"{name}.json"
-    text = json.dumps(meta, indent=1)
-    _replace_atomically(path, lambda tmp: tmp.write_text(text))
+    write_text(path, json.dumps(meta, indent=1))
     return path
 
 

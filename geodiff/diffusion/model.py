@@ -18,6 +18,7 @@ from geodiff.diffusion.samplers import sample as run_sampler
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import CheckpointError, GeodiffError
 from geodiff.grid import Grid
+from geodiff.logs import progress_bar
 from geodiff.rng import generators_for
 
 __all__ = ["DiffusionModel", "load_model"]
@@ -51,7 +52,7 @@ class DiffusionModel:
         data_scale: float,
         info: dict | None = None,
     ):
-        if tuple(grid.shape) != (denoiser.network["sample_size"],) * 2:
+        if tuple(grid.shape) != (denoiser.config["sample_size"],) * 2:
             raise GeodiffError(f"grid {grid.shape} does not match the network's size")
         self.denoiser, self.grid, self.prior_config = denoiser, grid, prior_config
         self.data_scale, self.info = float(data_scale), dict(info or {})
@@ -78,7 +79,7 @@ class DiffusionModel:
     def meta(self) -> dict:
         """The JSON description (without checksum) of this model."""
         return {
-            "network": self.denoiser.network,
+            "network": self.denoiser.config,
             "schedule": self.schedule.to_dict(),
             "prediction": self.denoiser.prediction,
             "grid": self.grid.to_dict(),
@@ -139,13 +140,13 @@ class DiffusionModel:
             raise GeodiffError(f"number of samples must be positive, got {n}")
         self.denoiser.eval()
         out = []
-        bar = _progress(n, progress, "sampling")
+        bar = progress_bar(n, enabled=progress, desc="sampling", unit="field")
         for lo in range(0, n, batch_size):
             idx = range(start + lo, start + min(n, lo + batch_size))
             gens = generators_for(seed, _SAMPLE_STREAM, idx)
             x_T = initial_noise((1, *self.grid.shape), gens, self.device)
             x0 = run_sampler(
-                self.denoiser.denoise,
+                self.denoiser,
                 self.schedule,
                 x_T,
                 sampler=sampler,
@@ -159,21 +160,20 @@ class DiffusionModel:
         return torch.cat(out)
 
 
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="field")
-
-
 def load_model(path, device=None) -> DiffusionModel:
     """Load a model written by :meth:`DiffusionModel.save` (a run directory or its JSON).
+
+    ``path`` may also be a bare model name, found by :func:`geodiff.models.resolve_model`
+    (``$GEODIFF_MODEL_PATH``, then the shipped models such as ``"stationary-matern-32"``).
 
     Raises
     ------
     CheckpointError
-        Missing, corrupt or incompatible checkpoint.
+        Missing, corrupt or incompatible checkpoint, or an unknown model name.
     """
-    meta = read_json(path)
+    from geodiff.models import resolve_model
+
+    meta = read_json(resolve_model(path))
     where = meta["_path"]
     try:
         schedule = NoiseSchedule.from_dict(meta["schedule"])
@@ -184,6 +184,7 @@ def load_model(path, device=None) -> DiffusionModel:
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{where}: incomplete or invalid checkpoint ({err})") from err
     load_state(denoiser, read_tensors(meta), where)
+    denoiser.eval()  # inference: no training-mode layers whatever the network holds
     info = dict(meta.get("info", {}), code_revision=meta.get("code_revision", "unknown"))
     model = DiffusionModel(denoiser, grid, prior_config, data_scale, info)
     return model.to(device or "cpu")

@@ -1,23 +1,19 @@
-"""The denoiser: a diffusers ``UNet2DModel`` backbone behind one interface.
+"""The trained denoiser: a diffusers ``UNet2DModel`` network behind the denoiser interface.
 
-The backbone predicts the training target (``eps``, ``v`` or ``x0``); :class:`Denoiser`
-turns that into ``x̂_0`` and ``ε̂`` so samplers only ever see ``D(x_t, t) -> x̂_0``:
-
-- ε-prediction:  x̂_0 = (x_t - √(1-ᾱ) ε̂) / √ᾱ
-- v-prediction:  v = √ᾱ ε - √(1-ᾱ) x_0,  x̂_0 = √ᾱ x_t - √(1-ᾱ) v̂,  ε̂ = √(1-ᾱ) x_t + √ᾱ v̂
-- x0-prediction: ε̂ = (x_t - √ᾱ x̂_0) / √(1-ᾱ)
+The network predicts the training target (``eps``, ``v`` or ``x0``); :class:`Denoiser`
+turns that into ``x̂_0`` so samplers only ever see ``D(x_t, t) -> x̂_0``
+(the interface and the parameterisations: :mod:`geodiff.diffusion.denoiser`).
 """
 
 from __future__ import annotations
 
 import torch
 
+from geodiff.diffusion.denoiser import PREDICTIONS, training_target, x0_from_output
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
 
 __all__ = ["NETWORKS", "PREDICTIONS", "Denoiser", "network_config"]
-
-PREDICTIONS = ("eps", "v", "x0")
 
 #: Explicit backbone sizes (diffusers' defaults are far too large for these fields):
 #: ``small`` (1.1 M parameters) trains on a CPU at 32²; ``base`` (6.3 M, 25 MB in float32,
@@ -59,59 +55,63 @@ def network_config(name: str, size: int) -> dict:
 
 
 class Denoiser(torch.nn.Module):
-    """``D(x_t, t) -> x̂_0`` built on a ``UNet2DModel``.
+    """The trained network as a denoiser ``D(x_t, t) -> x̂_0`` (:mod:`~geodiff.diffusion.denoiser`).
 
     Parameters
     ----------
-    network : dict
-        ``UNet2DModel`` keyword arguments (see :func:`network_config`).
+    config : dict
+        ``UNet2DModel`` keyword arguments (see :func:`network_config`), kept as :attr:`config`.
     schedule : NoiseSchedule
     prediction : {"eps", "v", "x0"}
-        What the backbone predicts (the training target).
+        What the network predicts (the training target).
+
+    Attributes
+    ----------
+    backbone : diffusers.UNet2DModel
+        The network itself (its parameters are this module's).
+    config : dict
+        The network's configuration.
     """
 
-    def __init__(self, network: dict, schedule: NoiseSchedule, prediction: str = "v"):
+    def __init__(self, config: dict, schedule: NoiseSchedule, prediction: str = "v"):
         super().__init__()
         from diffusers import UNet2DModel
 
         if prediction not in PREDICTIONS:
             raise GeodiffError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         try:
-            self.backbone = UNet2DModel(**network)
+            self.backbone = UNet2DModel(**config)
         except (TypeError, ValueError) as err:
             raise GeodiffError(f"invalid network config: {err}") from err
-        self.network, self.schedule, self.prediction = dict(network), schedule, prediction
+        self.config, self.schedule, self.prediction = dict(config), schedule, prediction
         self.register_buffer("alpha_bar", schedule.alpha_bar.float(), persistent=False)
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The training target for clean fields ``x0`` noised by ``noise`` at steps ``t``."""
-        if self.prediction == "eps":
-            return noise
-        if self.prediction == "x0":
-            return x0
-        ab = self._alpha_bar(t, x0)
-        return ab.sqrt() * noise - (1 - ab).sqrt() * x0
+        return training_target(self.prediction, x0, noise, self._alpha_bar(t, x0))
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The backbone's raw output (the training target's estimate), shape of ``x_t``."""
-        t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])
-        return self.backbone(x_t, t).sample
+    def network_output(self, x_t: torch.Tensor, t, backbone=None) -> torch.Tensor:
+        """The network's raw output (its estimate of the training target), shape of ``x_t``.
 
-    def predict(self, x_t: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x̂_0, ε̂)`` for noisy fields ``x_t`` (B, 1, H, W) at steps ``t`` (scalar or (B,))."""
-        t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])
-        out = self(x_t, t).to(x_t.dtype)
-        ab = self._alpha_bar(t, x_t)
-        if self.prediction == "eps":
-            return (x_t - (1 - ab).sqrt() * out) / ab.sqrt(), out
-        if self.prediction == "x0":
-            return out, (x_t - ab.sqrt() * out) / (1 - ab).sqrt()
-        return ab.sqrt() * x_t - (1 - ab).sqrt() * out, (1 - ab).sqrt() * x_t + ab.sqrt() * out
+        ``backbone`` runs instead of :attr:`backbone` if given (e.g. its DDP wrapper).
+        """
+        backbone = self.backbone if backbone is None else backbone
+        return backbone(x_t, self._steps(t, x_t)).sample
 
-    @torch.no_grad()
-    def denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        """x̂_0 = E[x_0 | x_t] as learned, shape of ``x_t`` (the samplers' interface)."""
-        return self.predict(x_t, t)[0]
+    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """x̂_0 = E[x_0 | x_t] as learned, with the shape and dtype of ``x_t``.
+
+        ``x_t`` (B, 1, H, W) is cast to the network's dtype; ``t`` is a scalar or (B,).
+        Differentiable in ``x_t`` when grad is enabled.
+        """
+        x = x_t.to(self.alpha_bar.dtype)
+        t = self._steps(t, x)
+        out = self.network_output(x, t).to(x.dtype)
+        return x0_from_output(self.prediction, out, x, self._alpha_bar(t, x)).to(x_t.dtype)
+
+    @staticmethod
+    def _steps(t, x_t: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])
 
     def _alpha_bar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         ab = self.alpha_bar.to(like.device)[t.long()]

@@ -7,7 +7,8 @@ One eigendecomposition ``Σ_j = U_j diag(λ_j) U_jᵀ`` per component makes ever
 cheap: the covariance of ``x_t`` is ``U_j diag(ᾱλ_j + 1 - ᾱ) U_jᵀ``.
 
 These serve as (a) the floor of the network's MSE at each noise level and (b) a drop-in
-denoiser with which samplers can be tested against exact Gaussian answers.
+denoiser (the interface of :mod:`geodiff.diffusion.denoiser`, as the trained network's)
+with which samplers can be tested against exact Gaussian answers.
 """
 
 from __future__ import annotations

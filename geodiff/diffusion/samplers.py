@@ -1,12 +1,13 @@
-"""DDIM and DDPM ancestral sampling as pure functions of a denoiser.
+"""DDIM and DDPM ancestral sampling as pure functions of a denoiser, and their steps.
 
 Legend (Song et al. 2021, eq. 12; Ho et al. 2020):
 
-- ``D(x_t, t)``  the denoiser, returning x̂_0 = E[x_0 | x_t]
-- ``ab``, ``ab_prev``  ᾱ at the current and next (less noisy) step
+- ``D(x_t, t)``  the denoiser, returning x̂_0 = E[x_0 | x_t] (:mod:`geodiff.diffusion.denoiser`)
+- ``ab``, ``ab_next``  ᾱ at the current and the next (less noisy) step
 - ``eps``        ε̂ = (x_t - √ᾱ x̂_0) / √(1-ᾱ)
-- ``sigma``      σ = η √((1-ᾱ_prev)/(1-ᾱ)) √(1 - ᾱ/ᾱ_prev); η = 1 on every step is DDPM
-- update         x_prev = √ᾱ_prev x̂_0 + √(1-ᾱ_prev-σ²) ε̂ + σ z
+- ``sigma``      σ = η √((1-ᾱ_next)/(1-ᾱ)) √(1 - ᾱ/ᾱ_next); η = 1 on every step is DDPM
+- update         x_next = √ᾱ_next x̂_0 + √(1-ᾱ_next-σ²) ε̂ + σ z  (:func:`ddim_step`, the one
+  implementation, which the posterior samplers share)
 
 DPM-Solver++(2M) (Lu et al. 2022) is the second-order multistep solver of the same
 probability-flow ODE, in terms of x̂_0 and the half log-SNR λ = log(√ᾱ/√(1-ᾱ)):
@@ -26,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from geodiff.diffusion.denoiser import eps_from_x0
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
 
@@ -33,11 +35,16 @@ __all__ = [
     "SAMPLERS",
     "check_timesteps",
     "ddim_coefficients",
+    "ddim_mean",
     "ddim_sample",
+    "ddim_step",
     "ddpm_sample",
+    "denoise_with_grad",
     "dpm_solver_sample",
     "initial_noise",
     "sample",
+    "step_tensor",
+    "visited_steps",
 ]
 
 
@@ -63,7 +70,76 @@ def check_timesteps(timesteps, minimum: int = 1) -> torch.Tensor:
     return ts
 
 
+def visited_steps(
+    schedule: NoiseSchedule,
+    steps: int,
+    timesteps=None,
+    *,
+    log_snr: bool = False,
+    minimum: int = 1,
+) -> list[tuple[int, int | None]]:
+    """``(t, t_next)`` pairs of the steps to visit; ``t_next`` is None on the last.
+
+    ``steps`` evenly spaced steps (in t, or in log-SNR with ``log_snr``, see
+    :meth:`NoiseSchedule.log_snr_timesteps`), or the decreasing ``timesteps`` if given.
+    """
+    if timesteps is None:
+        if not isinstance(steps, int) or steps < 1:
+            raise GeodiffError(f"steps must be a positive integer, got {steps!r}")
+        timesteps = schedule.log_snr_timesteps(steps) if log_snr else schedule.timesteps(steps)
+    ts = check_timesteps(timesteps, minimum).tolist()
+    return list(zip(ts, [*ts[1:], None], strict=True))
+
+
+def step_tensor(t: int, x: torch.Tensor) -> torch.Tensor:
+    """The step ``t`` for every row of ``x``, a long tensor (B,) on ``x``'s device."""
+    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+
+
+def denoise_with_grad(denoiser, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x̂_0, leaf)``: the denoiser called with grad on ``leaf``, a fresh copy of ``x``.
+
+    For vector-Jacobian products ``torch.autograd.grad(x̂_0, leaf, v)``.
+    """
+    leaf = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        x0 = denoiser(leaf, step_tensor(t, leaf))
+    return x0, leaf
+
+
+def ddim_mean(
+    x: torch.Tensor, x0: torch.Tensor, ab: float, ab_next: float, eta: float = 0.0
+) -> tuple[torch.Tensor, float]:
+    """``(√ᾱ_next x̂_0 + √(1-ᾱ_next-σ²) ε̂, σ)``: the mean and noise sd of a DDIM step."""
+    keep, sigma = ddim_coefficients(ab, ab_next, eta)
+    return ab_next**0.5 * x0 + keep * eps_from_x0(x, x0, ab), sigma
+
+
+def ddim_step(
+    x: torch.Tensor,
+    x0: torch.Tensor,
+    ab: float,
+    ab_next: float,
+    *,
+    eta: float = 0.0,
+    generators: list | torch.Generator | None = None,
+    guidance: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One DDIM step from ``x`` (at ᾱ = ``ab``) with estimate ``x0`` to ᾱ = ``ab_next``.
+
+    ``x_next = √ᾱ_next x̂_0 + √(1-ᾱ_next-σ²) ε̂ [+ guidance] + σ z``, with ``z`` drawn from
+    ``generators`` (see :func:`ddim_sample`) when σ > 0.
+    """
+    x_next, sigma = ddim_mean(x, x0, ab, ab_next, eta)
+    if guidance is not None:
+        x_next = x_next + guidance
+    if sigma > 0:
+        x_next = x_next + sigma * noise_like(x_next, generators)
+    return x_next
+
+
 def noise_like(x: torch.Tensor, generators) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``: one row per generator, or from one."""
     if generators is None:
         return torch.randn_like(x)
     if isinstance(generators, torch.Generator):
@@ -112,19 +188,13 @@ def ddim_sample(
     """
     if eta < 0:
         raise GeodiffError(f"eta must be >= 0, got {eta}")
-    ts = check_timesteps(schedule.timesteps(steps) if timesteps is None else timesteps)
     alpha_bar = schedule.alpha_bar
     x = x_T
-    steps_ = ts.tolist()
-    for i, (t, t_next) in enumerate(zip(steps_, [*steps_[1:], None], strict=True)):
-        x0 = denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+    for i, (t, t_next) in enumerate(visited_steps(schedule, steps, timesteps)):
+        x0 = denoiser(x, step_tensor(t, x))
         if t_next is not None:  # the last step returns x̂_0 itself
-            ab, ab_prev = float(alpha_bar[t]), float(alpha_bar[t_next])
-            eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
-            keep, sigma = ddim_coefficients(ab, ab_prev, eta)
-            x = ab_prev**0.5 * x0 + keep * eps
-            if sigma > 0:
-                x = x + sigma * noise_like(x, generators)
+            ab, ab_next = float(alpha_bar[t]), float(alpha_bar[t_next])
+            x = ddim_step(x, x0, ab, ab_next, eta=eta, generators=generators)
         if callback is not None:
             callback(i, t, x, x0)
     return x0
@@ -179,15 +249,12 @@ def dpm_solver_sample(
     -------
     torch.Tensor, shape (B, 1, H, W)
     """
-    ts = check_timesteps(
-        schedule.log_snr_timesteps(steps) if timesteps is None else timesteps, minimum=2
-    )
+    pairs = visited_steps(schedule, steps, timesteps, log_snr=True, minimum=2)
     ab = schedule.alpha_bar
     half_log_snr = 0.5 * (ab.log() - (1 - ab).log())
     x, previous, h_previous = x_T, None, None
-    steps_ = ts.tolist()
-    for i, (t, t_next) in enumerate(zip(steps_, [*steps_[1:], None], strict=True)):
-        x0 = denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+    for i, (t, t_next) in enumerate(pairs):
+        x0 = denoiser(x, step_tensor(t, x))
         if t_next is not None:  # the last step returns x̂_0 itself
             h = float(half_log_snr[t_next] - half_log_snr[t])
             if previous is None:

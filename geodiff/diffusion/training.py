@@ -32,9 +32,10 @@ from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.diffusion.validation import denoising_mse, validation_steps
 from geodiff.errors import CheckpointError, GeodiffError
 from geodiff.grid import Grid
+from geodiff.io import write_text
 from geodiff.rng import derive_seed
 
-__all__ = ["TrainingConfig", "train"]
+__all__ = ["TrainingConfig", "train", "train_command"]
 
 _NOISE_STREAM, _VALIDATION_STREAM, _INIT_STREAM = 40, 41, 42
 #: settings that may change when a run is resumed (everything else must match)
@@ -179,7 +180,7 @@ def _truncate_log(run_dir: Path, step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             continue
-    path.write_text("".join(line + "\n" for line in keep))
+    write_text(path, "".join(line + "\n" for line in keep))
 
 
 @torch.no_grad()
@@ -223,7 +224,7 @@ class _Validator:
     def __call__(self, denoiser: Denoiser) -> dict:
         denoiser.eval()
         mse = denoising_mse(
-            denoiser.denoise,
+            denoiser,
             self.fields,
             self.schedule,
             self.steps,
@@ -282,13 +283,139 @@ def train(
 
     config = config or TrainingConfig()
     schedule = schedule or NoiseSchedule()
-    run_dir = Path(run_dir)
-    rank, world, local_rank = _distributed()
+    run = _start_run(
+        Path(run_dir), prior, grid, data, network, schedule, prediction, config, device
+    )
+    bar = tqdm(
+        total=config.steps,
+        initial=run.step,
+        disable=not progress or run.rank != 0,
+        desc="training",
+        unit="step",
+    )
+    window = _Window()
+    try:
+        while run.step < config.steps:
+            started = time.perf_counter()
+            loss, lr, grad_norm, batch = _optimisation_step(run, data)
+            run.step += 1
+            window.loss, window.steps = window.loss + loss.item(), window.steps + 1
+            window.time += time.perf_counter() - started
+            bar.update(1)
+            if callback is not None:
+                callback(run.step, loss.item())
+            if run.step % config.log_every == 0 or run.step == config.steps:
+                _log_window(run, window, lr, grad_norm, batch, bar)
+                window = _Window()
+            if run.step % config.validate_every == 0 or run.step == config.steps:
+                _validate(run, run.step)
+            if run.step % config.checkpoint_every == 0 or run.step == config.steps:
+                _checkpoint(run, run.step)
+    except KeyboardInterrupt:
+        if run.step:
+            _checkpoint(run, run.step)
+        raise
+    finally:
+        bar.close()
+    return run.model
+
+
+@dataclass
+class _Run:
+    """What one process of a training run holds (made by :func:`_start_run`).
+
+    Attributes
+    ----------
+    run_dir : Path
+    config : TrainingConfig
+    schedule : NoiseSchedule
+    grid : Grid
+    rank, world : int
+        This process's rank and the number of processes.
+    device : torch.device
+    amp : bool
+        Whether the forward pass runs in bfloat16 autocast.
+    denoiser, ema : Denoiser
+        The trained network and its exponential moving average.
+    optimizer : torch.optim.AdamW
+    wrapped : torch.nn.Module
+        The network the loss runs through (DDP-wrapped when ``world > 1``).
+    spec : dict
+        What is trained (``run.json``).
+    scale : float
+        Physical units per network unit.
+    model : DiffusionModel
+        The EMA model that is saved.
+    validator : _Validator or None
+        On rank 0 only.
+    step : int
+        Optimiser steps taken.
+    """
+
+    run_dir: Path
+    config: TrainingConfig
+    schedule: NoiseSchedule
+    grid: Grid
+    rank: int
+    world: int
+    device: torch.device
+    amp: bool
+    denoiser: Denoiser
+    ema: Denoiser
+    optimizer: torch.optim.Optimizer
+    wrapped: torch.nn.Module
+    spec: dict
+    scale: float
+    model: DiffusionModel
+    validator: _Validator | None
+    step: int
+
+
+@dataclass
+class _Window:
+    """Loss and time summed over the optimiser steps since the last log record."""
+
+    loss: float = 0.0
+    time: float = 0.0
+    steps: int = 0
+
+
+def _training_device(device, local_rank: int) -> torch.device:
+    """The device to train on: ``device``, else this process's GPU, else the CPU.
+
+    Parameters
+    ----------
+    device : str or torch.device or None
+    local_rank : int
+
+    Returns
+    -------
+    torch.device
+    """
     if device is None:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
+    return device
+
+
+def _start_run(
+    run_dir: Path, prior, grid: Grid, data, network: dict, schedule, prediction, config, device
+) -> _Run:
+    """Build the networks and the optimiser, resume any saved state and write ``run.json``.
+
+    Parameters
+    ----------
+    run_dir, prior, grid, data, network, schedule, prediction, config, device :
+        As for :func:`train` (``schedule`` and ``config`` given).
+
+    Returns
+    -------
+    _Run
+    """
+    rank, world, local_rank = _distributed()
+    device = _training_device(device, local_rank)
     amp = config.mixed_precision and device.type == "cuda"
 
     with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
@@ -299,7 +426,7 @@ def train(
         denoiser.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     spec = {
-        "network": denoiser.network,
+        "network": denoiser.config,
         "schedule": schedule.to_dict(),
         "prediction": prediction,
         "grid": grid.to_dict(),
@@ -309,6 +436,45 @@ def train(
         "config": asdict(config),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
+    step, scale = _resume(run_dir, spec, data, denoiser, ema, optimizer, rank)
+    spec["data_scale"] = scale
+    if rank == 0:
+        write_text(run_dir / "run.json", json.dumps(spec, indent=1))
+    info = {"data": data.describe(), "code_revision": code_revision()}  # the code that trains
+    model = DiffusionModel(ema, grid, prior.to_config(), scale, info)
+    validator = _Validator(prior, grid, schedule, scale, config, device) if rank == 0 else None
+    wrapped = denoiser.backbone  # the network the loss runs through
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(
+            denoiser.backbone, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return _Run(
+        run_dir, config, schedule, grid, rank, world, device, amp,
+        denoiser, ema, optimizer, wrapped, spec, scale, model, validator, step,
+    )  # fmt: skip
+
+
+def _resume(run_dir: Path, spec: dict, data, denoiser, ema, optimizer, rank: int):
+    """Load the newest saved state of this run into the networks and the optimiser.
+
+    Parameters
+    ----------
+    run_dir : Path
+    spec : dict
+        What is trained now (checked against what the run folder holds).
+    data : FreshFields or StoredFields
+    denoiser, ema : Denoiser
+    optimizer : torch.optim.Optimizer
+    rank : int
+
+    Returns
+    -------
+    tuple of (int, float)
+        The step resumed (0 for a new run) and the data scale: the stored one, or
+        ``data.scale()`` for a new run.
+    """
     step, found = 0, _latest_state(run_dir)
     if found is not None:
         _check_same_run(spec, found[0]["spec"], run_dir)
@@ -322,101 +488,186 @@ def train(
         scale = float(stored["data_scale"])
     else:
         scale = data.scale()
-    spec["data_scale"] = scale
-    if rank == 0:
-        (run_dir / "run.json").write_text(json.dumps(spec, indent=1))
-    info = {"data": data.describe(), "code_revision": code_revision()}  # the code that trains
-    model = DiffusionModel(ema, grid, prior.to_config(), scale, info)
-    validator = _Validator(prior, grid, schedule, scale, config, device) if rank == 0 else None
-    wrapped = denoiser
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+    return step, scale
 
-        wrapped = DistributedDataParallel(
-            denoiser, device_ids=[device.index] if device.type == "cuda" else None
-        )
 
-    def checkpoint(at: int) -> None:
-        if rank == 0:
-            _save_state(run_dir, at, denoiser, ema, optimizer, spec)
-            model.info.update(step=at, training_config=asdict(config))
-            model.save(run_dir)
-        _barrier(world)
+def _optimisation_step(run: _Run, data):
+    """One optimiser step at ``run.step`` (not advanced here), and the EMA update.
 
-    def validate(at: int) -> None:
-        if rank == 0:
-            record = {"step": at, "kind": "validation", **validator(ema)}
-            _log(run_dir, record)
-            model.info["validation"] = record
-            if config.n_preview:
-                from geodiff.plot import plot_samples
+    Parameters
+    ----------
+    run : _Run
+    data : FreshFields or StoredFields
 
-                fields = model.sample(config.n_preview, steps=50, seed=config.seed)
-                plot_samples(
-                    fields,
-                    run_dir / f"preview-{at:09d}.png",
-                    grid=grid,
-                    title=f"samples (DPM-Solver++, 50 steps) at step {at}",
-                )
-        _barrier(world)
+    Returns
+    -------
+    tuple
+        ``(loss, lr, grad_norm, batch)``: the loss tensor, the learning rate, the
+        gradient norm before clipping and the batch size.
 
-    bar = tqdm(
-        total=config.steps,
-        initial=step,
-        disable=not progress or rank != 0,
-        desc="training",
-        unit="step",
-    )
-    window_loss, window_time, window_steps = 0.0, 0.0, 0
-    try:
-        while step < config.steps:
-            started = time.perf_counter()
-            denoiser.train()
-            x0 = data(step, rank, world).to(device) / scale
-            gen = torch.Generator().manual_seed(derive_seed(config.seed, _NOISE_STREAM, step, rank))
-            t = torch.randint(0, schedule.steps, (len(x0),), generator=gen).to(device)
-            noise = torch.randn(x0.shape, generator=gen).to(device)
-            x_t = schedule.add_noise(x0, noise, t)
-            lr = config.learning_rate * min(1.0, (step + 1) / max(config.warmup_steps, 1))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                out = wrapped(x_t, t)
-            loss = (out.float() - denoiser.target(x0, noise, t)).square().mean()
-            if not torch.isfinite(loss):
-                raise GeodiffError(f"training diverged at step {step} (loss {float(loss)})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(denoiser.parameters(), config.grad_clip)
-            optimizer.step()
-            _update_ema(ema, denoiser, min(config.ema_decay, (1 + step) / (10 + step)))
-            step += 1
-            window_loss, window_steps = window_loss + loss.item(), window_steps + 1
-            window_time += time.perf_counter() - started
-            bar.update(1)
-            if callback is not None:
-                callback(step, loss.item())
-            if step % config.log_every == 0 or step == config.steps:
-                record = {
-                    "step": step,
-                    "loss": window_loss / window_steps,
-                    "lr": lr,
-                    "grad_norm": float(grad_norm),
-                    "fields_per_s": window_steps * len(x0) * world / window_time,
-                    "time": round(time.time(), 1),  # wall clock, for run durations
-                }
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
-                if rank == 0:
-                    _log(run_dir, record)
-                window_loss, window_time, window_steps = 0.0, 0.0, 0
-            if step % config.validate_every == 0 or step == config.steps:
-                validate(step)
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                checkpoint(step)
-    except KeyboardInterrupt:
-        if step:
-            checkpoint(step)
-        raise
-    finally:
-        bar.close()
-    return model
+    Raises
+    ------
+    GeodiffError
+        If the loss is not finite.
+    """
+    config, schedule, device, step = run.config, run.schedule, run.device, run.step
+    denoiser, optimizer = run.denoiser, run.optimizer
+    denoiser.train()
+    x0 = data(step, run.rank, run.world).to(device) / run.scale
+    gen = torch.Generator().manual_seed(derive_seed(config.seed, _NOISE_STREAM, step, run.rank))
+    t = torch.randint(0, schedule.steps, (len(x0),), generator=gen).to(device)
+    noise = torch.randn(x0.shape, generator=gen).to(device)
+    x_t = schedule.add_noise(x0, noise, t)
+    lr = config.learning_rate * min(1.0, (step + 1) / max(config.warmup_steps, 1))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.amp):
+        out = denoiser.network_output(x_t, t, run.wrapped)
+    loss = (out.float() - denoiser.target(x0, noise, t)).square().mean()
+    if not torch.isfinite(loss):
+        raise GeodiffError(f"training diverged at step {step} (loss {float(loss)})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(denoiser.parameters(), config.grad_clip)
+    optimizer.step()
+    _update_ema(run.ema, denoiser, min(config.ema_decay, (1 + step) / (10 + step)))
+    return loss, lr, grad_norm, len(x0)
+
+
+def _log_window(run: _Run, window: _Window, lr: float, grad_norm, batch: int, bar) -> None:
+    """Write the log record of the steps in ``window`` (on rank 0) and show its loss.
+
+    Parameters
+    ----------
+    run : _Run
+    window : _Window
+    lr : float
+    grad_norm : torch.Tensor
+    batch : int
+        Fields per batch in this process.
+    bar : tqdm
+    """
+    record = {
+        "step": run.step,
+        "loss": window.loss / window.steps,
+        "lr": lr,
+        "grad_norm": float(grad_norm),
+        "fields_per_s": window.steps * batch * run.world / window.time,
+        "time": round(time.time(), 1),  # wall clock, for run durations
+    }
+    bar.set_postfix(loss=f"{record['loss']:.4f}")
+    if run.rank == 0:
+        _log(run.run_dir, record)
+
+
+def _checkpoint(run: _Run, at: int) -> None:
+    """Save the training state and the EMA model at step ``at`` (on rank 0).
+
+    Parameters
+    ----------
+    run : _Run
+    at : int
+    """
+    if run.rank == 0:
+        _save_state(run.run_dir, at, run.denoiser, run.ema, run.optimizer, run.spec)
+        run.model.info.update(step=at, training_config=asdict(run.config))
+        run.model.save(run.run_dir)
+    _barrier(run.world)
+
+
+def _validate(run: _Run, at: int) -> None:
+    """Log the EMA network's validation record and write preview samples (on rank 0).
+
+    Parameters
+    ----------
+    run : _Run
+    at : int
+    """
+    if run.rank == 0:
+        record = {"step": at, "kind": "validation", **run.validator(run.ema)}
+        _log(run.run_dir, record)
+        run.model.info["validation"] = record
+        if run.config.n_preview:
+            from geodiff.plot import plot_samples
+
+            fields = run.model.sample(run.config.n_preview, steps=50, seed=run.config.seed)
+            plot_samples(
+                fields,
+                run.run_dir / f"preview-{at:09d}.png",
+                grid=run.grid,
+                title=f"samples (DPM-Solver++, 50 steps) at step {at}",
+            )
+    _barrier(run.world)
+
+
+def train_command(
+    out,
+    config: TrainingConfig,
+    *,
+    prior=None,
+    data=None,
+    grid: str | None = None,
+    network: str | None = None,
+    prediction: str = "v",
+    schedule: str = "cosine",
+    timesteps: int = 1000,
+    fields_per_theta: int = 1,
+    device: str | None = None,
+    progress: bool = True,
+) -> DiffusionModel:
+    """:func:`train` from the settings of ``geodiff train`` (names and paths, not objects).
+
+    Parameters
+    ----------
+    out : str or Path
+        Run folder (resumed if it holds a run with the same settings).
+    config : TrainingConfig
+    prior : str, optional
+        Prior config (a .toml file or a shipped name): fresh simulations on ``grid``.
+    data : str or Path, optional
+        A field store to train on instead (its own prior and grid).
+    grid : str, optional
+        ``N`` or ``HxW`` with ``prior`` (default 32); not with ``data``.
+    network : str, optional
+        Backbone size (``tiny``, ``small``, ``base``); default by grid size.
+    prediction, schedule, timesteps :
+        The network's target and the noise schedule.
+    fields_per_theta : int
+        With ``prior``: fields drawn per parameter draw.
+    device : str, optional
+    progress : bool
+
+    Returns
+    -------
+    DiffusionModel
+    """
+    from geodiff.diffusion.data import FreshFields, StoredFields
+    from geodiff.diffusion.network import network_config
+    from geodiff.fields.config import load_prior
+    from geodiff.fields.store import open_store
+    from geodiff.machine import resolve_device
+
+    if (prior is None) == (data is None):
+        raise GeodiffError("train on either a prior or a store of fields, not both or neither")
+    device = resolve_device(device)
+    if data is not None:
+        if grid is not None:
+            raise GeodiffError("--grid goes with --prior; a store's fields have their own grid")
+        store = open_store(data)
+        prior, grid = store.prior, store.grid
+        source = StoredFields(store, config.batch_size, config.seed)
+    else:
+        prior = load_prior(prior)
+        grid = Grid.parse(grid or "32", prior.domain)
+        source = FreshFields(
+            prior, grid, config.batch_size, config.seed,
+            fields_per_theta=fields_per_theta, device=device,
+        )  # fmt: skip
+    if grid.shape[0] != grid.shape[1]:
+        raise GeodiffError(f"the denoiser needs a square grid, got {grid.shape}")
+    name = network or ("small" if grid.shape[0] <= 32 else "base")
+    return train(
+        out, prior=prior, grid=grid, data=source, network=network_config(name, grid.shape[0]),
+        schedule=NoiseSchedule(schedule, timesteps), prediction=prediction, config=config,
+        device=device, progress=progress,
+    )  # fmt: skip

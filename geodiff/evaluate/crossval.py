@@ -11,7 +11,7 @@ Methods
 ``"diffusion"``
     :func:`~geodiff.posterior.diffusion_posterior` with the trained model, read at the
     held-out points (bilinear reads of each posterior draw on the model's grid).
-``"ordinary-kriging"``
+``"kriging-ok"``
     :func:`~geodiff.baselines.fit.ordinary_kriging` in physical coordinates: a
     stationary anisotropic covariance of the model's family (shape parameter at its
     prior median), refitted by REML with a nugget on every training fold.
@@ -47,27 +47,31 @@ Gaussian predictions (kriging) the closed-form CRPS and mean ± 1.645 sd.
 
 from __future__ import annotations
 
+import logging
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 
 from geodiff.errors import GeodiffError
+from geodiff.evaluate.predictors import PredictionTask, run_predictor
 from geodiff.metrics.scores import crps, interval_coverage
 from geodiff.observe import Observations
 from geodiff.posterior.predict import DEFAULT_METHOD
 from geodiff.rng import derive_seed
+from geodiff.tables import markdown_table
 from geodiff.transform import DomainMap
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CV_METHODS", "CrossValidation", "assign_folds", "cross_validate", "point_summaries"]
 
 #: the methods :func:`cross_validate` knows
-CV_METHODS = ("diffusion", "ordinary-kriging", "mcmc", "mcmc-grid")
+CV_METHODS = ("diffusion", "kriging-ok", "mcmc", "mcmc-grid")
 _MIN_TRAIN_KRIGING = 7  # mean, variance, length scale, nugget, ratio, angle: more than 6
 _Z90 = float(stats.norm.ppf(0.95))
-_DIFFUSION_STREAM, _MCMC_STREAM, _NOISE_STREAM = 40, 41, 42
+_NOISE_STREAM = 42  # the noise added to draws for a new measurement
 
 
 def assign_folds(n: int, folds: int, seed: int = 0) -> np.ndarray:
@@ -287,22 +291,23 @@ class CrossValidation:
         """The scores as a Markdown table (method, CRPS, RMSE, 90% coverage, sd, time)."""
         labels = labels or {}
         rows = [
-            "| method | CRPS | RMSE | 90% coverage | mean predictive sd | wall time (s) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for m, s in self.scores().items():
-            rows.append(
-                f"| {labels.get(m, m)} | {s['crps']:.4f} ± {s['crps_se']:.4f} "
-                f"| {s['rmse']:.4f} ± {s['rmse_se']:.4f} "
-                f"| {s['cover90']:.3f} ± {s['cover90_se']:.3f} | {s['mean_sd']:.4f} "
-                f"| {s['seconds']:.1f} |"
+            (
+                labels.get(m, m),
+                f"{s['crps']:.4f} ± {s['crps_se']:.4f}",
+                f"{s['rmse']:.4f} ± {s['rmse_se']:.4f}",
+                f"{s['cover90']:.3f} ± {s['cover90_se']:.3f}",
+                f"{s['mean_sd']:.4f}",
+                f"{s['seconds']:.1f}",
             )
-        return "\n".join(rows)
+            for m, s in self.scores().items()
+        ]
+        header = ("method", "CRPS", "RMSE", "90% coverage", "mean predictive sd", "wall time (s)")
+        return markdown_table(header, rows)
 
 
-def _log(enabled: bool, text: str) -> None:
-    if enabled:
-        print(text, flush=True)
+def _plain_info(info: dict) -> dict:
+    """A method's diagnostics without its bulky or non-JSON entries."""
+    return {k: v for k, v in info.items() if k not in ("cov",)}
 
 
 def _check(model, obs, folds, methods, draws, mcmc_samples, mcmc_chains) -> tuple:
@@ -333,7 +338,7 @@ def _check(model, obs, folds, methods, draws, mcmc_samples, mcmc_chains) -> tupl
     fold = assign_folds(n, folds)  # validates folds
     smallest_train = n - int(np.bincount(fold).max())
     need = 2  # the value standardisation needs two values
-    if "ordinary-kriging" in methods:
+    if "kriging-ok" in methods:
         need = max(need, _MIN_TRAIN_KRIGING)
     if any(m.startswith("mcmc") for m in methods):
         from geodiff.baselines.mcmc import n_hyperparameters
@@ -357,7 +362,7 @@ def cross_validate(
     obs: Observations,
     *,
     folds: int = 5,
-    methods=("diffusion", "ordinary-kriging", "mcmc"),
+    methods=("diffusion", "kriging-ok", "mcmc"),
     draws: int = 39,
     diffusion_method: str = DEFAULT_METHOD,
     steps: int | None = None,
@@ -419,11 +424,17 @@ def cross_validate(
     )
     keys = ("mean", "sd", "lower", "upper", "crps")
     stats_of = {m: {k: np.full(n, np.nan) for k in keys} for m in methods}
-    draws_of = {
-        m: None if m == "ordinary-kriging" else np.full((draws, n), np.nan) for m in methods
-    }
+    draws_of = {m: None if m == "kriging-ok" else np.full((draws, n), np.nan) for m in methods}
     seconds = {m: np.zeros(folds) for m in methods}
     info = {m: [] for m in methods}
+    mcmc = {"warmup": mcmc_warmup, "samples": mcmc_samples, "chains": mcmc_chains}
+    options = {
+        "diffusion": {"method": diffusion_method, "steps": steps, **(diffusion_options or {})},
+        "kriging-ok": {},
+        "mcmc": mcmc,
+        "mcmc-grid": mcmc,
+    }
+    log = logger.info if progress else logger.debug
     for f in range(folds):
         test = np.flatnonzero(fold == f)
         train = obs.subset(np.flatnonzero(fold != f))
@@ -437,79 +448,30 @@ def cross_validate(
             standardise=True,
             data_scale=model.data_scale,
         )
-        fold_seed = derive_seed(seed, f)
-        _log(progress, f"fold {f + 1}/{folds}: {len(train)} training points, {len(test)} held out")
+        task = PredictionTask(model.prior, train, points, model=model, domain_map=dmap)
+        log(f"fold {f + 1}/{folds}: {len(train)} training points, {len(test)} held out")
         for m in methods:
-            started = time.perf_counter()
-            if m == "diffusion":
-                from geodiff.posterior.predict import diffusion_posterior
-
-                post = diffusion_posterior(
-                    model,
-                    train,
-                    method=diffusion_method,
-                    samples=draws,
-                    steps=steps,
-                    seed=derive_seed(fold_seed, _DIFFUSION_STREAM),
-                    domain_map=dmap,
-                    progress=progress,
-                    **(diffusion_options or {}),
-                )
-                sample = post.at(points).draws
-                extra = {"method": diffusion_method, "steps": steps, **post.info}
-            elif m == "ordinary-kriging":
-                from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
-
-                pred = ordinary_kriging(train, points, **plug_in_settings(model.prior))
+            pred = run_predictor(
+                m, task, draws=draws, seed=seed, key=(f,), progress=progress, **options[m]
+            )
+            seconds[m][f] = pred.info["seconds"]
+            if pred.draws is None:
                 nugget = pred.info["fit"]["nugget"] if include_noise else 0.0
-                sample = None
-                extra = dict(pred.info)
-            else:
-                from geodiff.baselines.mcmc import mcmc_posterior
-
-                model_obs = dmap.to_model_observations(train)
-                if m == "mcmc-grid":
-                    model_obs = model_obs.on_grid(model.grid)
-                result = mcmc_posterior(
-                    model.prior,
-                    model_obs,
-                    num_chains=mcmc_chains,
-                    warmup_steps=mcmc_warmup,
-                    num_samples=mcmc_samples,
-                    seed=derive_seed(fold_seed, _MCMC_STREAM),
-                    progress=progress,
-                )
-                pred = result.predict(
-                    dmap.to_model_points(points), n_draws=draws, seed=derive_seed(fold_seed, 1)
-                )
-                sample = dmap.to_physical_values(pred.draws)
-                extra = {
-                    "max_rhat": result.max_rhat,
-                    "min_ess": result.min_ess,
-                    "divergences": sum(result.divergences),
-                    "summary": result.summary(),
-                    "warnings": list(result.warnings),
-                }
-            seconds[m][f] = time.perf_counter() - started
-            if sample is None:
                 sd = np.sqrt(pred.sd**2 + tau**2 + nugget)
                 summary = point_summaries(truth[test], mean=pred.mean, sd=sd)
             else:
-                if len(sample) != draws:
-                    raise GeodiffError(f"{m} returned {len(sample)} draws, not {draws}")
                 rng = np.random.default_rng(
-                    derive_seed(fold_seed, _NOISE_STREAM, CV_METHODS.index(m))
+                    derive_seed(seed, _NOISE_STREAM, f, CV_METHODS.index(m))
                 )
-                sample = sample + tau * rng.standard_normal(sample.shape)
+                sample = pred.draws + tau * rng.standard_normal(pred.draws.shape)
                 summary = point_summaries(truth[test], sample)
                 draws_of[m][:, test] = sample
             for key, value in stats_of[m].items():
                 value[test] = summary[key]
-            info[m].append({"domain_map": dmap.to_dict(), **extra})
-            _log(
-                progress,
+            info[m].append({"domain_map": dmap.to_dict(), **_plain_info(pred.info)})
+            log(
                 f"  {m}: CRPS {summary['crps'].mean():.4f}, "
-                f"coverage {summary['covered'].mean():.2f}, {seconds[m][f]:.1f} s",
+                f"coverage {summary['covered'].mean():.2f}, {seconds[m][f]:.1f} s"
             )
     for key in keys:
         setattr(cv, key, {m: stats_of[m][key] for m in methods})

@@ -32,7 +32,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from geodiff.errors import ConfigError
+from geodiff.errors import ConfigError, GeodiffError
 from geodiff.fields.correlation import get_family
 from geodiff.fields.maps import MapPrior
 from geodiff.fields.parameters import scalar_prior_from_config
@@ -49,7 +49,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["builtin_priors", "load_prior", "prior_from_config"]
+__all__ = ["builtin_priors", "load_prior", "load_theta", "prior_from_config"]
 
 _TYPES = {"stationary": StationaryPrior, "nonstationary": NonStationaryPrior}
 _TOP_KEYS = {"name", "type", "family", "domain", "parameters", "description"}
@@ -76,6 +76,27 @@ def load_prior(name_or_path) -> GRFPrior:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from err
     return prior_from_config(config, source=str(path))
+
+
+def load_theta(path) -> dict:
+    """Parameter values from a JSON object file (``None``: no values, ``{}``).
+
+    Raises
+    ------
+    GeodiffError
+        An unreadable file, invalid JSON, or JSON that is not an object.
+    """
+    import json
+
+    if path is None:
+        return {}
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise GeodiffError(f"{path}: cannot read parameters as JSON: {err}") from None
+    if not isinstance(values, dict):
+        raise GeodiffError(f"{path}: expected a JSON object of parameter values")
+    return values
 
 
 def prior_from_config(config: dict, source: str = "config") -> GRFPrior:

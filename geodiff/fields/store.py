@@ -41,17 +41,12 @@ from geodiff.errors import GeodiffError, StoreError
 from geodiff.fields.config import prior_from_config
 from geodiff.fields.simulate import default_device, simulate
 from geodiff.grid import Grid
+from geodiff.io import partial_path, write_text
 
 __all__ = ["FieldStore", "open_store", "partial_path", "write_store"]
 
 FORMAT_VERSION = 1
 _PROGRESS = "_progress"
-
-
-def partial_path(path) -> Path:
-    """Where the store for ``path`` is built until it is complete."""
-    path = Path(path)
-    return path.with_name(path.name + ".partial")
 
 
 def _spec(prior, grid: Grid, n: int, seed: int, chunk_size: int, fields_per_theta: int) -> dict:
@@ -118,12 +113,7 @@ def write_store(
         written are kept under ``PATH.partial`` for the next run).
     """
     path = Path(path)
-    if not isinstance(n, int) or n < 1:
-        raise GeodiffError(f"number of fields must be a positive integer, got {n!r}")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise GeodiffError(f"chunk size must be a positive integer, got {chunk_size!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise GeodiffError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_counts(n, chunk_size, seed)
     chunk_size = min(chunk_size, n)
     spec = _spec(prior, grid, n, seed, chunk_size, fields_per_theta)
     if path.exists():
@@ -151,37 +141,12 @@ def write_store(
         disable=not progress,
     )
     job = (prior.to_config(), grid.to_dict(), seed, fields_per_theta, str(device))
+    chunks = [(k, k * chunk_size, _chunk_len(k, chunk_size, n)) for k in todo]
     try:
         if workers == 1:
-            for k in todo:
-                start = k * chunk_size
-                result = _simulate_chunk(
-                    *job, start, _chunk_len(k, chunk_size, n), threads=None, callback=bar.update
-                )
-                _write_chunk(group, progress_dir, k, start, result)
+            _simulate_here(job, chunks, group, progress_dir, bar)
         else:
-            context = multiprocessing.get_context("spawn")
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                futures = {
-                    pool.submit(
-                        _simulate_chunk,
-                        *job,
-                        k * chunk_size,
-                        _chunk_len(k, chunk_size, n),
-                        threads=threads,
-                    ): k
-                    for k in todo
-                }
-                try:
-                    for future in as_completed(futures):
-                        k = futures[future]
-                        result = future.result()
-                        _write_chunk(group, progress_dir, k, k * chunk_size, result)
-                        bar.update(len(result["fields"]))
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            _simulate_in_processes(job, chunks, group, progress_dir, bar, workers)
     except OSError as err:
         reason = err.strerror or str(err)
         raise StoreError(
@@ -190,13 +155,87 @@ def write_store(
         ) from err
     finally:
         bar.close()
+    _finish_store(group, tmp, path)
+    return path
+
+
+def _check_counts(n, chunk_size, seed) -> None:
+    """Refuse a number of fields, chunk size or seed that is not a proper integer.
+
+    Raises
+    ------
+    GeodiffError
+    """
+    if not isinstance(n, int) or n < 1:
+        raise GeodiffError(f"number of fields must be a positive integer, got {n!r}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise GeodiffError(f"chunk size must be a positive integer, got {chunk_size!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise GeodiffError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _simulate_here(job: tuple, chunks: list, group, progress_dir: Path, bar) -> None:
+    """Simulate and write ``chunks`` (``(k, start, count)`` each) in this process.
+
+    Parameters
+    ----------
+    job : tuple
+        The leading arguments of :func:`_simulate_chunk`.
+    chunks : list of tuple
+    group : zarr.Group
+    progress_dir : Path
+    bar : tqdm
+        Advanced per simulated field.
+    """
+    for k, start, count in chunks:
+        result = _simulate_chunk(*job, start, count, threads=None, callback=bar.update)
+        _write_chunk(group, progress_dir, k, start, result)
+
+
+def _simulate_in_processes(
+    job: tuple, chunks: list, group, progress_dir: Path, bar, workers: int
+) -> None:
+    """Simulate ``chunks`` in ``workers`` spawned processes, writing each as it finishes.
+
+    Parameters
+    ----------
+    job, chunks, group, progress_dir, bar :
+        As for :func:`_simulate_here` (the bar advances per finished chunk).
+    workers : int
+    """
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(_simulate_chunk, *job, start, count, threads=threads): (k, start)
+            for k, start, count in chunks
+        }
+        try:
+            for future in as_completed(futures):
+                k, start = futures[future]
+                result = future.result()
+                _write_chunk(group, progress_dir, k, start, result)
+                bar.update(len(result["fields"]))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _finish_store(group, tmp: Path, path: Path) -> None:
+    """Mark the partial store complete, consolidate its metadata and move it to ``path``.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        The partial store at ``tmp``.
+    tmp, path : Path
+    """
     group.attrs["complete"] = True
-    shutil.rmtree(progress_dir, ignore_errors=True)
+    shutil.rmtree(tmp / _PROGRESS, ignore_errors=True)
     with warnings.catch_warnings():  # zarr notes consolidation is not in the v3 spec yet
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(tmp)
     os.replace(tmp, path)
-    return path
 
 
 def _chunk_len(k: int, chunk_size: int, n: int) -> int:
@@ -302,9 +341,12 @@ def _write_chunk(group, progress_dir: Path, k: int, start: int, result: dict) ->
         group["theta"][key][start:stop] = value
     for key, value in result["maps"].items():
         group["maps"][key][start:stop] = value
-    marker = progress_dir / f"{k}.done"
-    marker.with_suffix(".tmp").write_text(f"{start} {stop}\n")
-    os.replace(marker.with_suffix(".tmp"), marker)
+    try:  # the marker (written atomically) says the chunk's data is complete
+        write_text(progress_dir / f"{k}.done", f"{start} {stop}\n")
+    except GeodiffError as err:
+        raise StoreError(
+            f"{err}. Finished chunks are kept; free the space and rerun the same command to resume"
+        ) from None
 
 
 def _is_complete_store(path: Path) -> bool:

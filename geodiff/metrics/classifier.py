@@ -236,6 +236,30 @@ def classifier_two_sample_test(
     -------
     ClassifierTestResult
     """
+    gen, ref, seed, n, n_test, mean, sd = _checked_sets(
+        generated, reference, seed, test_fraction, epochs, batch_size
+    )
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    train_x, train_y, test_x = _split_sets(gen, ref, n, n_test, mean, sd, seed)
+    model = _train_classifier(
+        train_x, train_y, seed, epochs, batch_size, lr, widths, augment, device, progress
+    )
+    return _held_out_result(
+        model, train_x, train_y, test_x, n_test, batch_size, device, epochs, seed
+    )
+
+
+def _checked_sets(generated, reference, seed, test_fraction, epochs, batch_size) -> tuple:
+    """Validate the arguments of :func:`classifier_two_sample_test`.
+
+    Returns
+    -------
+    tuple
+        ``(gen, ref, seed, n, n_test, mean, sd)``: the two sets as arrays, the checked
+        seed, fields per set, held-out fields per set, and the reference mean and sd.
+    """
     gen = as_fields(generated, "generated", min_fields=2 * _MIN_TEST)
     ref = as_fields(reference, "reference", min_fields=2 * _MIN_TEST)
     check_same_grid(gen, ref)
@@ -256,10 +280,18 @@ def classifier_two_sample_test(
     if sd == 0.0:
         raise GeodiffError("reference fields are all equal: nothing to standardise by")
     mean = float(ref.mean())
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    return gen, ref, seed, n, n_test, mean, sd
 
+
+def _split_sets(gen, ref, n: int, n_test: int, mean: float, sd: float, seed: int) -> tuple:
+    """Subsample both sets to ``n`` fields, standardise them and split off the held-out part.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(train_x, train_y, test_x)``: training fields (N, 1, H, W) with their labels
+        (generated 1, reference 0) and held-out fields, generated ones first.
+    """
     split = torch.Generator().manual_seed(derive_seed(seed, _SPLIT_STREAM))
     pick_gen = torch.randperm(len(gen), generator=split)[:n].numpy()
     pick_ref = torch.randperm(len(ref), generator=split)[:n].numpy()
@@ -271,7 +303,19 @@ def classifier_two_sample_test(
     train_x = torch.cat([x_gen[n_test:], x_ref[n_test:]])
     train_y = torch.cat([torch.ones(n - n_test), torch.zeros(n - n_test)])
     test_x = torch.cat([x_gen[:n_test], x_ref[:n_test]])
+    return train_x, train_y, test_x
 
+
+def _train_classifier(
+    train_x, train_y, seed, epochs, batch_size, lr, widths, augment, device, progress
+) -> nn.Module:
+    """Train a seeded :class:`SmallResNet` with Adam on the binary cross-entropy.
+
+    Returns
+    -------
+    SmallResNet
+        On ``device``, in eval mode.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, _INIT_STREAM))
         model = SmallResNet(1, tuple(widths))
@@ -295,6 +339,18 @@ def classifier_two_sample_test(
             optimiser.step()
 
     model.eval()
+    return model
+
+
+def _held_out_result(
+    model, train_x, train_y, test_x, n_test, batch_size, device, epochs, seed
+) -> ClassifierTestResult:
+    """Accuracies and the held-out AUC with its null standard error and p-value.
+
+    Returns
+    -------
+    ClassifierTestResult
+    """
     train_scores = _scores(model, train_x, batch_size, device)
     test_scores = _scores(model, test_x, batch_size, device)
     train_accuracy = float(((train_scores > 0).float() == train_y.double()).double().mean())
@@ -310,7 +366,7 @@ def classifier_two_sample_test(
         p_value=0.5 * math.erfc(z / math.sqrt(2.0)),
         train_accuracy=train_accuracy,
         test_accuracy=test_accuracy,
-        n_train=n - n_test,
+        n_train=len(train_x) // 2,
         n_test=n_test,
         epochs=epochs,
         seed=seed,

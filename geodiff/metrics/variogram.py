@@ -28,6 +28,7 @@ import torch
 from geodiff.errors import GeodiffError
 from geodiff.metrics._checks import as_fields, as_seed
 from geodiff.rng import derive_seed
+from geodiff.tables import markdown_table
 
 __all__ = [
     "DIRECTIONS",
@@ -154,20 +155,23 @@ class VariogramComparison:
 
     def markdown(self) -> str:
         """:meth:`table` as a markdown table, with the summary on a last line."""
-        lines = [
-            "| direction | lag | generated | reference | difference | s.e. | z |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+        header = ["direction", "lag", "generated", "reference", "difference", "s.e.", "z"]
+        rows = [
+            [
+                r["direction"],
+                r["lag"],
+                f"{r['generated']:.4g}",
+                f"{r['reference']:.4g}",
+                f"{r['difference']:+.3g}",
+                f"{r['standard_error']:.3g}",
+                f"{r['z']:+.2f}",
+            ]
+            for r in self.table()
         ]
-        for r in self.table():
-            lines.append(
-                f"| {r['direction']} | {r['lag']} | {r['generated']:.4g} | {r['reference']:.4g}"
-                f" | {r['difference']:+.3g} | {r['standard_error']:.3g} | {r['z']:+.2f} |"
-            )
-        lines.append(
-            f"\nmax |z| = {self.max_abs_z:.2f}, "
+        return (
+            markdown_table(header, rows, align="-rrrrrr") + f"\n\nmax |z| = {self.max_abs_z:.2f}, "
             f"max relative difference = {self.max_relative_difference:.3g}"
         )
-        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------ helpers

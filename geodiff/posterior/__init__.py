@@ -1,8 +1,12 @@
 """Diffusion posterior sampling: draws of a field given linear-Gaussian observations.
 
 Every sampler has the signature
-``sampler(denoiser, schedule, problem, generators, *, steps, ..., device, callback)``
-and returns ``(B, 1, H, W)`` float64 draws in the model's units, one per generator:
+``sampler(denoiser, schedule, problem, generators, *, steps, ..., device, callback)``,
+takes a denoiser ``D(x_t, t) -> x̂_0`` (:mod:`geodiff.diffusion.denoiser`: the trained
+network or the exact oracle) and returns a :class:`PosteriorSample` ``(draws, info)``:
+``(B, 1, H, W)`` float64 draws in the model's units, one per generator, and its
+diagnostics. Each declares itself in a :class:`SamplerSpec` (options and defaults, hooks);
+:func:`posterior_sample` runs one by name, checking its options:
 
 * :func:`mcgdiff_sample` — sequential Monte Carlo, asymptotically exact (no gradients);
 * :func:`dps_sample` — diffusion posterior sampling (gradients of the denoiser);
@@ -28,7 +32,12 @@ from geodiff.posterior.exact import (
     pigdm_limit,
 )
 from geodiff.posterior.mcgdiff import mcgdiff_sample
-from geodiff.posterior.methods import POSTERIOR_SAMPLERS, posterior_sample
+from geodiff.posterior.methods import (
+    POSTERIOR_SAMPLERS,
+    PosteriorSample,
+    SamplerSpec,
+    posterior_sample,
+)
 from geodiff.posterior.mmps import conditional_denoiser, mmps_sample
 from geodiff.posterior.pigdm import pigdm_sample
 from geodiff.posterior.predict import DEFAULT_METHOD, PosteriorDraws, diffusion_posterior, predict
@@ -39,6 +48,8 @@ __all__ = [
     "POSTERIOR_SAMPLERS",
     "LinearGaussianProblem",
     "PosteriorDraws",
+    "PosteriorSample",
+    "SamplerSpec",
     "SpectralProblem",
     "condition_gaussian",
     "conditional_denoiser",

@@ -1,12 +1,82 @@
-"""What the posterior samplers share: the start, the steps, a differentiable denoiser call."""
+"""What the posterior samplers share: their result, their declaration, the start.
+
+The steps (:func:`~geodiff.diffusion.samplers.visited_steps`), the DDIM update
+(:func:`~geodiff.diffusion.samplers.ddim_step`) and the differentiable denoiser call
+(:func:`~geodiff.diffusion.samplers.denoise_with_grad`) are the unconditional samplers'.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
 import torch
 
-from geodiff.diffusion.samplers import check_timesteps, initial_noise
-from geodiff.diffusion.schedule import NoiseSchedule
+from geodiff.diffusion.samplers import initial_noise
 from geodiff.errors import GeodiffError
+
+
+class PosteriorSample(NamedTuple):
+    """What every posterior sampler returns: the draws and its diagnostics."""
+
+    #: float64, shape (B, 1, H, W), one draw per generator, in the model's units
+    draws: torch.Tensor
+    #: the sampler's diagnostics (empty for most)
+    info: dict
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A posterior sampler as :func:`~geodiff.posterior.posterior_sample` runs it.
+
+    Attributes
+    ----------
+    name : str
+        The ``--method`` name.
+    sample : callable
+        ``sample(denoiser, schedule, problem, generators, *, steps, device, callback,
+        **options) -> PosteriorSample``.
+    steps : int
+        Its default number of steps.
+    options : dict
+        Its own options (besides ``steps``, ``timesteps``, ``device``, ``callback``)
+        with their defaults.
+    gradients : bool
+        Whether it differentiates the denoiser.
+    prepare : callable, optional
+        ``prepare(model, problem, options) -> options``: options a trained model adds
+        (e.g. MMPS's preconditioner), given the caller's.
+    cost : callable, optional
+        ``cost(schedule, problem, options) -> dict``: its cost per draw.
+    fields_per_draw : callable
+        ``fields_per_draw(options) -> int``: fields per draw in one denoiser call.
+    summary : callable, optional
+        ``summary(infos) -> dict``: one summary of the batches' diagnostics.
+    """
+
+    name: str
+    sample: Callable[..., PosteriorSample]
+    steps: int
+    options: dict[str, Any] = field(default_factory=dict)
+    gradients: bool = False
+    prepare: Callable | None = None
+    cost: Callable | None = None
+    fields_per_draw: Callable[[dict], int] = lambda options: 1
+    summary: Callable | None = None
+
+    #: options every sampler takes
+    COMMON = ("steps", "timesteps", "device", "callback")
+
+    def check(self, options: dict) -> None:
+        """Refuse options the sampler does not declare, naming those it does."""
+        allowed = (*self.COMMON, *self.options)
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise GeodiffError(
+                f"{self.name} does not take the option(s) {', '.join(unknown)}; "
+                f"its options: {', '.join(allowed)}"
+            )
 
 
 def start(shape, generators: list, device) -> torch.Tensor:
@@ -14,30 +84,6 @@ def start(shape, generators: list, device) -> torch.Tensor:
     if not generators:
         raise GeodiffError("need at least one generator (one per posterior draw)")
     return initial_noise((1, *shape), generators, device, torch.float64)
-
-
-def visited_steps(
-    schedule: NoiseSchedule, steps: int, timesteps=None
-) -> list[tuple[int, int | None]]:
-    """``(t, t_next)`` pairs for ``steps`` evenly spaced steps; ``t_next`` is None last."""
-    if timesteps is None:
-        if not isinstance(steps, int) or steps < 1:
-            raise GeodiffError(f"steps must be a positive integer, got {steps!r}")
-        timesteps = schedule.timesteps(steps)
-    ts = check_timesteps(timesteps).tolist()
-    return list(zip(ts, [*ts[1:], None], strict=True))
-
-
-def step_tensor(t: int, x: torch.Tensor) -> torch.Tensor:
-    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-
-
-def denoise_with_grad(denoiser, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x̂_0, x)`` with ``x`` a fresh leaf that requires grad, for vector-Jacobian products."""
-    leaf = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        x0 = denoiser(leaf, step_tensor(t, leaf))
-    return x0, leaf
 
 
 def flat(x: torch.Tensor) -> torch.Tensor:

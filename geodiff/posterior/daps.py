@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import torch
 
-from geodiff.diffusion.samplers import noise_like
+from geodiff.diffusion.samplers import noise_like, step_tensor, visited_steps
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.linalg import robust_cholesky
-from geodiff.posterior._steps import flat, start, step_tensor, visited_steps
+from geodiff.posterior._steps import PosteriorSample, SamplerSpec, flat, start
 from geodiff.posterior.problem import LinearGaussianProblem
 
-__all__ = ["daps_sample"]
+__all__ = ["SPEC", "daps_sample"]
 
 
 @torch.no_grad()
@@ -37,7 +37,7 @@ def daps_sample(
     timesteps=None,
     device=None,
     callback=None,
-) -> torch.Tensor:
+) -> PosteriorSample:
     """Posterior draws by DAPS.
 
     Parameters
@@ -49,8 +49,9 @@ def daps_sample(
 
     Returns
     -------
-    torch.Tensor, float64, shape (B, 1, H, W)
-        The conditioned clean field of the last level.
+    PosteriorSample
+        The conditioned clean fields of the last level, float64, shape (B, 1, H, W);
+        no diagnostics.
     """
     problem = problem.to(device)
     a, y, tau = problem.matrix, problem.values, problem.noise_sd
@@ -74,4 +75,7 @@ def daps_sample(
             x = ab_next**0.5 * x0 + (1 - ab_next) ** 0.5 * noise_like(x0, generators)
         if callback is not None:
             callback(i, t, x, x0)
-    return x0
+    return PosteriorSample(x0, {})
+
+
+SPEC = SamplerSpec("daps", daps_sample, steps=100)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from geodiff.diffusion.samplers import ddim_coefficients, noise_like
+from geodiff.diffusion.samplers import ddim_step, denoise_with_grad, visited_steps
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
-from geodiff.posterior._steps import denoise_with_grad, start, visited_steps
+from geodiff.posterior._steps import PosteriorSample, SamplerSpec, start
 from geodiff.posterior.problem import LinearGaussianProblem
 
-__all__ = ["dps_sample"]
+__all__ = ["SPEC", "dps_sample"]
 
 
 def dps_sample(
@@ -33,13 +33,14 @@ def dps_sample(
     timesteps=None,
     device=None,
     callback=None,
-) -> torch.Tensor:
+) -> PosteriorSample:
     """Posterior draws by DPS.
 
     Parameters
     ----------
     denoiser : callable
-        ``D(x_t, t) -> x̂_0``, differentiable in ``x_t`` (B, 1, H, W).
+        ``D(x_t, t) -> x̂_0`` (:mod:`geodiff.diffusion.denoiser`), called with grad
+        enabled to differentiate it in ``x_t``.
     schedule : NoiseSchedule
     problem : LinearGaussianProblem
     generators : list of torch.Generator
@@ -58,7 +59,8 @@ def dps_sample(
 
     Returns
     -------
-    torch.Tensor, float64, shape (B, 1, H, W)
+    PosteriorSample
+        Draws, float64, shape (B, 1, H, W); no diagnostics.
     """
     if not step_size >= 0:
         raise GeodiffError(f"step size must be >= 0, got {step_size}")
@@ -76,11 +78,13 @@ def dps_sample(
             (grad,) = torch.autograd.grad(misfit.sum(), leaf)
             x0 = x0.detach()
             ab, ab_next = float(alpha_bar[t]), float(alpha_bar[t_next])
-            keep, sigma = ddim_coefficients(ab, ab_next, eta)
-            eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
-            x = ab_next**0.5 * x0 + keep * eps - 2 * step_size * grad.to(torch.float64)
-            if sigma > 0:
-                x = x + sigma * noise_like(x, generators)
+            guidance = -(2 * step_size * grad.to(torch.float64))
+            x = ddim_step(x, x0, ab, ab_next, eta=eta, generators=generators, guidance=guidance)
         if callback is not None:
             callback(i, t, x, x0)
-    return x0
+    return PosteriorSample(x0, {})
+
+
+SPEC = SamplerSpec(
+    "dps", dps_sample, steps=1000, options={"step_size": 1.0, "eta": 1.0}, gradients=True
+)

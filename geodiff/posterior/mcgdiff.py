@@ -31,13 +31,13 @@ import math
 
 import torch
 
-from geodiff.diffusion.samplers import ddim_coefficients, initial_noise
+from geodiff.diffusion.samplers import ddim_mean, initial_noise, step_tensor, visited_steps
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
-from geodiff.posterior._steps import visited_steps
+from geodiff.posterior._steps import PosteriorSample, SamplerSpec
 from geodiff.posterior.problem import LinearGaussianProblem
 
-__all__ = ["DEFAULT_PARTICLES", "mcgdiff_sample"]
+__all__ = ["DEFAULT_PARTICLES", "SPEC", "mcgdiff_sample"]
 
 #: particles per draw unless told otherwise
 DEFAULT_PARTICLES = 32
@@ -57,8 +57,7 @@ def mcgdiff_sample(
     timesteps=None,
     device=None,
     callback=None,
-    diagnostics: dict | None = None,
-) -> torch.Tensor:
+) -> PosteriorSample:
     """Posterior draws by MCGdiff, one particle system per draw.
 
     Parameters
@@ -74,74 +73,102 @@ def mcgdiff_sample(
         DDIM's η of the chain's kernel, > 0 (1 is DDPM's).
     ess_threshold : float in (0, 1]
         Resample when the effective sample size falls below this fraction.
-    diagnostics : dict, optional
-        Filled with ``ess`` (mean relative ESS before each step, list) and
-        ``resampled`` (steps at which some draw resampled).
 
     Returns
     -------
-    torch.Tensor, float64, shape (B, 1, H, W)
+    PosteriorSample
+        Draws, float64, shape (B, 1, H, W), and the diagnostics ``ess`` (mean relative
+        ESS before each step, list), ``resampled`` (steps at which some draw resampled)
+        and ``final_ess`` (the relative ESS of each draw's last weights).
     """
+    _check(particles, eta, ess_threshold)
+    twist = _Twist(problem.whitened().to(device), particles, generators, device)
+    n_runs, d, (h, w) = len(generators), problem.dim, problem.shape
+    alpha_bar = schedule.alpha_bar.tolist()
+    pairs = visited_steps(schedule, steps, timesteps)
+    zeros = torch.zeros(n_runs, particles, d, dtype=torch.float64, device=device)
+    x = twist.propose(zeros, zeros[..., : len(twist.ybar)], 1.0, alpha_bar[pairs[0][0]])
+    log_w = torch.zeros(n_runs, particles, dtype=torch.float64, device=device)
+    ess_trace, resampled = [], []
+    for i, (t, t_next) in enumerate(pairs[:-1]):
+        ab, ab_next = alpha_bar[t], alpha_bar[t_next]
+        fields = x.reshape(-1, 1, h, w)
+        x0 = denoiser(fields, step_tensor(t, fields)).to(torch.float64).reshape(x.shape)
+        mean, s = ddim_mean(x, x0, ab, ab_next, eta)
+        mean_obs = mean @ twist.basis
+        log_w = twist.reweight(log_w, x, mean_obs, s, ab, ab_next)
+        ess = _relative_ess(log_w)
+        ess_trace.append(float(ess.mean()))
+        if _resample(log_w, (mean, mean_obs), ess < ess_threshold, generators):
+            resampled.append(t)
+        x = twist.propose(mean, mean_obs, s, ab_next)
+        if callback is not None:
+            callback(i, t, x.reshape(-1, 1, h, w), x0.reshape(-1, 1, h, w))
+    t_last = pairs[-1][0]
+    pick = _systematic(log_w, generators, 1)[:, 0].to(device)
+    chosen = x[torch.arange(n_runs, device=device), pick].reshape(n_runs, 1, h, w)
+    out = denoiser(chosen, step_tensor(t_last, chosen)).to(torch.float64)
+    if callback is not None:
+        callback(len(pairs) - 1, t_last, chosen, out)
+    info = {"ess": ess_trace, "resampled": resampled, "final_ess": _relative_ess(log_w).tolist()}
+    return PosteriorSample(out, info)
+
+
+def _check(particles, eta, ess_threshold) -> None:
     if not isinstance(particles, int) or particles < 1:
         raise GeodiffError(f"particles must be a positive integer, got {particles!r}")
     if not eta > 0:
         raise GeodiffError(f"MCGdiff needs a stochastic chain: eta must be > 0, got {eta}")
     if not 0 < ess_threshold <= 1:
         raise GeodiffError(f"ess_threshold must lie in (0, 1], got {ess_threshold}")
-    spec = problem.whitened().to(device)
-    basis, ybar, tbar2 = spec.basis, spec.values, spec.noise_sd**2
-    n_runs, d, (h, w) = len(generators), problem.dim, problem.shape
-    alpha_bar = schedule.alpha_bar.tolist()
-    pairs = visited_steps(schedule, steps, timesteps)
 
-    def potential_var(ab: float) -> torch.Tensor:
-        return (1 - ab) + ab * tbar2
 
-    def propose(mean, mean_obs, s, ab):
+class _Twist:
+    """The potentials ``g_t`` and the twisted proposals, in the whitened basis (module docs)."""
+
+    def __init__(self, whitened, particles: int, generators: list, device):
+        self.basis, self.ybar, self.tbar2 = whitened.basis, whitened.values, whitened.noise_sd**2
+        self.particles, self.generators, self.device = particles, generators, device
+
+    def potential_var(self, ab: float) -> torch.Tensor:
+        return (1 - ab) + ab * self.tbar2
+
+    def propose(self, mean, mean_obs, s, ab):
         """Draw from N(mean, s² I) times the potential at ᾱ = ab; shapes (B, N, d)."""
-        z = initial_noise((particles, d), generators, device, torch.float64)
-        z_obs = z @ basis
-        v = potential_var(ab)
-        post_mean = (v * mean_obs + s**2 * ab**0.5 * ybar) / (s**2 + v)
+        d = mean.shape[-1]
+        z = initial_noise((self.particles, d), self.generators, self.device, torch.float64)
+        z_obs = z @ self.basis
+        v = self.potential_var(ab)
+        post_mean = (v * mean_obs + s**2 * ab**0.5 * self.ybar) / (s**2 + v)
         post_sd = (s**2 * v / (s**2 + v)).sqrt()
-        return mean + s * z + (post_mean + post_sd * z_obs - mean_obs - s * z_obs) @ basis.T
+        return mean + s * z + (post_mean + post_sd * z_obs - mean_obs - s * z_obs) @ self.basis.T
 
-    zeros = torch.zeros(n_runs, particles, d, dtype=torch.float64, device=device)
-    x = propose(zeros, zeros[..., : len(ybar)], 1.0, alpha_bar[pairs[0][0]])
-    log_w = torch.zeros(n_runs, particles, dtype=torch.float64, device=device)
-    ess_trace, resampled = [], []
-    for i, (t, t_next) in enumerate(pairs[:-1]):
-        ab, ab_next = alpha_bar[t], alpha_bar[t_next]
-        x0 = denoiser(x.reshape(-1, 1, h, w), torch.full((n_runs * particles,), t, device=device))
-        x0 = x0.to(torch.float64).reshape(n_runs, particles, d)
-        keep, s = ddim_coefficients(ab, ab_next, eta)
-        mean = ab_next**0.5 * x0 + keep * (x - ab**0.5 * x0) / (1 - ab) ** 0.5
-        mean_obs = mean @ basis
-        log_w = log_w + _log_normal(ab_next**0.5 * ybar, mean_obs, s**2 + potential_var(ab_next))
-        log_w = log_w - _log_normal(x @ basis, ab**0.5 * ybar, potential_var(ab))
-        ess = _relative_ess(log_w)
-        ess_trace.append(float(ess.mean()))
-        low = torch.nonzero(ess < ess_threshold).flatten().tolist()
-        if low:
-            resampled.append(t)
-            idx = _systematic(log_w[low], [generators[b] for b in low]).to(device)
-            rows = torch.as_tensor(low, device=device)[:, None]
-            mean[low], mean_obs[low] = mean[rows, idx], mean_obs[rows, idx]
-            log_w[low] = 0.0
-        x = propose(mean, mean_obs, s, ab_next)
-        if callback is not None:
-            callback(i, t, x.reshape(-1, 1, h, w), x0.reshape(-1, 1, h, w))
-    t_last = pairs[-1][0]
-    pick = _systematic(log_w, generators, 1)[:, 0].to(device)
-    chosen = x[torch.arange(n_runs, device=device), pick].reshape(n_runs, 1, h, w)
-    out = denoiser(chosen, torch.full((n_runs,), t_last, device=device)).to(torch.float64)
-    if diagnostics is not None:
-        diagnostics.update(
-            ess=ess_trace, resampled=resampled, final_ess=_relative_ess(log_w).tolist()
-        )
-    if callback is not None:
-        callback(len(pairs) - 1, t_last, chosen, out)
-    return out
+    def reweight(self, log_w, x, mean_obs, s, ab, ab_next) -> torch.Tensor:
+        """``log_w`` plus the log incremental weights of the step from ᾱ = ab to ab_next."""
+        ybar, var = self.ybar, self.potential_var
+        log_w = log_w + _log_normal(ab_next**0.5 * ybar, mean_obs, s**2 + var(ab_next))
+        return log_w - _log_normal(x @ self.basis, ab**0.5 * ybar, var(ab))
+
+
+def _resample(log_w: torch.Tensor, states, low: torch.Tensor, generators: list) -> bool:
+    """Resample (in place) the ``states`` and weights of the draws where ``low``; any?"""
+    rows = torch.nonzero(low).flatten().tolist()
+    if not rows:
+        return False
+    idx = _systematic(log_w[rows], [generators[b] for b in rows]).to(log_w.device)
+    index = torch.as_tensor(rows, device=log_w.device)[:, None]
+    for state in states:
+        state[rows] = state[index, idx]
+    log_w[rows] = 0.0
+    return True
+
+
+def _fields_per_draw(options: dict) -> int:
+    return options.get("particles", DEFAULT_PARTICLES)
+
+
+def _summary(infos: list) -> dict:
+    return {"min_relative_ess": float(min(min(i["ess"], default=1.0) for i in infos))}
 
 
 def _log_normal(value, mean, var) -> torch.Tensor:
@@ -166,3 +193,13 @@ def _systematic(log_w: torch.Tensor, generators: list, n: int | None = None) -> 
     u = (start[:, None] + torch.arange(n, dtype=torch.float64)) / n
     cdf = torch.cumsum(w, -1)
     return torch.searchsorted(cdf, u * cdf[:, -1:]).clamp(max=w.shape[-1] - 1)
+
+
+SPEC = SamplerSpec(
+    "mcgdiff",
+    mcgdiff_sample,
+    steps=100,
+    options={"particles": DEFAULT_PARTICLES, "eta": 1.0, "ess_threshold": 0.5},
+    fields_per_draw=_fields_per_draw,
+    summary=_summary,
+)

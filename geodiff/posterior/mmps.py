@@ -30,14 +30,19 @@ import math
 
 import torch
 
-from geodiff.diffusion.samplers import ddim_sample, dpm_solver_sample
+from geodiff.diffusion.samplers import (
+    ddim_sample,
+    denoise_with_grad,
+    dpm_solver_sample,
+    step_tensor,
+)
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
 from geodiff.linalg import robust_cholesky
-from geodiff.posterior._steps import denoise_with_grad, flat, start, step_tensor
+from geodiff.posterior._steps import PosteriorSample, SamplerSpec, flat, start
 from geodiff.posterior.problem import LinearGaussianProblem
 
-__all__ = ["INTEGRATORS", "conditional_denoiser", "mmps_cost", "mmps_sample"]
+__all__ = ["INTEGRATORS", "SPEC", "conditional_denoiser", "mmps_cost", "mmps_sample"]
 
 #: default noise level above which the Jacobian gives way to the Gaussian guess
 #: (chosen in BENCHMARKS.md: above it the network's Jacobian made draws diverge)
@@ -66,7 +71,8 @@ def conditional_denoiser(
     Parameters
     ----------
     denoiser : callable
-        ``D(x_t, t) -> x̂_0``, differentiable in ``x_t`` (B, 1, H, W).
+        ``D(x_t, t) -> x̂_0`` (:mod:`geodiff.diffusion.denoiser`), called with grad
+        enabled to differentiate it in ``x_t``.
     schedule : NoiseSchedule
     problem : LinearGaussianProblem
         On the device of the states.
@@ -89,7 +95,8 @@ def conditional_denoiser(
     Returns
     -------
     callable
-        ``(x_t, t) -> E[x_0 | x_t, y]``, float64, the shape of ``x_t``, without a graph.
+        A denoiser ``(x_t, t) -> E[x_0 | x_t, y]``, the shape and dtype of ``x_t``,
+        without a graph.
     """
     a, y, tau2 = problem.matrix, problem.values, problem.noise_sd**2
     iterations = _CONVERGED_ITERATIONS * len(problem) if cg_iterations is None else cg_iterations
@@ -222,7 +229,7 @@ def mmps_sample(
     timesteps=None,
     device=None,
     callback=None,
-) -> torch.Tensor:
+) -> PosteriorSample:
     """Posterior draws by MMPS: an integrator run on the conditional denoiser.
 
     Parameters
@@ -246,7 +253,8 @@ def mmps_sample(
 
     Returns
     -------
-    torch.Tensor, float64, shape (B, 1, H, W)
+    PosteriorSample
+        Draws, float64, shape (B, 1, H, W); no diagnostics.
     """
     if integrator not in INTEGRATORS:
         raise GeodiffError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
@@ -265,16 +273,47 @@ def mmps_sample(
     if integrator == "dpm2m":
         if timesteps is None and (not isinstance(steps, int) or steps < 2):
             raise GeodiffError(f"steps must be an integer >= 2, got {steps!r}")
-        return dpm_solver_sample(
+        draws = dpm_solver_sample(
             conditional, schedule, x_T, steps=steps, timesteps=timesteps, callback=callback
         )
-    return ddim_sample(
-        conditional,
-        schedule,
-        x_T,
-        steps=steps,
-        eta=eta,
-        generators=generators,
-        timesteps=timesteps,
-        callback=callback,
-    )
+    else:
+        draws = ddim_sample(
+            conditional,
+            schedule,
+            x_T,
+            steps=steps,
+            eta=eta,
+            generators=generators,
+            timesteps=timesteps,
+            callback=callback,
+        )
+    return PosteriorSample(draws, {})
+
+
+def _prepare(model, problem: LinearGaussianProblem, options: dict) -> dict:
+    """With a trained model, precondition by its prior covariance unless told otherwise."""
+    if options.get("preconditioner") is not None:
+        return options
+    return dict(options, preconditioner=model.prior_covariance().to(model.device))
+
+
+def _cost(schedule: NoiseSchedule, problem: LinearGaussianProblem, options: dict) -> dict:
+    preconditioned = options.get("preconditioner") is not None
+    return mmps_cost(schedule, len(problem), **dict(options, preconditioned=preconditioned))
+
+
+SPEC = SamplerSpec(
+    "mmps",
+    mmps_sample,
+    steps=25,
+    options={
+        "cg_iterations": 1,
+        "preconditioner": None,
+        "jacobian_sigma_max": JACOBIAN_SIGMA_MAX,
+        "integrator": "dpm2m",
+        "eta": 0.0,
+    },
+    gradients=True,
+    prepare=_prepare,
+    cost=_cost,
+)

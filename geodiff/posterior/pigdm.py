@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import torch
 
-from geodiff.diffusion.samplers import ddim_coefficients, noise_like
+from geodiff.diffusion.samplers import ddim_step, denoise_with_grad, visited_steps
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.linalg import robust_cholesky
-from geodiff.posterior._steps import denoise_with_grad, flat, start, visited_steps
+from geodiff.posterior._steps import PosteriorSample, SamplerSpec, flat, start
 from geodiff.posterior.problem import LinearGaussianProblem
 
-__all__ = ["pigdm_sample"]
+__all__ = ["SPEC", "pigdm_sample"]
 
 
 def pigdm_sample(
@@ -40,7 +40,7 @@ def pigdm_sample(
     timesteps=None,
     device=None,
     callback=None,
-) -> torch.Tensor:
+) -> PosteriorSample:
     """Posterior draws by ΠGDM.
 
     Parameters
@@ -54,7 +54,8 @@ def pigdm_sample(
 
     Returns
     -------
-    torch.Tensor, float64, shape (B, 1, H, W)
+    PosteriorSample
+        Draws, float64, shape (B, 1, H, W); no diagnostics.
     """
     problem = problem.to(device)
     a, y = problem.matrix, problem.values
@@ -75,11 +76,10 @@ def pigdm_sample(
         if t_next is None:  # the last step: the guided estimate of the clean field
             x0 = x0 + guidance
         else:
-            keep, sigma = ddim_coefficients(ab, ab_next, eta)
-            eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
-            x = ab_next**0.5 * x0 + keep * eps + guidance
-            if sigma > 0:
-                x = x + sigma * noise_like(x, generators)
+            x = ddim_step(x, x0, ab, ab_next, eta=eta, generators=generators, guidance=guidance)
         if callback is not None:
             callback(i, t, x, x0)
-    return x0
+    return PosteriorSample(x0, {})
+
+
+SPEC = SamplerSpec("pigdm", pigdm_sample, steps=100, options={"eta": 1.0}, gradients=True)

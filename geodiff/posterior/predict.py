@@ -18,11 +18,9 @@ import torch
 
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
-from geodiff.netcdf import write_fields_netcdf
+from geodiff.logs import progress_bar
 from geodiff.observe import Observations
-from geodiff.posterior.mcgdiff import DEFAULT_PARTICLES
-from geodiff.posterior.methods import POSTERIOR_SAMPLERS, posterior_sample
-from geodiff.posterior.mmps import mmps_cost
+from geodiff.posterior.methods import posterior_sample, spec
 from geodiff.posterior.problem import LinearGaussianProblem
 from geodiff.prediction import Prediction
 from geodiff.rng import generators_for
@@ -89,10 +87,28 @@ class PosteriorDraws:
         values = self.grid.interpolate(torch.from_numpy(self.fields).double(), points).numpy()
         return Prediction.from_draws(points, values, method=self.method, info=info)
 
-    def write(self, path, attrs: dict | None = None):
-        """Write the draws as NetCDF ``fields(sample, y, x)`` (atomic)."""
-        meta = {"method": self.method, "content": "posterior draws", **(attrs or {})}
-        return write_fields_netcdf(path, self.fields, self.grid, meta)
+    def to_xarray(self, attrs: dict | None = None):
+        """The draws as an :class:`xarray.Dataset`: ``fields(sample, y, x)``, float32.
+
+        ``x`` and ``y`` are the physical coordinates of the grid's nodes; ``method``,
+        ``content`` and ``attrs`` are global attributes (anything but a string or a
+        number written as text), with the plain entries of ``info`` (strings, numbers).
+        """
+        from geodiff.netcdf import fields_dataset, netcdf_attrs
+
+        meta = {
+            **netcdf_attrs(self.info, plain_only=True),
+            "method": self.method,
+            "content": "posterior draws",
+            **(attrs or {}),
+        }
+        return fields_dataset(self.fields, self.grid, meta)
+
+    def write(self, path, attrs: dict | None = None, *, overwrite: bool = True):
+        """Write :meth:`to_xarray` as NetCDF-3 (atomic; see :mod:`geodiff.netcdf`)."""
+        from geodiff.netcdf import write_dataset
+
+        return write_dataset(path, self.to_xarray(attrs), overwrite=overwrite)
 
 
 def _extent_text(extent) -> str:
@@ -107,6 +123,7 @@ def diffusion_posterior(
     method: str = DEFAULT_METHOD,
     samples: int = 100,
     seed: int = 0,
+    steps: int | None = None,
     domain_map: DomainMap | None = None,
     batch_size: int = 64,
     progress: bool = False,
@@ -125,6 +142,8 @@ def diffusion_posterior(
         Number of posterior draws ``S``.
     seed : int
         Draw ``i`` depends on ``(seed, i)`` only, not on ``batch_size``.
+    steps : int, optional
+        The sampler's steps (default: its own, :attr:`SamplerSpec.steps`).
     domain_map : DomainMap, optional
         Physical → model map (see :mod:`geodiff.transform`); default: the identity,
         for data already in the model's coordinates and units.
@@ -133,28 +152,57 @@ def diffusion_posterior(
     progress : bool
         Show a progress bar.
     **options
-        The sampler's own options (``steps``, ``particles``, ``step_size``, ``eta``,
-        ``cg_iterations``); ``steps=None`` is the sampler's default. MMPS is preconditioned
-        by the model's prior covariance (:meth:`DiffusionModel.prior_covariance`) unless
-        given a ``preconditioner``.
+        The sampler's own options (:attr:`SamplerSpec.options`: ``particles``,
+        ``step_size``, ``eta``, ``cg_iterations``, …). The sampler's ``prepare`` hook
+        adds what the model provides: MMPS is preconditioned by the model's prior
+        covariance (:meth:`DiffusionModel.prior_covariance`) unless given a
+        ``preconditioner``.
 
     Returns
     -------
     PosteriorDraws
+        With ``info``: the options given, wall time, device, and the sampler's cost per
+        draw (``per_draw``) and diagnostics summary (MCGdiff: ``min_relative_ess``).
 
     Raises
     ------
     GeodiffError
         Observations outside the model's domain, an unknown method or option.
     """
-    if method not in POSTERIOR_SAMPLERS:
-        raise GeodiffError(
-            f"unknown posterior method {method!r}; choose from {sorted(POSTERIOR_SAMPLERS)}"
-        )
+    sampler = spec(method)
     if not isinstance(samples, int) or samples < 1:
         raise GeodiffError(f"number of posterior draws must be a positive integer, got {samples!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise GeodiffError(f"batch size must be a positive integer, got {batch_size!r}")
+    given = options if steps is None else dict(options, steps=steps)
+    sampler.check(given)
+    dmap, model_obs = _model_observations(model, obs, domain_map)
+    problem = LinearGaussianProblem.from_observations(model_obs, model.grid, model.data_scale)
+    run_options = given if sampler.prepare is None else sampler.prepare(model, problem, given)
+    started = time.perf_counter()
+    draws, infos = _run_batches(
+        sampler, model, problem, run_options, samples, seed, batch_size, progress
+    )
+    elapsed = time.perf_counter() - started
+    fields = dmap.to_physical_values(np.concatenate(draws)).astype(np.float32)
+    info = {
+        "options": {k: v for k, v in given.items() if not isinstance(v, torch.Tensor)},
+        "samples": samples,
+        "seed": seed,
+        "wall_time_s": elapsed,
+        "device": str(model.device),
+        "domain_map": dmap.to_dict(),
+        "n_observations": len(obs),
+    }
+    if sampler.cost is not None:
+        info["per_draw"] = sampler.cost(model.schedule, problem, run_options)
+    if sampler.summary is not None:
+        info.update(sampler.summary(infos))
+    return PosteriorDraws(fields, dmap.physical_grid(model.grid), dmap, method, info)
+
+
+def _model_observations(model, obs: Observations, domain_map: DomainMap | None):
+    """``(domain map, observations in the model's coordinates and units)``, checked."""
     if obs.operator.grid is not None and obs.operator.grid != model.grid:
         raise GeodiffError(
             f"the observations were put on a {obs.operator.grid.shape} grid over "
@@ -175,67 +223,33 @@ def diffusion_posterior(
         )
     hint = "" if domain_map is not None else " (map physical coordinates with a domain)"
     model_obs.check_inside(model.grid.extent, f"the model's domain{hint}")
-    problem = LinearGaussianProblem.from_observations(model_obs, model.grid, model.data_scale)
-    device = model.device
+    return dmap, model_obs
+
+
+def _run_batches(sampler, model, problem, options, samples, seed, batch_size, progress):
+    """The batches' draws, (b, H, W) on the model's grid times ``data_scale``, and infos."""
+    per_batch = max(1, batch_size // sampler.fields_per_draw(options))
     model.denoiser.eval()
-
-    def denoiser(x_t, t):
-        return model.denoiser.predict(x_t.to(torch.float32), t)[0]
-
-    if options.get("steps", 0) is None:
-        options = {k: v for k, v in options.items() if k != "steps"}
-    if method == "mmps" and options.get("preconditioner") is None:
-        options = dict(options, preconditioner=model.prior_covariance().to(device))
-    per_batch = (
-        max(1, batch_size // options.get("particles", DEFAULT_PARTICLES))
-        if method == "mcgdiff"
-        else batch_size
-    )
-    draws, diagnostics = [], []
-    started = time.perf_counter()
-    bar = _progress(samples, progress, f"{method} posterior")
+    draws, infos = [], []
+    bar = progress_bar(samples, enabled=progress, desc=f"{sampler.name} posterior", unit="draw")
     for lo in range(0, samples, per_batch):
         indices = range(lo, min(samples, lo + per_batch))
-        run_options = dict(options, device=device)
-        if method == "mcgdiff":
-            diag = {}
-            run_options["diagnostics"] = diag
-            diagnostics.append(diag)
-        x = posterior_sample(
-            method,
-            denoiser,
+        result = posterior_sample(
+            sampler.name,
+            model.denoiser,
             model.schedule,
             problem,
             generators_for(seed, _POSTERIOR_STREAM, indices),
-            **run_options,
+            device=model.device,
+            **options,
         )
-        draws.append(x[:, 0].to("cpu", torch.float64).numpy() * model.data_scale)
+        draws.append(result.draws[:, 0].to("cpu", torch.float64).numpy() * model.data_scale)
+        infos.append(result.info)
         bar.update(len(indices))
     bar.close()
-    elapsed = time.perf_counter() - started
-    fields = dmap.to_physical_values(np.concatenate(draws)).astype(np.float32)
-    info = {
-        "options": {k: v for k, v in options.items() if k != "preconditioner"},
-        "samples": samples,
-        "seed": seed,
-        "wall_time_s": elapsed,
-        "device": str(device),
-        "domain_map": dmap.to_dict(),
-        "n_observations": len(obs),
-    }
-    if method == "mmps":
-        info["per_draw"] = mmps_cost(model.schedule, len(problem), **options)
-    if diagnostics:
-        info["min_relative_ess"] = float(min(min(d["ess"], default=1.0) for d in diagnostics))
-    return PosteriorDraws(fields, dmap.physical_grid(model.grid), dmap, method, info)
+    return draws, infos
 
 
 def predict(model, obs: Observations, at="grid", **kwargs) -> Prediction:
     """:func:`diffusion_posterior` read at ``at`` (``"grid"`` or (m, 2) physical points)."""
     return diffusion_posterior(model, obs, **kwargs).at(at)
-
-
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="draw")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from geodiff.tables import markdown_table
+
 __all__ = ["Check", "checks_table"]
 
 
@@ -45,13 +47,10 @@ class Check:
 
 def checks_table(checks) -> str:
     """A Markdown table of checks, one row each."""
-    lines = [
-        "| check | measured | floor / reference | criterion | status |",
-        "|---|---|---|---|---|",
-    ]
+    header = ["check", "measured", "floor / reference", "criterion", "status"]
+    rows = []
     for c in checks:
         cells = [f"{c.group}: {c.name}", c.value, c.floor, c.criterion]
         cells = [cell.replace("|", "\\|") for cell in cells]  # pipes inside cells
-        status = "**pass**" if c.passed else "**WARN**"
-        lines.append("| " + " | ".join(cells) + f" | {status} |")
-    return "\n".join(lines)
+        rows.append([*cells, "**pass**" if c.passed else "**WARN**"])
+    return markdown_table(header, rows)

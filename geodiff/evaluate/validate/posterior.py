@@ -2,27 +2,26 @@
 the fully Bayesian reference?
 
 Datasets are drawn from the model's own training prior (θ, a true field, noisy point
-observations: :func:`geodiff.evaluate.demo.synthetic_dataset`), so the exact Bayesian answer is
+observations: :func:`geodiff.evaluate.datasets.synthetic_dataset`), so the exact Bayesian answer is
 known in law: MCMC over θ with exact Gaussian conditioning. Each dataset's scores are
 appended to a JSON-lines file as soon as they exist, so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
-from geodiff.baselines.kriging import gaussian_condition
-from geodiff.baselines.mcmc import mcmc_posterior
 from geodiff.errors import GeodiffError
-from geodiff.evaluate.demo import synthetic_dataset
+from geodiff.evaluate.datasets import synthetic_dataset
+from geodiff.evaluate.predictors import PredictionTask, run_predictor
 from geodiff.evaluate.validate.checks import Check
 from geodiff.metrics.scores import (
     RANK_BINS,
@@ -30,9 +29,9 @@ from geodiff.metrics.scores import (
     score_prediction,
     sliced_wasserstein,
 )
-from geodiff.posterior.predict import DEFAULT_METHOD, diffusion_posterior
+from geodiff.posterior.predict import DEFAULT_METHOD
 from geodiff.prediction import Prediction
-from geodiff.rng import derive_seed
+from geodiff.tables import markdown_table
 
 __all__ = [
     "COVERAGE_TOLERANCE",
@@ -45,6 +44,8 @@ __all__ = [
     "check_settings",
     "validate_posterior",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: the methods scored on every dataset, in the report's order
 METHODS = ("diffusion", "mcmc", "kriging-oracle", "kriging-ok")
@@ -96,11 +97,6 @@ class PosteriorValidation:
         return method_table(self.records, self.settings["draws"])
 
 
-def _log(enabled: bool, text: str) -> None:
-    if enabled:
-        print(text, flush=True)
-
-
 def _read_records(path: Path, settings: dict) -> dict:
     """Records of an earlier run with the same settings, by dataset.
 
@@ -132,52 +128,23 @@ def _score_dataset(model, k: int, s: dict, progress: bool) -> dict:
     prior, grid = model.prior, model.grid
     theta, truth, obs = synthetic_dataset(prior, grid, s["n_obs"], s["noise_sd"], s["seed"], k)
     truth = truth.reshape(-1)
-    on_grid = obs.on_grid(grid)
-    record = {"dataset": k}
-
-    started = time.perf_counter()
-    post = diffusion_posterior(
-        model,
-        obs,
-        method=s["method"],
-        samples=s["draws"],
-        seed=derive_seed(s["seed"], 6, k),
-        steps=s["steps"],
-        progress=progress,
-    )
-    diffusion = post.at("grid")
-    record["diffusion"] = {"seconds": time.perf_counter() - started}
-
-    started = time.perf_counter()
-    result = mcmc_posterior(
-        prior,
-        on_grid,
-        num_samples=s["mcmc_samples"],
-        warmup_steps=s["mcmc_warmup"],
-        num_chains=2,
-        seed=derive_seed(s["seed"], 4, k),
-        progress=progress,
-    )
-    both = result.predict(grid, n_draws=2 * s["draws"], seed=derive_seed(s["seed"], 5, k))
-    if len(both.draws) < 2 * s["draws"]:
-        raise GeodiffError(
-            f"MCMC gave {len(both.draws)} draws; need {2 * s['draws']} (raise mcmc_samples)"
-        )
+    task = PredictionTask(prior, obs, grid, model=model, theta=theta)
+    run = functools.partial(run_predictor, task=task, seed=s["seed"], key=(k,), progress=progress)
+    diffusion = run(s["method"], draws=s["draws"], steps=s["steps"])
+    # twice the draws: one half is scored, the other gives the distance floor
+    both = run("mcmc", draws=2 * s["draws"], warmup=s["mcmc_warmup"], samples=s["mcmc_samples"])
     half = Prediction.from_draws(grid.points(), both.draws[0::2], grid=grid, method="mcmc")
-    other = both.draws[1::2]
-    record["mcmc"] = {"seconds": time.perf_counter() - started, "max_rhat": result.max_rhat}
-
-    started = time.perf_counter()
-    exact = gaussian_condition(prior, theta, on_grid, grid)
-    oracle = Prediction(grid.points(), exact["mean"].numpy(), exact["var"].sqrt().numpy())
-    record["kriging-oracle"] = {"seconds": time.perf_counter() - started}
-
-    started = time.perf_counter()
+    oracle = run("kriging-oracle")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ok = ordinary_kriging(obs, grid, **plug_in_settings(prior))
-    record["kriging-ok"] = {"seconds": time.perf_counter() - started, "warnings": len(caught)}
-
+        ok = run("kriging-ok")
+    record = {
+        "dataset": k,
+        "diffusion": {"seconds": diffusion.info["seconds"]},
+        "mcmc": {"seconds": both.info["seconds"], "max_rhat": both.info["max_rhat"]},
+        "kriging-oracle": {"seconds": oracle.info["seconds"]},
+        "kriging-ok": {"seconds": ok.info["seconds"], "warnings": len(caught)},
+    }
     for name, pred in (
         ("diffusion", diffusion),
         ("mcmc", half),
@@ -188,7 +155,7 @@ def _score_dataset(model, k: int, s: dict, progress: bool) -> dict:
         if pred.draws is not None:
             record[name]["energy"] = energy_score(truth, pred.draws)
     record["diffusion"]["sw"] = sliced_wasserstein(diffusion.draws, half.draws, seed=k)
-    record["diffusion"]["sw_floor"] = sliced_wasserstein(other, half.draws, seed=k)
+    record["diffusion"]["sw_floor"] = sliced_wasserstein(both.draws[1::2], half.draws, seed=k)
     record["diffusion"]["sd_ratio"] = float(np.mean(diffusion.sd / both.sd))
     return record
 
@@ -274,7 +241,9 @@ def validate_posterior(
     for k in range(datasets):
         if k in done:
             continue
-        _log(progress, f"[posterior] dataset {k + 1}/{datasets}: {method}, MCMC, kriging")
+        (logger.info if progress else logger.debug)(
+            f"[posterior] dataset {k + 1}/{datasets}: {method}, MCMC, kriging"
+        )
         done[k] = _score_dataset(model, k, settings, progress)
         if results is not None:
             with results.open("a") as f:
@@ -374,21 +343,24 @@ def _checks(records: list, settings: dict) -> list:
 
 def method_table(records: list, draws: int) -> str:
     """Markdown table: each method's mean scores over datasets (se of the CRPS)."""
-    lines = [
-        "| method | CRPS (± se) | CRPS / MCMC | energy score | RMSE | 90 % coverage "
-        f"| rank shares ({RANK_BINS} bins) | s per dataset |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
     mcmc = np.mean([r["mcmc"]["crps"] for r in records])
+    rows = []
     for name in METHODS:
-        rows = [r[name] for r in records]
-        crps, se = _mean_se([x["crps"] for x in rows])
-        energy = f"{np.mean([x['energy'] for x in rows]):.3f}" if "energy" in rows[0] else "—"
-        shares = " ".join(f"{v:.3f}" for v in _shares(records, name))
-        lines.append(
-            f"| {name} | {crps:.4f} ± {se:.4f} | {crps / mcmc:.3f} | {energy} "
-            f"| {np.mean([x['rmse'] for x in rows]):.4f} "
-            f"| {np.mean([x['cover90'] for x in rows]):.3f} | {shares} "
-            f"| {np.mean([x['seconds'] for x in rows]):.1f} |"
+        scored = [r[name] for r in records]
+        crps, se = _mean_se([x["crps"] for x in scored])
+        energy = f"{np.mean([x['energy'] for x in scored]):.3f}" if "energy" in scored[0] else "—"
+        rows.append(
+            (
+                name,
+                f"{crps:.4f} ± {se:.4f}",
+                f"{crps / mcmc:.3f}",
+                energy,
+                f"{np.mean([x['rmse'] for x in scored]):.4f}",
+                f"{np.mean([x['cover90'] for x in scored]):.3f}",
+                " ".join(f"{v:.3f}" for v in _shares(records, name)),
+                f"{np.mean([x['seconds'] for x in scored]):.1f}",
+            )
         )
-    return "\n".join(lines)
+    header = ("method", "CRPS (± se)", "CRPS / MCMC", "energy score", "RMSE", "90 % coverage",
+              f"rank shares ({RANK_BINS} bins)", "s per dataset")  # fmt: skip
+    return markdown_table(header, rows)

@@ -8,7 +8,9 @@ statistic at this sample size.
 
 from __future__ import annotations
 
+import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +41,8 @@ __all__ = [
     "principal_directions",
     "validate_prior",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: network MSE may exceed the oracle's (the Bayes risk) by at most this factor
 DENOISER_TOLERANCE = 1.10
@@ -121,11 +125,6 @@ def principal_directions(prior, grid, *, n_theta: int = 64, k: int = 64, seed: i
     return (eigvec[:, top] / eigval[top].clamp(min=1e-12).sqrt()).numpy()
 
 
-def _log(enabled: bool, text: str) -> None:
-    if enabled:
-        print(text, flush=True)
-
-
 def validate_prior(
     model,
     *,
@@ -160,7 +159,8 @@ def validate_prior(
     device : optional
         Where the network runs (the model's device by default).
     progress : bool
-        Print each stage and show progress bars.
+        Log each stage (``logging.INFO``, logger ``geodiff.evaluate.validate.prior``)
+        and show progress bars.
 
     Returns
     -------
@@ -172,71 +172,177 @@ def validate_prior(
     device = device or model.device
     seconds = {}
 
+    with _stage(seconds, "denoising error", progress) as log:
+        log(f"[prior 1/5] denoising error against the exact oracle ({n_mse} fields)")
+        errors = _denoising_errors(model, oracle_components, n_mse, seed, device)
+    with _stage(seconds, "sampling", progress) as log:
+        log(f"[prior 2/5] {n} network samples ({sampler}, {steps} steps)")
+        generated = model.sample(n, steps=steps, sampler=sampler, seed=seed, progress=progress)
+        generated = generated.double().numpy()
+    with _stage(seconds, "exact simulation", progress) as log:
+        log(f"[prior 3/5] {2 * n} exact simulations (reference and control)")
+        reference = simulate(prior, grid, n, seed=derive_seed(seed, 11)).fields.double().numpy()
+        control = simulate(prior, grid, n, seed=derive_seed(seed, 12)).fields.double().numpy()
+    with _stage(seconds, "statistics", progress) as log:
+        log("[prior 4/5] variograms, spectra, marginal quantiles, max-sliced Wasserstein")
+        stats = _distribution_statistics(model, generated, reference, control, n_directions, seed)
+    with _stage(seconds, "classifier", progress) as log:
+        log(f"[prior 5/5] classifier two-sample test ({classifier_epochs} epochs)")
+        c2st = classifier_two_sample_test(
+            generated,
+            reference,
+            seed=seed,
+            epochs=classifier_epochs,
+            device=device,
+            progress=progress,
+        )
+
+    checks = [_denoiser_check(errors), *_distribution_checks(stats, n_directions)]
+    checks.append(_classifier_check(c2st))
+    settings = {
+        "n": n,
+        "sampler": sampler,
+        "steps": steps,
+        "oracle_components": oracle_components,
+        "n_mse": n_mse,
+        "n_directions": n_directions,
+        "classifier_epochs": classifier_epochs,
+        "seed": seed,
+    }
+    return PriorValidation(
+        checks=checks,
+        **errors,
+        **{k: v for k, v in stats.items() if k not in _NOT_STORED},
+        classifier=c2st,
+        generated=generated[:8],
+        reference=reference[:8],
+        seconds=seconds,
+        settings=settings,
+    )
+
+
+#: statistics that the checks use but :class:`PriorValidation` does not keep
+_NOT_STORED = ("anisotropy", "control_anisotropy")
+
+
+@contextmanager
+def _stage(seconds: dict, name: str, progress: bool):
+    """Time one stage of :func:`validate_prior` into ``seconds[name]``.
+
+    Parameters
+    ----------
+    seconds : dict of str to float
+    name : str
+    progress : bool
+        Whether the logger the stage yields writes (``logging.INFO``).
+
+    Yields
+    ------
+    callable
+        ``log(message)``.
+    """
     started = time.perf_counter()
-    _log(progress, f"[prior 1/5] denoising error against the exact oracle ({n_mse} fields)")
+
+    def log(message: str) -> None:
+        """Log ``message`` if ``progress``."""
+        if progress:
+            logger.info(message)
+
+    yield log
+    seconds[name] = time.perf_counter() - started
+
+
+def _denoising_errors(model, oracle_components: int, n_mse: int, seed: int, device) -> dict:
+    """Denoising error of the network and of the exact mixture oracle per noise level.
+
+    Returns
+    -------
+    dict
+        ``sigma``, ``network_mse`` and ``oracle_mse``, each np.ndarray of shape (L,).
+    """
     oracle = model.oracle(oracle_components, seed=seed)
     clean = oracle.sample(n_mse, seed=seed).float()
     t_levels = validation_steps(model.schedule)
     floor = denoising_mse(oracle, clean, model.schedule, t_levels, seed=seed).numpy()
     net = denoising_mse(
-        model.denoiser.denoise, clean, model.schedule, t_levels, seed=seed, device=device
+        model.denoiser, clean, model.schedule, t_levels, seed=seed, device=device
     ).numpy()
     sigma = model.schedule.sigma(t_levels).numpy()
-    del oracle, clean
-    seconds["denoising error"] = time.perf_counter() - started
+    return {"sigma": sigma, "network_mse": net, "oracle_mse": floor}
 
-    started = time.perf_counter()
-    _log(progress, f"[prior 2/5] {n} network samples ({sampler}, {steps} steps)")
-    generated = model.sample(n, steps=steps, sampler=sampler, seed=seed, progress=progress)
-    generated = generated.double().numpy()
-    seconds["sampling"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    _log(progress, f"[prior 3/5] {2 * n} exact simulations (reference and control)")
-    reference = simulate(prior, grid, n, seed=derive_seed(seed, 11)).fields.double().numpy()
-    control = simulate(prior, grid, n, seed=derive_seed(seed, 12)).fields.double().numpy()
-    seconds["exact simulation"] = time.perf_counter() - started
+def _distribution_statistics(model, generated, reference, control, n_directions, seed) -> dict:
+    """Compare the generated and the control fields with the reference.
 
-    started = time.perf_counter()
-    _log(progress, "[prior 4/5] variograms, spectra, marginal quantiles, max-sliced Wasserstein")
+    Returns
+    -------
+    dict
+        ``variograms, spectra, anisotropy, marginals`` (each also with a ``control_``
+        twin), ``msw`` and ``msw_floor``.
+    """
+    n = len(generated)
     ref_vario, ref_spec = directional_variograms(reference), radial_power_spectrum(reference)
-    vario = compare_variograms(directional_variograms(generated), ref_vario)
-    vario_ctrl = compare_variograms(directional_variograms(control), ref_vario)
-    spec = compare_spectra(radial_power_spectrum(generated), ref_spec)
-    spec_ctrl = compare_spectra(radial_power_spectrum(control), ref_spec)
-    marg = compare_marginals(generated, reference, seed=seed)
-    marg_ctrl = compare_marginals(control, reference, seed=seed)
-    aniso = compare_local_anisotropy(generated, reference, seed=seed)
-    aniso_ctrl = compare_local_anisotropy(control, reference, seed=seed)
-    directions = principal_directions(prior, grid, k=n_directions, seed=seed) / model.data_scale
+    stats = {
+        "variograms": compare_variograms(directional_variograms(generated), ref_vario),
+        "control_variograms": compare_variograms(directional_variograms(control), ref_vario),
+        "spectra": compare_spectra(radial_power_spectrum(generated), ref_spec),
+        "control_spectra": compare_spectra(radial_power_spectrum(control), ref_spec),
+        "marginals": compare_marginals(generated, reference, seed=seed),
+        "control_marginals": compare_marginals(control, reference, seed=seed),
+        "anisotropy": compare_local_anisotropy(generated, reference, seed=seed),
+        "control_anisotropy": compare_local_anisotropy(control, reference, seed=seed),
+    }
+    directions = principal_directions(model.prior, model.grid, k=n_directions, seed=seed)
+    directions = directions / model.data_scale
     flat = {k: v.reshape(n, -1) for k, v in (("g", generated), ("r", reference), ("c", control))}
-    msw = max_sliced_wasserstein(flat["g"], flat["r"], directions)
-    msw_floor = max_sliced_wasserstein(flat["c"], flat["r"], directions)
-    seconds["statistics"] = time.perf_counter() - started
+    stats["msw"] = max_sliced_wasserstein(flat["g"], flat["r"], directions)
+    stats["msw_floor"] = max_sliced_wasserstein(flat["c"], flat["r"], directions)
+    return stats
 
-    started = time.perf_counter()
-    _log(progress, f"[prior 5/5] classifier two-sample test ({classifier_epochs} epochs)")
-    c2st = classifier_two_sample_test(
-        generated,
-        reference,
-        seed=seed,
-        epochs=classifier_epochs,
-        device=device,
-        progress=progress,
-    )
-    seconds["classifier"] = time.perf_counter() - started
 
-    ratio = net / floor
+def _denoiser_check(errors: dict) -> Check:
+    """The denoiser's MSE against the exact oracle's, at the worst noise level.
+
+    Parameters
+    ----------
+    errors : dict
+        As from :func:`_denoising_errors`.
+
+    Returns
+    -------
+    Check
+    """
+    ratio = errors["network_mse"] / errors["oracle_mse"]
     worst = int(np.argmax(ratio))
-    checks = [
-        Check(
-            "prior",
-            "denoiser MSE / exact oracle MSE (worst noise level)",
-            f"{ratio[worst]:.3f} at σ = {sigma[worst]:.3g}",
-            "1 (Bayes risk)",
-            f"≤ {DENOISER_TOLERANCE:.2f} at all {len(ratio)} levels",
-            bool(ratio.max() <= DENOISER_TOLERANCE),
-        ),
+    return Check(
+        "prior",
+        "denoiser MSE / exact oracle MSE (worst noise level)",
+        f"{ratio[worst]:.3f} at σ = {errors['sigma'][worst]:.3g}",
+        "1 (Bayes risk)",
+        f"≤ {DENOISER_TOLERANCE:.2f} at all {len(ratio)} levels",
+        bool(ratio.max() <= DENOISER_TOLERANCE),
+    )
+
+
+def _distribution_checks(stats: dict, n_directions: int) -> list:
+    """Checks of variograms, spectra, local anisotropy, marginals and max-sliced Wasserstein.
+
+    Parameters
+    ----------
+    stats : dict
+        As from :func:`_distribution_statistics`.
+    n_directions : int
+
+    Returns
+    -------
+    list of Check
+    """
+    vario, vario_ctrl = stats["variograms"], stats["control_variograms"]
+    spec, spec_ctrl = stats["spectra"], stats["control_spectra"]
+    aniso, aniso_ctrl = stats["anisotropy"], stats["control_anisotropy"]
+    marg, marg_ctrl = stats["marginals"], stats["control_marginals"]
+    msw, msw_floor = stats["msw"], stats["msw_floor"]
+    return [
         Check(
             "prior",
             "directional variograms (max |z| over 4 directions × lags)",
@@ -279,41 +385,25 @@ def validate_prior(
             f"≤ {MSW_RATIO_LIMIT:g} × floor",
             bool(msw <= MSW_RATIO_LIMIT * msw_floor),
         ),
-        Check(
-            "prior",
-            "classifier two-sample test (held-out ROC AUC)",
-            f"{c2st.auc:.3f} (z = {c2st.z:.1f})",
-            f"0.5 ± {c2st.auc_se:.3f} (null)",
-            f"AUC ≤ 0.5 + {AUC_Z_LIMIT:g} null sd",
-            bool(c2st.z <= AUC_Z_LIMIT),
-        ),
     ]
-    settings = {
-        "n": n,
-        "sampler": sampler,
-        "steps": steps,
-        "oracle_components": oracle_components,
-        "n_mse": n_mse,
-        "n_directions": n_directions,
-        "classifier_epochs": classifier_epochs,
-        "seed": seed,
-    }
-    return PriorValidation(
-        checks=checks,
-        sigma=sigma,
-        network_mse=net,
-        oracle_mse=floor,
-        variograms=vario,
-        control_variograms=vario_ctrl,
-        spectra=spec,
-        control_spectra=spec_ctrl,
-        marginals=marg,
-        control_marginals=marg_ctrl,
-        msw=msw,
-        msw_floor=msw_floor,
-        classifier=c2st,
-        generated=generated[:8],
-        reference=reference[:8],
-        seconds=seconds,
-        settings=settings,
+
+
+def _classifier_check(c2st) -> Check:
+    """The classifier two-sample test's held-out AUC against its null.
+
+    Parameters
+    ----------
+    c2st : ClassifierTestResult
+
+    Returns
+    -------
+    Check
+    """
+    return Check(
+        "prior",
+        "classifier two-sample test (held-out ROC AUC)",
+        f"{c2st.auc:.3f} (z = {c2st.z:.1f})",
+        f"0.5 ± {c2st.auc_se:.3f} (null)",
+        f"AUC ≤ 0.5 + {AUC_Z_LIMIT:g} null sd",
+        bool(c2st.z <= AUC_Z_LIMIT),
     )

@@ -29,6 +29,7 @@ from geodiff.evaluate.validate.prior import (
     PriorValidation,
     validate_prior,
 )
+from geodiff.io import write_text
 from geodiff.machine import describe_machine
 
 __all__ = ["ValidationReport", "run_validation"]
@@ -117,10 +118,9 @@ def run_validation(
     checks = (prior.checks if prior else []) + (posterior.checks if posterior else [])
     report = out / "report.md"
     text = _report(model, prior, posterior, checks, out, command, time.perf_counter() - started)
-    report.write_text(text)
-    (out / "summary.json").write_text(
-        json.dumps({"model": _model_name(model), "checks": [c.to_dict() for c in checks]}, indent=1)
-    )
+    write_text(report, text)
+    summary = {"model": _model_name(model), "checks": [c.to_dict() for c in checks]}
+    write_text(out / "summary.json", json.dumps(summary, indent=1))
     return ValidationReport(report, checks, prior, posterior)
 
 

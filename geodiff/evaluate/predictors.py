@@ -1,0 +1,351 @@
+"""The one registry of prediction methods, each run the same way.
+
+Every method — oracle kriging, ordinary kriging, the MCMC reference and each diffusion
+posterior sampler — is a function ``(task, *, draws, seed, key, progress, **options) ->
+Prediction`` registered under one name in :data:`PREDICTORS`; :func:`run_predictor` is the
+only way the demo, validation, cross-validation and the benchmarks call them. It resolves
+the name, checks the options, times the call and logs one line, so that every caller
+gets the same names, the same timing (``info["seconds"]``) and the same seeds.
+
+Names
+-----
+``"kriging-oracle"``
+    Simple kriging with the task's true parameters ``theta``: the exact posterior when
+    the data come from the prior (the best any method can do on average).
+``"kriging-ok"``
+    Ordinary kriging: one stationary covariance of the prior's family fitted by REML
+    (with a nugget) to the observations, in physical units.
+``"mcmc"``
+    The fully Bayesian reference: NUTS over the prior's parameters, then one exact
+    conditional field per kept parameter draw.
+``"mcmc-grid"``
+    The same with the field living on the model's grid, observed by bilinear reads.
+``"diffusion"``
+    :func:`~geodiff.posterior.diffusion_posterior` with the trained model; option
+    ``method`` picks the sampler (default :data:`~geodiff.posterior.predict.DEFAULT_METHOD`).
+    Each sampler's own name (``"mmps"``, ``"daps"``, ...) is an alias of ``"diffusion"``
+    with that ``method``.
+
+Seeds
+-----
+A predictor's randomness comes from ``derive_seed(seed, stream, *key)`` with its own
+stream (:data:`STREAMS`) and the caller's ``key`` (a dataset's or a fold's index), so the
+methods on one dataset never share a stream and a dataset's draws do not depend on which
+other datasets or methods were run.
+
+Coordinates
+-----------
+A :class:`PredictionTask` holds observations and targets in one coordinate system and
+unit: the model's, or — with a ``domain_map`` — physical ones. Methods that work in the
+model's units (oracle kriging, MCMC, the diffusion posterior) map the observations in
+and their predictions back; ordinary kriging fits in physical units directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from geodiff.errors import GeodiffError
+from geodiff.grid import Grid
+from geodiff.observe import Observations
+from geodiff.prediction import Prediction
+from geodiff.rng import derive_seed
+
+__all__ = [
+    "PREDICTORS",
+    "STREAMS",
+    "PredictionTask",
+    "Predictor",
+    "display_name",
+    "resolve_predictor",
+    "run_predictor",
+]
+
+logger = logging.getLogger(__name__)
+
+#: seed streams of the predictors (see the module's docstring); fixed for reproducibility
+STREAMS = {"mcmc": 4, "mcmc-draws": 5, "diffusion": 6}
+
+
+@dataclass(frozen=True)
+class PredictionTask:
+    """One prediction problem: what is observed, where to predict and what is known.
+
+    Attributes
+    ----------
+    prior : GRFPrior
+        The prior over fields (its domain and units are the model's).
+    obs : Observations
+        The data, in the task's coordinates and units.
+    targets : Grid or numpy.ndarray of shape (m, 2)
+        Where to predict, in the task's coordinates.
+    model : DiffusionModel, optional
+        The trained prior (needed by ``"diffusion"`` and ``"mcmc-grid"``).
+    theta : dict, optional
+        The true parameters (needed by ``"kriging-oracle"``).
+    domain_map : DomainMap, optional
+        Physical coordinates and units to the model's; ``None``: the task is in the
+        model's units already.
+    """
+
+    prior: object
+    obs: Observations
+    targets: Grid | np.ndarray
+    model: object | None = None
+    theta: dict | None = None
+    domain_map: object | None = None
+
+    @property
+    def on_model_grid(self) -> bool:
+        """True when the targets are the model's own grid (no domain map)."""
+        return (
+            self.domain_map is None
+            and isinstance(self.targets, Grid)
+            and (self.model is None or self.targets == self.model.grid)
+        )
+
+    def model_obs(self) -> Observations:
+        """The observations in the model's coordinates and units."""
+        return (
+            self.obs if self.domain_map is None else self.domain_map.to_model_observations(self.obs)
+        )
+
+    def model_targets(self):
+        """The targets in the model's coordinates (a grid stays a grid without a map)."""
+        if self.domain_map is None:
+            return self.targets
+        points = self.targets.points() if isinstance(self.targets, Grid) else self.targets
+        return self.domain_map.to_model_points(points)
+
+    def to_physical(self, pred: Prediction) -> Prediction:
+        """A prediction made in the model's units, in the task's units."""
+        dmap = self.domain_map
+        if dmap is None:
+            return pred
+        draws = None if pred.draws is None else dmap.to_physical_values(pred.draws)
+        grid = self.targets if isinstance(self.targets, Grid) else None
+        points = grid.points() if grid is not None else np.asarray(self.targets, dtype=float)
+        return replace(
+            pred,
+            targets=points,
+            mean=dmap.to_physical_values(pred.mean),
+            sd=dmap.to_physical_sd(pred.sd),
+            draws=draws,
+            grid=grid,
+        )
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A registered prediction method.
+
+    Attributes
+    ----------
+    name : str
+        Its one name (a key of :data:`PREDICTORS`).
+    label : str
+        How reports and plots call it.
+    run : callable
+        ``(task, *, draws, seed, key, progress, **options) -> Prediction``.
+    options : tuple of str
+        The options it accepts.
+    needs : tuple of str
+        Task attributes it needs (``"theta"``, ``"model"``).
+    ensemble : bool
+        True when it returns draws; False for a Gaussian mean and sd.
+    """
+
+    name: str
+    label: str
+    run: Callable
+    options: tuple = ()
+    needs: tuple = ()
+    ensemble: bool = True
+    defaults: dict = field(default_factory=dict)
+
+
+def _oracle_kriging(task, *, draws, seed, key, progress):
+    from geodiff.baselines.kriging import simple_kriging
+
+    obs, targets = task.model_obs(), task.model_targets()
+    if task.on_model_grid:  # the synthetic truth lives on the grid: condition on its reads
+        obs = obs.on_grid(task.targets)
+    pred = simple_kriging(task.prior, task.theta, obs, targets, engine="torch")
+    return task.to_physical(pred)
+
+
+def _ordinary_kriging(task, *, draws, seed, key, progress, anisotropic=True, fit="ml"):
+    from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
+
+    # a random shape parameter is held at its prior median for the plug-in fit
+    settings = plug_in_settings(task.prior)
+    return ordinary_kriging(task.obs, task.targets, method=fit, anisotropic=anisotropic, **settings)
+
+
+def _mcmc(task, *, draws, seed, key, progress, warmup=200, samples=200, chains=2, on_grid=None):
+    from geodiff.baselines.mcmc import mcmc_posterior
+
+    obs, targets = task.model_obs(), task.model_targets()
+    if on_grid is None:
+        on_grid = task.on_model_grid
+    if on_grid:
+        grid = task.targets if task.on_model_grid else task.model.grid
+        obs = obs.on_grid(grid)
+    result = mcmc_posterior(
+        task.prior,
+        obs,
+        num_samples=samples,
+        warmup_steps=warmup,
+        num_chains=chains,
+        seed=derive_seed(seed, STREAMS["mcmc"], *key),
+        progress=progress,
+    )
+    pred = result.predict(
+        targets, n_draws=draws, seed=derive_seed(seed, STREAMS["mcmc-draws"], *key)
+    )
+    if len(pred.draws) < draws:
+        raise GeodiffError(
+            f"MCMC kept {len(pred.draws)} parameter draws, fewer than the {draws} asked for; "
+            "raise its samples"
+        )
+    pred.info.update(summary=result.summary(), nuts_seconds=result.wall_time)
+    return task.to_physical(pred)
+
+
+def _diffusion(task, *, draws, seed, key, progress, method=None, batch_size=64, **options):
+    from geodiff.posterior.predict import DEFAULT_METHOD, diffusion_posterior
+
+    method = method or DEFAULT_METHOD
+    post = diffusion_posterior(
+        task.model,
+        task.obs,
+        method=method,
+        samples=draws,
+        seed=derive_seed(seed, STREAMS["diffusion"], *key),
+        domain_map=task.domain_map,
+        batch_size=batch_size,
+        progress=progress,
+        **options,
+    )
+    pred = post.at("grid" if task.on_model_grid else task.targets)
+    pred.info.update(post.info, method=method)
+    return pred
+
+
+#: every prediction method, by its one name
+PREDICTORS = {
+    p.name: p
+    for p in (
+        Predictor("kriging-oracle", "oracle kriging", _oracle_kriging, (), ("theta",), False),
+        Predictor(
+            "kriging-ok", "ordinary kriging", _ordinary_kriging, ("anisotropic", "fit"), (), False
+        ),
+        Predictor("mcmc", "MCMC", _mcmc, ("warmup", "samples", "chains", "on_grid")),
+        Predictor(
+            "mcmc-grid",
+            "MCMC on the grid",
+            _mcmc,
+            ("warmup", "samples", "chains"),
+            ("model",),
+            defaults={"on_grid": True},
+        ),
+        Predictor("diffusion", "diffusion", _diffusion, ("*",), ("model",)),
+    )
+}
+
+
+def resolve_predictor(name: str) -> tuple[Predictor, dict]:
+    """The predictor called ``name`` and the options its name implies.
+
+    A diffusion sampler's name (``"mmps"``, ``"daps"``, ...) is ``"diffusion"`` with
+    that ``method``.
+
+    Raises
+    ------
+    GeodiffError
+        An unknown name; the message lists the known ones.
+    """
+    from geodiff.posterior.methods import POSTERIOR_SAMPLERS
+
+    if name in PREDICTORS:
+        return PREDICTORS[name], dict(PREDICTORS[name].defaults)
+    if name in POSTERIOR_SAMPLERS:
+        return PREDICTORS["diffusion"], {"method": name}
+    known = sorted(PREDICTORS) + sorted(POSTERIOR_SAMPLERS)
+    raise GeodiffError(f"unknown method {name!r}; choose from {', '.join(known)}")
+
+
+def display_name(name: str, options: dict | None = None) -> str:
+    """How reports call the method ``name`` (with the sampler for diffusion)."""
+    predictor, implied = resolve_predictor(name)
+    if predictor.name != "diffusion":
+        return predictor.label
+    from geodiff.posterior.predict import DEFAULT_METHOD
+
+    method = {**implied, **(options or {})}.get("method") or DEFAULT_METHOD
+    return f"diffusion ({method})"
+
+
+def run_predictor(
+    name: str,
+    task: PredictionTask,
+    *,
+    draws: int = 19,
+    seed: int = 0,
+    key: tuple = (),
+    progress: bool = False,
+    **options,
+) -> Prediction:
+    """Run the method ``name`` on ``task``; time it and log one line.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`PREDICTORS` or a diffusion sampler's name.
+    task : PredictionTask
+    draws : int
+        Draws of the ensemble methods (ignored by kriging).
+    seed : int
+        The run's seed; the method's streams are derived from it and ``key``.
+    key : tuple of int
+        Which dataset or fold of the run this is.
+    progress : bool
+        Show the method's own progress bars.
+    **options
+        The method's options (see :attr:`Predictor.options`).
+
+    Returns
+    -------
+    Prediction
+        At ``task.targets`` in the task's units; ``info["seconds"]`` is the wall time
+        and ``info["predictor"]`` the name.
+
+    Raises
+    ------
+    GeodiffError
+        An unknown name or option, or a task without what the method needs.
+    """
+    predictor, implied = resolve_predictor(name)
+    options = {**implied, **options}
+    if "*" not in predictor.options:
+        unknown = sorted(set(options) - set(predictor.options) - set(predictor.defaults))
+        if unknown:
+            raise GeodiffError(
+                f"{name} takes no option(s) {', '.join(unknown)}; "
+                f"its options: {', '.join(predictor.options) or 'none'}"
+            )
+    missing = [need for need in predictor.needs if getattr(task, need) is None]
+    if missing:
+        raise GeodiffError(f"{name} needs the task's {' and '.join(missing)}")
+    started = time.perf_counter()
+    pred = predictor.run(task, draws=draws, seed=seed, key=tuple(key), progress=progress, **options)
+    seconds = time.perf_counter() - started
+    pred.info.update(seconds=seconds, predictor=predictor.name)
+    pred.method = display_name(name, options)
+    logger.info("%s: %.1f s", pred.method, seconds)
+    return pred

@@ -1,0 +1,63 @@
+"""The shipped models as package data, and how a model argument is resolved."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+import geodiff.models
+from geodiff.diffusion.model import load_model
+from geodiff.errors import CheckpointError
+from geodiff.models import DEMO_MODEL, MODEL_PATH_ENV, resolve_model, shipped_models
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ["nonstationary-anisotropy-32", "stationary-matern-32"]
+
+
+def test_shipped_models_live_in_the_package():
+    models = shipped_models()
+    assert sorted(models) == NAMES
+    assert DEMO_MODEL in models
+    for name, path in models.items():
+        assert path.parent == Path(geodiff.models.__file__).parent
+        assert (path / "model.json").is_file() and (path / "model.safetensors").is_file()
+        # the documented clone paths still lead to the same files
+        assert (ROOT / "data" / name).resolve() == path.resolve()
+
+
+def test_existing_path_wins_over_a_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "stationary-matern-32").mkdir()
+    assert resolve_model("stationary-matern-32") == Path("stationary-matern-32")
+    assert resolve_model(ROOT / "data" / "stationary-matern-32") == ROOT / "data" / (
+        "stationary-matern-32"
+    )
+
+
+def test_names_search_the_environment_then_the_shipped_models(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first, second = tmp_path / "a", tmp_path / "b"
+    (second / "mine").mkdir(parents=True)
+    (first / "stationary-matern-32").mkdir(parents=True)
+    monkeypatch.setenv(MODEL_PATH_ENV, f"{first}{os.pathsep}{second}")
+    assert resolve_model("mine") == second / "mine"
+    assert resolve_model("stationary-matern-32") == first / "stationary-matern-32"
+    assert resolve_model(DEMO_MODEL) == shipped_models()[DEMO_MODEL]
+    monkeypatch.delenv(MODEL_PATH_ENV)
+    assert resolve_model("stationary-matern-32") == shipped_models()["stationary-matern-32"]
+
+
+def test_unknown_names_and_paths_list_the_shipped_models(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(MODEL_PATH_ENV, raising=False)
+    for missing in ["no-such-model", "nowhere/model.json"]:
+        with pytest.raises(CheckpointError, match="stationary-matern-32") as err:
+            resolve_model(missing)
+        assert all(name in str(err.value) for name in NAMES)
+
+
+def test_load_model_takes_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = load_model("stationary-matern-32")
+    assert model.grid.shape == (32, 32)
+    assert model.prior_config["name"] == "stationary-matern"
