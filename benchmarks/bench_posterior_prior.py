@@ -72,6 +72,7 @@ def run_pair(model, k: int, args, samplers: dict) -> dict:
         if method == "mcmc":
             score["fixed_s"] = pred.info["nuts_seconds"]
             score["max_rhat"] = float(pred.info["max_rhat"])
+            score["divergences"] = int(pred.info["divergences"])
         out[method] = score
         if args.verbose:
             print(f"dataset {k} {method}: {score['wall_s']:.1f} s, CRPS {score['crps']:.4f}")
@@ -138,6 +139,14 @@ def summarise(records: list[dict], methods: list[str], draws: int) -> str:
         lines.append(
             f"\nMCMC: {int((rhat > 1.05).sum())} of {len(rhat)} runs had a max R-hat above 1.05."
         )
+        divergent = [
+            r["mcmc"]["divergences"] for r in records if "divergences" in r.get("mcmc", {})
+        ]
+        if divergent:
+            lines.append(
+                f"{sum(d > 0 for d in divergent)} of {len(divergent)} runs had divergent "
+                f"transitions, {sum(divergent)} in all."
+            )
     return "\n".join(lines)
 
 
