@@ -31,7 +31,6 @@ def _typed(parse, what: str, ok=lambda value: True):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
-    typed.__name__ = what  # argparse names the type in some messages
     return typed
 
 
@@ -46,6 +45,7 @@ _count = _typed(int, "an integer > 0", lambda v: v > 0)
 _index = _typed(int, "an integer >= 0", lambda v: v >= 0)
 _size = _typed(float, "a number >= 0", lambda v: v >= 0)
 _rate = _typed(float, "a number > 0", lambda v: v > 0)
+_finite = _typed(float, "a finite number", lambda v: abs(v) < float("inf"))
 _probabilities = _typed(lambda s: tuple(float(v) for v in s.split(",")),
                         "levels in (0, 1) like 0.05,0.5,0.95",
                         lambda v: all(0 < p < 1 for p in v))  # fmt: skip
@@ -121,7 +121,7 @@ FLAGS = {
     "--out": _flag("output path", Path, required=True),
     "--draws-out": _flag("NetCDF file of the draws (default: OUT with .draws.nc)", Path),
     "--quantiles": _flag("predictive quantile levels", _probabilities, (0.05, 0.5, 0.95)),
-    "--threshold": _flag("also write P(field > T); repeat for several", float, action="append"),
+    "--threshold": _flag("also write P(field > T); repeat for several", _finite, action="append"),
     "--plot": _flag("draw a figure (default file: OUT.png)", nargs="?", const=True, metavar="PNG"),
     "--overwrite": _switch("replace existing outputs"),
     "--seed": _flag("the same seed gives the same result", _index, 0),
@@ -132,6 +132,11 @@ FLAGS = {
 _OBSERVATIONS = ("--obs", "--noise-sd", "--merge-duplicates")
 _SUMMARY = ("--out", "--quantiles", "--threshold", "--plot", "--overwrite")
 _RUN = ("--seed", "--device", "--quiet")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, as for every other mistake
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _command(sub, name, func, text, flags, changes=None) -> argparse.ArgumentParser:
@@ -152,9 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     from geodiff.posterior.methods import POSTERIOR_SAMPLERS
     from geodiff.posterior.predict import DEFAULT_METHOD
 
-    parser = argparse.ArgumentParser(
-        prog="geodiff", description="Bayesian spatial prediction with learned diffusion priors."
-    )
+    parser = _Parser(prog="geodiff", description="Bayesian prediction with learned priors.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     method = {"--method": {**FLAGS["--method"], "default": DEFAULT_METHOD,
                            "choices": sorted(POSTERIOR_SAMPLERS)}}  # fmt: skip
@@ -221,10 +224,6 @@ def _cmd_priors(args) -> None:
         print(f"{name:28s} {load_prior(name).kind:15s} {path}")
 
 
-def _plot_path(args, out: Path) -> Path:
-    return out.with_suffix(".png") if args.plot is True else Path(args.plot)
-
-
 def _cmd_simulate(args) -> None:
     from geodiff.fields.config import load_prior
     from geodiff.fields.store import open_store, write_store
@@ -241,9 +240,9 @@ def _cmd_simulate(args) -> None:
     size, elapsed = f"{grid.shape[0]}x{grid.shape[1]}", time.perf_counter() - started
     print(f"wrote {args.n} fields of {prior.name} on a {size} grid to {path} ({elapsed:.1f} s)")
     if args.plot is not None:
-        from geodiff.plot import plot_store
+        from geodiff.plot import figure_path, plot_store
 
-        print(f"plot: {plot_store(open_store(path), prior, _plot_path(args, Path(args.out)))}")
+        print(f"plot: {plot_store(open_store(path), prior, figure_path(args.plot, args.out))}")
 
 
 def _load_problem(args):
@@ -281,10 +280,10 @@ def _finish_prediction(args, pred, obs, details: dict) -> None:
     )
     print(f"wrote {len(pred)} predictions to {out} (details: {sidecar})")
     if args.plot is not None:
-        from geodiff.plot import plot_prediction
+        from geodiff.plot import figure_path, plot_prediction
 
         try:
-            print(f"plot: {plot_prediction(pred, obs, _plot_path(args, out))}")
+            print(f"plot: {plot_prediction(pred, obs, figure_path(args.plot, out))}")
         except (GeodiffError, OSError) as err:
             raise GeodiffError(f"wrote {out}, but not its plot: {err}") from None
 
@@ -418,9 +417,9 @@ def _cmd_sample(args) -> None:
     out = write_fields_netcdf(args.out, fields.numpy(), model.grid, attrs)
     print(f"wrote {args.n} samples to {out} ({elapsed:.1f} s, {args.n / elapsed:.1f} fields/s)")
     if args.plot is not None:
-        from geodiff.plot import plot_model_samples
+        from geodiff.plot import figure_path, plot_model_samples
 
-        png = plot_model_samples(model, fields, _plot_path(args, out), sampler=args.sampler,
+        png = plot_model_samples(model, fields, figure_path(args.plot, out), sampler=args.sampler,
                                  steps=args.steps, seed=args.seed)  # fmt: skip
         print(f"plot: {png}")
 

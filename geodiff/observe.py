@@ -41,6 +41,11 @@ __all__ = [
 ]
 
 _DUPLICATE_POLICIES = ("reject", "merge")
+#: observed values beyond this size are refused: their squares would overflow float64
+MAX_ABS_VALUE = 1e150
+#: points (or blocks) closer than this fraction of the data's bounding-box diagonal are
+#: one location: their covariance rows are equal to rounding, and kriging breaks down
+NEAR_DUPLICATE_FRACTION = 1e-6
 _GRID_METHODS = ("bilinear", "nearest")
 _POINT_COLUMNS = ("x", "y")
 _BLOCK_COLUMNS = ("x_min", "x_max", "y_min", "y_max")
@@ -364,15 +369,25 @@ class Observations:
         if bad.any():
             raise GeodiffError(
                 f"{int(bad.sum())} observed value(s) are NaN or infinite, "
-                f"first at row {np.argmax(bad)}"
+                f"first at index {int(np.argmax(bad))}"
             )
-        noise = np.broadcast_to(
-            np.asarray(0.0 if self.noise_sd is None else self.noise_sd, dtype=float), (n,)
-        ).copy()
+        big = np.abs(values) > MAX_ABS_VALUE
+        if big.any():
+            k = int(np.argmax(big))
+            raise GeodiffError(
+                f"observed value {values[k]:g} at index {k} is too large (|value| > "
+                f"{MAX_ABS_VALUE:g}); rescale the values"
+            )
+        try:
+            noise = np.broadcast_to(
+                np.asarray(0.0 if self.noise_sd is None else self.noise_sd, dtype=float), (n,)
+            ).copy()
+        except (TypeError, ValueError) as err:
+            raise GeodiffError(f"noise standard deviation: {err}") from None
         if not np.isfinite(noise).all() or (noise < 0).any():
             k = int(np.argmax(~np.isfinite(noise) | (noise < 0)))
             raise GeodiffError(
-                f"noise standard deviation must be finite and >= 0, got {noise[k]!r} at row {k}"
+                f"noise standard deviation must be finite and >= 0, got {noise[k]:g} at index {k}"
             )
         if n == 0:
             raise GeodiffError("no observations")
@@ -393,6 +408,8 @@ class Observations:
             Repeated coordinates are an error by default; ``"merge"`` replaces them by
             one observation of their mean value, with the noise of a mean
             (``sqrt(sum tau_i^2) / k``). Noiseless repeats that disagree stay an error.
+            Points closer than :data:`NEAR_DUPLICATE_FRACTION` of the data's bounding-box
+            diagonal count as repeats (the first one's coordinates are kept).
         """
         obs = cls(point_operator(coords), values, noise_sd)
         return obs._deduplicated(duplicates)
@@ -415,9 +432,12 @@ class Observations:
         path : str or Path
         noise_sd : float, optional
             Noise for every row; required unless the file has a ``noise_sd`` column
-            (when both are given, the argument wins).
+            (when both are given, the argument wins, but a bad column is still an error).
+
+        Errors name the line of the file (as a text editor counts them, the header
+        being line 1).
         """
-        header, rows = _read_csv(path)
+        header, rows, lines = _read_csv(path)
         is_blocks = all(c in header for c in _BLOCK_COLUMNS)
         location_columns = _BLOCK_COLUMNS if is_blocks else _POINT_COLUMNS
         needed = (*location_columns, "value")
@@ -427,7 +447,10 @@ class Observations:
                 f"{path}: missing column(s) {missing}; expected a header with x, y, value "
                 "(or x_min, x_max, y_min, y_max, value) and optionally noise_sd"
             )
-        table = _numeric_columns(path, header, rows, (*needed, "noise_sd"))
+        table = _numeric_columns(path, header, rows, lines, (*needed, "noise_sd"))
+        for name in (*location_columns, "value", "noise_sd"):
+            if name in table:
+                _check_column(path, name, table[name], lines)
         if noise_sd is None:
             if "noise_sd" not in table:
                 raise GeodiffError(
@@ -437,10 +460,10 @@ class Observations:
             noise_sd = table["noise_sd"]
         locations = np.stack([table[c] for c in location_columns], 1)
         if is_blocks:
-            return cls.of_blocks(
-                locations, table["value"], noise_sd, order=order, duplicates=duplicates
-            )
-        return cls.at_points(locations, table["value"], noise_sd, duplicates=duplicates)
+            op = block_mean_operator(locations, order)
+        else:
+            op = point_operator(locations)
+        return cls(op, table["value"], noise_sd)._deduplicated(duplicates, lines)
 
     def to_csv(self, path) -> Path:
         """Write the observations in the format :meth:`from_csv` reads."""
@@ -484,24 +507,37 @@ class Observations:
         self.operator.check_inside(extent, what)
 
     # ------------------------------------------------------------------ duplicates
-    def _deduplicated(self, policy: str) -> Observations:
+    def _deduplicated(self, policy: str, lines=None) -> Observations:
+        """Refuse or merge repeated locations; ``lines``: each row's line in a file."""
         if policy not in _DUPLICATE_POLICIES:
             raise GeodiffError(
                 f"unknown duplicates policy {policy!r}; choose from {_DUPLICATE_POLICIES}"
             )
         keys = self.operator.locations if self.operator.blocks is None else self.operator.blocks
-        _, first, inverse, counts = np.unique(
-            keys, axis=0, return_index=True, return_inverse=True, return_counts=True
-        )
-        inverse = inverse.ravel()
+        inverse, tol = _location_groups(keys)
+        _, first, counts = np.unique(inverse, return_index=True, return_counts=True)
         if (counts == 1).all():
             return self
         group = int(np.argmax(counts > 1))
         rows = np.flatnonzero(inverse == group)
         if policy == "reject":
+            exact = (keys[rows] == keys[rows[0]]).all()
+            where = f"at {tuple(float(v) for v in np.round(keys[rows[0]], 9))}"
+            if not exact:
+                gap = float(np.abs(keys[rows] - keys[rows[0]]).max())
+                where = (
+                    f"{gap:.3g} apart near {tuple(float(v) for v in np.round(keys[rows[0]], 9))} "
+                    f"(closer than {NEAR_DUPLICATE_FRACTION:g} of the data's extent, {tol:.3g}, "
+                    "counts as one location)"
+                )
+            which = (
+                f"rows {rows.tolist()}"
+                if lines is None
+                else f"lines {[int(lines[r]) for r in rows]}"
+            )
             raise GeodiffError(
                 f"{int((counts > 1).sum())} location(s) are observed more than once, "
-                f"first rows {rows.tolist()} at {tuple(np.round(keys[rows[0]], 9))}; "
+                f"first {which} {where}; "
                 "pass duplicates='merge' (--merge-duplicates) to average them"
             )
         order = np.sort(first)  # keep the first occurrence's position
@@ -510,8 +546,13 @@ class Observations:
             members = np.flatnonzero(inverse == inverse[k])
             v, s = self.values[members], self.noise_sd[members]
             if (s == 0).all() and np.ptp(v) > 1e-12 * max(1.0, np.abs(v).max()):
+                which = (
+                    f"rows {members.tolist()}"
+                    if lines is None
+                    else f"lines {[int(lines[r]) for r in members]}"
+                )
                 raise GeodiffError(
-                    f"noiseless observations at rows {members.tolist()} repeat a location with "
+                    f"noiseless observations at {which} repeat a location with "
                     f"different values {v.tolist()}; give their noise_sd"
                 )
             values.append(v.mean())
@@ -524,6 +565,26 @@ class Observations:
         return Observations(op, np.array(values), np.array(noise))
 
 
+def _location_groups(keys: np.ndarray) -> tuple[np.ndarray, float]:
+    """A group label per row of ``keys``: rows equal or closer than the near-duplicate
+    tolerance (:data:`NEAR_DUPLICATE_FRACTION` of the bounding box's diagonal) share one.
+
+    Returns
+    -------
+    labels : numpy.ndarray of int, shape (n,)
+    tol : float
+    """
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(keys)
+    tol = NEAR_DUPLICATE_FRACTION * float(np.linalg.norm(keys.max(0) - keys.min(0)))
+    pairs = cKDTree(keys).query_pairs(tol, output_type="ndarray")
+    graph = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), (n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels, tol
+
+
 def read_points_csv(path) -> np.ndarray:
     """Target points from a CSV file with ``x`` and ``y`` columns (others ignored).
 
@@ -531,31 +592,73 @@ def read_points_csv(path) -> np.ndarray:
     -------
     numpy.ndarray, shape (m, 2)
     """
-    header, rows = _read_csv(path)
+    header, rows, lines = _read_csv(path)
     missing = [c for c in _POINT_COLUMNS if c not in header]
     if missing:
         raise GeodiffError(f"{path}: missing column(s) {missing}; expected a header with x, y")
-    table = _numeric_columns(path, header, rows, _POINT_COLUMNS)
+    table = _numeric_columns(path, header, rows, lines, _POINT_COLUMNS)
+    for name in _POINT_COLUMNS:
+        _check_column(path, name, table[name], lines)
     return _as_points(np.stack([table["x"], table["y"]], 1), f"{path}: coordinates")
 
 
-def _read_csv(path) -> tuple[list[str], list[list[str]]]:
+def _read_csv(path) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, data rows and each row's line number (1-based, as a text editor counts).
+
+    Blank lines and lines starting with ``#`` are skipped; a UTF-8 byte-order mark is
+    dropped; repeated column names are an error.
+    """
     path = Path(path)
     if not path.is_file():
         raise GeodiffError(f"{path}: no such file")
     try:
-        with path.open(newline="") as f:
-            reader = csv.reader(line for line in f if line.strip() and not line.startswith("#"))
-            rows = list(reader)
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            kept = [
+                (number, line)
+                for number, line in enumerate(f, start=1)
+                if line.strip() and not line.startswith("#")
+            ]
+        rows = list(csv.reader(line for _, line in kept))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise GeodiffError(f"{path}: cannot read as CSV: {err}") from None
     if not rows:
         raise GeodiffError(f"{path}: empty file")
+    # a quoted cell holding a newline joins lines: then count rows instead
+    numbers = [n for n, _ in kept] if len(rows) == len(kept) else list(range(1, len(rows) + 1))
     header = [c.strip().lower() for c in rows[0]]
-    return header, rows[1:]
+    repeated = sorted({c for c in header if c and header.count(c) > 1})
+    if repeated:
+        raise GeodiffError(
+            f"{path}, line {numbers[0]}: column name(s) {', '.join(repeated)} appear more than "
+            "once in the header"
+        )
+    return header, rows[1:], numbers[1:]
 
 
-def _numeric_columns(path, header, rows, columns) -> dict[str, np.ndarray]:
+def _check_column(path, name: str, values: np.ndarray, lines) -> None:
+    """Refuse NaN or infinite cells, negative noise and overlarge values, by line."""
+    none = np.zeros(len(values), bool)
+    problems = [
+        (~np.isfinite(values), "is NaN or infinite"),
+        (
+            (values < 0) if name == "noise_sd" else none,
+            "is negative (a noise standard deviation must be >= 0)",
+        ),
+        (
+            (np.abs(values) > MAX_ABS_VALUE) if name == "value" else none,
+            f"is too large (|value| > {MAX_ABS_VALUE:g}); rescale the values",
+        ),
+    ]
+    for bad, what in problems:
+        if bad.any():
+            k = int(np.argmax(bad))
+            more = f" (and {int(bad.sum()) - 1} more)" if bad.sum() > 1 else ""
+            raise GeodiffError(
+                f"{path}: {name} column: {values[k]:g} at line {lines[k]}{more} {what}"
+            )
+
+
+def _numeric_columns(path, header, rows, lines, columns) -> dict[str, np.ndarray]:
     if not rows:
         raise GeodiffError(f"{path}: no observations below the header")
     out = {}
@@ -564,7 +667,7 @@ def _numeric_columns(path, header, rows, columns) -> dict[str, np.ndarray]:
             continue
         col = header.index(name)
         values = []
-        for line, row in enumerate(rows, start=2):
+        for line, row in zip(lines, rows, strict=True):
             try:
                 values.append(float(row[col]))
             except (IndexError, ValueError):

@@ -10,6 +10,7 @@ import numpy as np
 from geodiff.io import atomic_write
 
 __all__ = [
+    "figure_path",
     "plot_demo",
     "plot_denoising_mse",
     "plot_model_samples",
@@ -25,6 +26,11 @@ _MAP_TITLES = {
     "angle": "angle α(s) [rad]",
     "variance": "variance σ²(s)",
 }
+
+
+def figure_path(plot, out) -> Path:
+    """Where a command's ``--plot`` goes: ``OUT`` with ``.png`` (``plot is True``) or ``plot``."""
+    return Path(out).with_suffix(".png") if plot is True else Path(plot)
 
 
 def _ellipses(ax, prior, theta_one: dict, extent, n: int = 5):

@@ -19,7 +19,51 @@ from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 from geodiff.io import atomic_write
 
-__all__ = ["Prediction"]
+__all__ = ["Prediction", "check_finite"]
+
+
+def check_finite(
+    values,
+    what: str = "predictions",
+    observed=None,
+    hint: str | None = None,
+    *,
+    advice: str = "rescale them or use --standardise",
+):
+    """Refuse NaN or infinite results before they are used or written.
+
+    Parameters
+    ----------
+    values : array_like
+    what : str
+        What the values are, e.g. ``"means"`` or ``"posterior draws"``.
+    observed : array_like, optional
+        The observed values, named in the message (their size is the usual cause).
+    hint : str, optional
+        The whole advice, replacing the one about the observed values.
+    advice : str
+        What to do about too large observed values.
+
+    Raises
+    ------
+    GeodiffError
+        ``non-finite predictions (NaN or inf): 12 of 1024 means; the observed values may
+        be too large (max |value| = 1e+140); rescale them or use --standardise``.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    if hint is None:
+        size = ""
+        if observed is not None and np.size(observed):
+            size = f" (max |value| = {float(np.max(np.abs(observed))):.3g})"
+        hint = f"the observed values may be too large{size}; {advice}"
+    raise GeodiffError(
+        f"non-finite predictions (NaN or inf): {int((~finite).sum())} of {arr.size} {what}; {hint}"
+    )
 
 
 @dataclass
@@ -63,6 +107,12 @@ class Prediction:
             dict(info or {}),
         )
 
+    def __post_init__(self):
+        for name in ("mean", "sd", "draws"):
+            value = getattr(self, name)
+            if value is not None:
+                check_finite(value, "means" if name == "mean" else name)
+
     def __len__(self) -> int:
         return len(self.mean)
 
@@ -86,6 +136,7 @@ class Prediction:
 
     def exceedance(self, threshold: float) -> np.ndarray:
         """Probability that the field exceeds ``threshold`` at each target, shape (m,)."""
+        threshold = _check_threshold(threshold)
         if self.draws is not None:
             return (self.draws > threshold).mean(0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -101,6 +152,7 @@ class Prediction:
 
     def summary_table(self, quantiles=(0.05, 0.5, 0.95), thresholds=()) -> dict[str, np.ndarray]:
         """Columns ``x, y, mean, sd, q05, ..., p_gt_<t>`` of shape (m,) each."""
+        thresholds = [_check_threshold(t) for t in thresholds or ()]
         table = {"x": self.targets[:, 0], "y": self.targets[:, 1], "mean": self.mean, "sd": self.sd}
         for p, q in zip(quantiles, self.quantiles(quantiles), strict=True):
             table[_quantile_name(p)] = q
@@ -191,6 +243,17 @@ class Prediction:
         except (GeodiffError, TypeError, ValueError) as err:
             raise GeodiffError(f"wrote {out}, but not its details: {err}") from None
         return out, sidecar
+
+
+def _check_threshold(threshold) -> float:
+    """``threshold`` as a float, or a clear error for NaN, infinity or a non-number."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise GeodiffError(f"threshold must be a number, got {threshold!r}") from None
+    if not np.isfinite(value):
+        raise GeodiffError(f"threshold must be a finite number, got {value:g}")
+    return value
 
 
 def _quantile_name(p: float) -> str:

@@ -15,6 +15,7 @@ from scipy.stats import ttest_ind
 
 from geodiff import Grid, load_prior
 from geodiff.cli import main
+from geodiff.diffusion.checkpoint import meta_checksum
 from geodiff.diffusion.data import FreshFields
 from geodiff.diffusion.model import load_model
 from geodiff.diffusion.network import Denoiser, network_config
@@ -182,6 +183,11 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
         load_model(tmp_path / "run")
     wider = dict(meta["network"], block_out_channels=[16, 48])
     meta_path.write_text(json.dumps({**meta, "network": wider}))
+    with pytest.raises(CheckpointError, match=r"edited or is corrupt \(checksum mismatch\)"):
+        load_model(tmp_path / "run")
+    edited = {**meta, "network": wider}
+    edited["meta_sha256"] = meta_checksum(edited)
+    meta_path.write_text(json.dumps(edited))
     with pytest.raises(CheckpointError, match="do not fit"):
         load_model(tmp_path / "run")
     meta_path.write_text(json.dumps(meta))

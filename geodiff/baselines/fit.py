@@ -33,7 +33,7 @@ from geodiff.fields.correlation import get_family
 from geodiff.fields.prior import StationaryPrior
 from geodiff.grid import Grid
 from geodiff.observe import Observations
-from geodiff.prediction import Prediction
+from geodiff.prediction import Prediction, check_finite
 
 __all__ = ["CovarianceFit", "FitWarning", "fit_covariance", "ordinary_kriging", "plug_in_settings"]
 
@@ -468,7 +468,11 @@ def ordinary_kriging(
     Prediction
         Gaussian, with ``info["fit"]`` the fitted parameters and ``info["warnings"]``.
     """
+    from geodiff.baselines.kriging import n_targets_of
+    from geodiff.machine import check_dense
+
     started = time.perf_counter()
+    check_dense("kriging", len(obs), n_targets_of(targets), copies=3)
     if fit is None:
         fit = fit_covariance(obs, family, method=method, anisotropic=anisotropic, shape=shape)
     grid = targets if isinstance(targets, Grid) else None
@@ -481,6 +485,9 @@ def ordinary_kriging(
         cond_err=obs.noise_variance + fit.params["nugget"],
         pseudo_inv=False,
     )
+    from geodiff.baselines.kriging import check_gstools_conditioning
+
+    check_gstools_conditioning(krige)
     mean, var = krige(points.T, mesh_type="unstructured", return_var=True, store=False)
     info = {
         "fit": dict(fit.params),
@@ -490,6 +497,8 @@ def ordinary_kriging(
         "wall_time": time.perf_counter() - started,
     }
     sd = np.sqrt(np.clip(np.asarray(var, dtype=float), 0.0, None))
+    check_finite(mean, "means", obs.values, advice="rescale them")
+    check_finite(sd, "standard deviations", obs.values, advice="rescale them")
     return Prediction(
         points, np.asarray(mean, dtype=float), sd, None, grid, "ordinary kriging", info
     )

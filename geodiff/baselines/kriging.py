@@ -24,9 +24,10 @@ import torch
 from geodiff.errors import GeodiffError
 from geodiff.fields.simulate import simulate
 from geodiff.grid import Grid
-from geodiff.linalg import robust_cholesky
+from geodiff.linalg import check_conditioning, robust_cholesky
+from geodiff.machine import check_dense
 from geodiff.observe import ObservationOperator, Observations, point_operator
-from geodiff.prediction import Prediction
+from geodiff.prediction import Prediction, check_finite
 from geodiff.rng import derive_seed
 
 __all__ = ["conditional_simulation", "gaussian_condition", "simple_kriging", "target_operator"]
@@ -34,6 +35,17 @@ __all__ = ["conditional_simulation", "gaussian_condition", "simple_kriging", "ta
 _ENGINES = ("auto", "gstools", "torch")
 _NOISE_STREAM = 2  # stream of the simulated measurement errors in Matheron's rule
 _DIAGONAL_CHUNK = 512
+ILL_CONDITIONED_HINT = (
+    "observations nearly coincide or are too dense for their noise: merge them "
+    "(--merge-duplicates) or give a larger --noise-sd"
+)
+
+
+def n_targets_of(targets) -> int:
+    """How many targets ``targets`` (a Grid or (m, 2) points) holds, without making them."""
+    if isinstance(targets, Grid):
+        return targets.n_nodes
+    return len(targets) if hasattr(targets, "__len__") else 0
 
 
 def target_operator(
@@ -98,6 +110,8 @@ def gaussian_condition(prior, theta: dict, obs: Observations, targets, *, full_c
     ``grid``
     """
     theta = _check_inputs(prior, theta, obs)
+    n_targets = n_targets_of(targets)
+    check_dense("kriging", len(obs.operator.support), n_targets, joint=full_cov)
     op, points, grid = target_operator(targets, obs, prior.domain)
     chol = _observation_cholesky(prior, theta, obs)
     y = torch.as_tensor(obs.values, dtype=torch.float64)
@@ -117,7 +131,23 @@ def gaussian_condition(prior, theta: dict, obs: Observations, targets, *, full_c
 def _observation_cholesky(prior, theta: dict, obs: Observations) -> torch.Tensor:
     cov = obs.operator.covariance(prior, theta)[0]
     cov = cov + torch.diag(torch.as_tensor(obs.noise_variance, dtype=cov.dtype))
-    return robust_cholesky(cov, "covariance of the observations")
+    chol = robust_cholesky(cov, "covariance of the observations")
+    check_conditioning(chol, "covariance of the observations", ILL_CONDITIONED_HINT)
+    return chol
+
+
+def check_gstools_conditioning(krige) -> None:
+    """:func:`check_conditioning` of the covariance a GSTools kriging solves with."""
+    try:
+        cov = krige.model.covariance(krige._get_dists(krige._krige_pos))
+    except AttributeError:  # another GSTools: its internals moved
+        return
+    cov = np.array(cov, dtype=float)
+    cov[np.diag_indices(len(cov))] += krige.cond_err
+    chol, info = torch.linalg.cholesky_ex(torch.as_tensor(cov))
+    if int(info):  # not even positive definite: infinitely ill-conditioned
+        chol = torch.zeros(1, 1, dtype=torch.float64)
+    check_conditioning(chol, "covariance of the observations", ILL_CONDITIONED_HINT)
 
 
 def _prior_variance(prior, theta: dict, op: ObservationOperator) -> torch.Tensor:
@@ -156,6 +186,7 @@ def simple_kriging(
         raise GeodiffError(f"unknown kriging engine {engine!r}; choose from {_ENGINES}")
     started = time.perf_counter()
     theta = _check_inputs(prior, theta, obs)
+    check_dense("kriging", len(obs.operator.support), n_targets_of(targets), joint=full_cov)
     gstools_ok = (
         prior.is_stationary
         and not prior._has_nugget
@@ -180,6 +211,8 @@ def simple_kriging(
             info["cov"] = cond["cov"].numpy()
     info["theta"] = {k: v[0].tolist() for k, v in theta.items()}
     info["wall_time"] = time.perf_counter() - started
+    check_finite(mean, "means", obs.values, advice="rescale them")
+    check_finite(var, "variances", obs.values, advice="rescale them")
     return Prediction(points, mean, np.sqrt(var), None, grid, "simple kriging", info)
 
 
@@ -209,6 +242,7 @@ def _gstools_simple(prior, theta, obs: Observations, points: np.ndarray):
         cond_err=obs.noise_variance,
         pseudo_inv=False,
     )
+    check_gstools_conditioning(krige)
     mean, var = krige(points.T, mesh_type="unstructured", return_var=True, store=False)
     return np.asarray(mean, dtype=float), np.clip(np.asarray(var, dtype=float), 0.0, None)
 
@@ -242,6 +276,8 @@ def conditional_simulation(
     if not isinstance(n, int) or n < 1:
         raise GeodiffError(f"number of draws must be a positive integer, got {n!r}")
     theta = _check_inputs(prior, theta, obs)
+    check_dense("conditional simulation", len(obs.operator.support), n_targets_of(targets),
+                joint=True)  # fmt: skip
     op, _, grid = target_operator(targets, obs, prior.domain)
     same_grid = grid is not None and obs.operator.grid == grid
     if same_grid:

@@ -34,8 +34,9 @@ from geodiff.baselines.kriging import conditional_simulation
 from geodiff.errors import GeodiffError
 from geodiff.fields.parameters import ScalarPrior
 from geodiff.grid import Grid
+from geodiff.machine import check_dense
 from geodiff.observe import Observations
-from geodiff.prediction import Prediction
+from geodiff.prediction import Prediction, check_finite
 from geodiff.rng import derive_seed
 
 __all__ = ["MCMCResult", "MCMCWarning", "mcmc_posterior", "n_hyperparameters", "pyro_model"]
@@ -144,6 +145,9 @@ class MCMCResult:
         Prediction
             Represented by its draws, shape (n_draws, m).
         """
+        from geodiff.baselines.kriging import n_targets_of
+
+        check_dense("MCMC", len(self.obs.operator.support), n_targets_of(targets), joint=True)
         theta = self.theta()
         total = next(iter(theta.values())).shape[0]
         n_draws = total if n_draws is None else min(int(n_draws), total)
@@ -164,7 +168,9 @@ class MCMCResult:
             "divergences": sum(self.divergences),
             "warnings": list(self.warnings),
         }
-        return Prediction.from_draws(points, np.stack(draws), grid=grid, method="mcmc", info=info)
+        draws = np.stack(draws)
+        check_finite(draws, "posterior draws", self.obs.values, advice="rescale them")
+        return Prediction.from_draws(points, draws, grid=grid, method="mcmc", info=info)
 
     def summary(self) -> dict:
         """Per site: posterior mean, sd, 5% and 95% quantiles, R-hat and ESS (scalars)."""
@@ -245,6 +251,7 @@ def mcmc_posterior(
     if not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise GeodiffError(f"warmup_steps must be a non-negative integer, got {warmup_steps!r}")
     obs.check_inside(prior.domain, "the prior's domain")
+    check_dense("MCMC", len(obs.operator.support), copies=4)
     n_params = n_hyperparameters(prior)
     if n_params == 0:
         raise GeodiffError(f"prior {prior.name!r} has no random parameter to sample")
@@ -304,7 +311,9 @@ def _diagnose(value: torch.Tensor) -> dict:
         rhat = float(torch.nan_to_num(rhat, nan=1.0).max())
     else:
         rhat = float("nan")
-    return {"rhat": rhat, "ess": float(torch.nan_to_num(ess, nan=0.0).min())}
+    # a constant chain (or a tiny one) can give a negative or NaN estimate: clip it at 0
+    ess = torch.nan_to_num(ess, nan=0.0, posinf=0.0).clamp_min(0.0)
+    return {"rhat": rhat, "ess": float(ess.min())}
 
 
 def _problems(result: MCMCResult, num_chains: int) -> list[str]:

@@ -4,14 +4,18 @@ A model is a pair ``NAME.safetensors`` + ``NAME.json`` in a run directory. The J
 the format version, the backbone config, the schedule, the prediction target, the grid,
 the prior config, the data normalisation, the training step, the code revision and the
 SHA-256 of the weights file; it is written last, so a JSON that exists describes a
-complete weights file. Nothing is ever unpickled.
+complete weights file. ``meta_sha256`` is the SHA-256 of a canonical JSON of every entry
+that changes what the model computes (all but ``info`` and ``code_revision``), so an
+edited or damaged JSON is refused like damaged weights. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
+import warnings
 from pathlib import Path
 
 import torch
@@ -24,15 +28,34 @@ from geodiff.io import atomic_write, write_text
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "CheckpointWarning",
     "code_revision",
+    "finite_number",
     "load_state",
+    "meta_checksum",
     "read_json",
     "read_tensors",
+    "warn_unverified",
+    "weights_path",
     "write_checkpoint",
 ]
 
 FORMAT = "geodiff-diffusion"
 FORMAT_VERSION = 1
+
+#: entries of a checkpoint's JSON that describe it without changing what it computes
+_DESCRIPTIVE = ("info", "code_revision", "meta_sha256", "_path")
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint that loads but deserves attention (unverifiable, or from an unfinished run)."""
+
+
+def meta_checksum(meta: dict) -> str:
+    """SHA-256 of a canonical JSON of ``meta``'s entries that change what the model computes."""
+    covered = {k: v for k, v in meta.items() if k not in _DESCRIPTIVE}
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def code_revision() -> str:
@@ -74,7 +97,8 @@ def write_checkpoint(directory, name: str, tensors: dict, meta: dict) -> Path:
     name : str
     tensors : dict of str to torch.Tensor
     meta : dict
-        JSON-ready; ``format``, ``format_version``, ``weights`` and ``sha256`` are added.
+        JSON-ready; ``format``, ``format_version``, ``weights``, ``sha256`` and
+        ``meta_sha256`` (:func:`meta_checksum`) are added.
 
     Returns
     -------
@@ -94,6 +118,7 @@ def write_checkpoint(directory, name: str, tensors: dict, meta: dict) -> Path:
         "weights": weights.name,
         "sha256": _sha256(weights),
     }
+    meta["meta_sha256"] = meta_checksum(meta)
     path = directory / f"{name}.json"
     write_text(path, json.dumps(meta, indent=1))
     return path
@@ -117,13 +142,53 @@ def read_json(path) -> dict:
             f"{path}: checkpoint format version {meta.get('format_version')!r}, this geodiff "
             f"reads version {FORMAT_VERSION}"
         )
+    stored = meta.get("meta_sha256")
+    if stored is None:
+        meta["_unverified"] = True  # written before geodiff checksummed its metadata
+    elif stored != meta_checksum(meta):
+        raise CheckpointError(
+            f"{path}: {path.name} was edited or is corrupt (checksum mismatch); restore it "
+            "or retrain"
+        )
     meta["_path"] = str(path)
     return meta
 
 
+def warn_unverified(meta: dict) -> None:
+    """Warn that a checkpoint without ``meta_sha256`` (an older geodiff's) is unverified."""
+    if meta.get("_unverified"):
+        warnings.warn(
+            f"{meta['_path']} has no metadata checksum (written by an older geodiff): its "
+            "settings cannot be verified; load and save it again to add one",
+            CheckpointWarning,
+            stacklevel=2,
+        )
+
+
+def weights_path(meta: dict) -> Path:
+    """The weights file a checkpoint's JSON names: a plain file name beside the JSON."""
+    name = meta.get("weights")
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or Path(name).name != name
+        or "\\" in name
+    ):
+        raise CheckpointError(
+            f"{meta['_path']}: its weights entry {name!r} must be a file name in the model's folder"
+        )
+    return Path(meta["_path"]).with_name(name)
+
+
+def finite_number(value) -> bool:
+    """Whether ``value`` is a finite JSON number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def read_tensors(meta: dict) -> dict:
     """The weights a checkpoint's JSON points to, checked against its SHA-256."""
-    path = Path(meta["_path"]).with_name(str(meta.get("weights", "")))
+    path = weights_path(meta)
     if not path.is_file():
         raise CheckpointError(f"{meta['_path']}: its weights file {path.name!r} is missing")
     if _sha256(path) != meta.get("sha256"):

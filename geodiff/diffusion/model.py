@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from geodiff.diffusion.checkpoint import (
+    CheckpointWarning,
     code_revision,
+    finite_number,
     load_state,
     read_json,
     read_tensors,
+    warn_unverified,
     write_checkpoint,
 )
+from geodiff.diffusion.denoiser import PREDICTIONS
 from geodiff.diffusion.network import Denoiser
 from geodiff.diffusion.oracle import GaussianMixtureOracle
 from geodiff.diffusion.samplers import initial_noise
@@ -19,9 +25,15 @@ from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import CheckpointError, GeodiffError
 from geodiff.grid import Grid
 from geodiff.logs import progress_bar
+from geodiff.prediction import check_finite
 from geodiff.rng import generators_for
 
-__all__ = ["DiffusionModel", "load_model"]
+__all__ = ["DiffusionModel", "UnfinishedRunWarning", "load_model"]
+
+
+class UnfinishedRunWarning(CheckpointWarning):
+    """A model saved by a training run that stopped before its last step."""
+
 
 _SAMPLE_STREAM = 20
 
@@ -138,6 +150,14 @@ class DiffusionModel:
         """
         if n < 1:
             raise GeodiffError(f"number of samples must be positive, got {n}")
+        from geodiff.machine import check_memory
+
+        h, w = self.grid.shape
+        check_memory(
+            2 * 4.0 * n * h * w,  # the batches, then their concatenation (float32)
+            f"sampling {n} fields of {h}x{w}",
+            "draw fewer fields per run (several runs with --seed)",
+        )
         self.denoiser.eval()
         out = []
         bar = progress_bar(n, enabled=progress, desc="sampling", unit="field")
@@ -157,7 +177,11 @@ class DiffusionModel:
             out.append(x0[:, 0].float().cpu() * self.data_scale)
             bar.update(len(idx))
         bar.close()
-        return torch.cat(out)
+        fields = torch.cat(out)
+        check_finite(
+            fields.numpy(), "sampled fields", hint="the model's weights or settings are broken"
+        )
+        return fields
 
 
 def load_model(path, device=None) -> DiffusionModel:
@@ -175,16 +199,95 @@ def load_model(path, device=None) -> DiffusionModel:
 
     meta = read_json(resolve_model(path))
     where = meta["_path"]
+    _check_meta(meta, where)
     try:
+        grid = Grid.from_dict(meta["grid"])
+        _check_network_memory(meta["network"], grid, meta["schedule"].get("steps", 0))
         schedule = NoiseSchedule.from_dict(meta["schedule"])
         denoiser = Denoiser(meta["network"], schedule, meta["prediction"])
-        grid = Grid.from_dict(meta["grid"])
         data_scale = float(meta["data_scale"])
         prior_config = meta["prior"]
+    except GeodiffError as err:
+        raise CheckpointError(f"{where}: invalid checkpoint ({err})") from err
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{where}: incomplete or invalid checkpoint ({err})") from err
     load_state(denoiser, read_tensors(meta), where)
     denoiser.eval()  # inference: no training-mode layers whatever the network holds
     info = dict(meta.get("info", {}), code_revision=meta.get("code_revision", "unknown"))
-    model = DiffusionModel(denoiser, grid, prior_config, data_scale, info)
+    try:
+        model = DiffusionModel(denoiser, grid, prior_config, data_scale, info)
+        model.prior  # noqa: B018 - validates the prior config
+    except GeodiffError as err:
+        raise CheckpointError(f"{where}: invalid checkpoint ({err})") from err
+    warn_unverified(meta)
+    _warn_unfinished(info, where)
     return model.to(device or "cpu")
+
+
+def _check_meta(meta: dict, where: str) -> None:
+    """Refuse values in a checkpoint's JSON that no training run writes."""
+
+    def bad(what: str):
+        return CheckpointError(f"{where}: invalid checkpoint: {what}")
+
+    scale = meta.get("data_scale")
+    if not finite_number(scale) or scale <= 0:
+        raise bad(f"data_scale must be a finite number > 0, got {scale!r}")
+    if meta.get("prediction") not in PREDICTIONS:
+        raise bad(f"prediction must be one of {PREDICTIONS}, got {meta.get('prediction')!r}")
+    schedule = meta.get("schedule")
+    if not isinstance(schedule, dict):
+        raise bad("schedule must be a JSON object")
+    for key, value in schedule.items():
+        if key != "kind" and not finite_number(value):
+            raise bad(f"schedule {key} must be a finite number, got {value!r}")
+    network = meta.get("network")
+    if not isinstance(network, dict):
+        raise bad("network must be a JSON object")
+    channels = network.get("block_out_channels")
+    if (
+        not isinstance(channels, list)
+        or not channels
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)
+    ):
+        raise bad(f"network block_out_channels must be positive integers, got {channels!r}")
+    for key in ("layers_per_block", "norm_num_groups", "sample_size", "in_channels"):
+        value = network.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise bad(f"network {key} must be a positive integer, got {value!r}")
+    if not isinstance(meta.get("prior"), dict):
+        raise bad("prior must be a JSON object")
+
+
+def _check_network_memory(network: dict, grid: Grid, steps: int) -> None:
+    """Refuse a network, grid or schedule too large for this machine before building it."""
+    from geodiff.machine import check_memory
+
+    channels = network["block_out_channels"]
+    layers = network.get("layers_per_block", 1)
+    # about 60 (layers + 1) c² weights per level (1.1 M for "small"), float32, x3 headroom
+    n_weights = 60 * (layers + 1) * sum(c * c for c in channels)
+    activations = 4 * 16 * max(channels) * grid.n_nodes  # one field's features, float32
+    check_memory(
+        3 * 4 * n_weights + activations + 6 * 8 * steps,
+        f"the network in this checkpoint ({n_weights:.3g} weights, {grid.shape[0]}x"
+        f"{grid.shape[1]} grid, {steps} steps)",
+    )
+
+
+def _warn_unfinished(info: dict, where: str) -> None:
+    """Warn when the model was saved at a step before its run's last by a run that left
+    its training state beside it (a killed ``geodiff train``, resumable); a model copied
+    out of its run folder (like the shipped ones) is taken as final."""
+    from pathlib import Path
+
+    step = info.get("step")
+    target = (info.get("training_config") or {}).get("steps")
+    resumable = any(Path(where).parent.glob("state-*.json"))
+    if isinstance(step, int) and isinstance(target, int) and step < target and resumable:
+        warnings.warn(
+            f"{where} is from an unfinished training run (step {step} of {target}); rerun "
+            "`geodiff train` with the same --out to finish it",
+            UnfinishedRunWarning,
+            stacklevel=3,
+        )

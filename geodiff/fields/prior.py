@@ -220,7 +220,15 @@ class GRFPrior:
         theta, batch = {}, set()
         for key, leaf in self.leaves().items():
             if key in values:
-                value = torch.as_tensor(values[key], dtype=_DTYPE)
+                given = values[key]
+                if isinstance(given, (str, bytes, bool)) or given is None:
+                    raise ConfigError(f"parameter {key} must be a number, got {given!r}")
+                try:
+                    value = torch.as_tensor(given, dtype=_DTYPE)
+                except (TypeError, ValueError, RuntimeError):
+                    raise ConfigError(
+                        f"parameter {key} must be a number or a list of numbers, got {given!r}"
+                    ) from None
                 want = 1 if not isinstance(leaf, int) else 2
                 if value.ndim == want - 1:
                     value = value[None]

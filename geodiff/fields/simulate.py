@@ -139,6 +139,7 @@ def simulate(
     if method == "circulant" and not prior.is_stationary:
         raise GeodiffError("circulant embedding needs a stationary prior")
     _check_domain(prior, grid)
+    check_simulation_memory(prior, grid, n, method)
     device = torch.device(device) if device is not None else default_device()
     use_circulant = method == "circulant" or (method == "auto" and prior.is_stationary)
 
@@ -194,6 +195,26 @@ def simulate(
     theta_per_field = {k: v[field_group] for k, v in theta.items()}
     maps = {k: v.float() for k, v in prior.grid_maps(theta_per_field, grid).items()} if n else {}
     return Simulation(fields, theta_per_field, maps, torch.tensor(indices, dtype=torch.long), grid)
+
+
+def check_simulation_memory(prior, grid: Grid, n: int, method: str = "auto") -> None:
+    """Refuse, before allocating, a simulation of ``n`` fields too large for this machine.
+
+    Counts the float32 fields and the work of a batch: circulant embedding (at least 2x
+    per axis, a batch of up to 64 parameter draws: lags, covariances and their FFT) or
+    the dense Cholesky factor of the grid covariance (float64).
+    """
+    from geodiff.machine import check_memory
+
+    h, w = grid.shape
+    fields = 4.0 * n * h * w
+    if method == "circulant" or (method == "auto" and prior.is_stationary):
+        work = min(64, max(n, 1)) * 4.0 * h * w * 48
+        what = f"simulating {n} fields on a {h}x{w} grid"
+    else:
+        work = 3 * 8.0 * (h * w) ** 2
+        what = f"a {h * w} x {h * w} grid covariance ({h}x{w} grid)"
+    check_memory(fields + work, what, "choose a coarser --grid or a smaller --chunk-size")
 
 
 def _given_theta(prior, theta: dict, n: int) -> tuple[dict, list]:

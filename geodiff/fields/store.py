@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from geodiff.errors import GeodiffError, StoreError
 from geodiff.fields.config import prior_from_config
-from geodiff.fields.simulate import default_device, simulate
+from geodiff.fields.simulate import check_simulation_memory, default_device, simulate
 from geodiff.grid import Grid
 from geodiff.io import partial_path, write_text
 
@@ -124,6 +124,7 @@ def write_store(
         raise StoreError(
             f"{path} already exists and is not this run's store; choose another --out or remove it"
         )
+    check_simulation_memory(prior, grid, chunk_size)
     device = torch.device(device) if device is not None else default_device()
     tmp = partial_path(path)
     group = _open_partial(tmp, spec, prior, grid)

@@ -19,10 +19,11 @@ import torch
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 from geodiff.logs import progress_bar
+from geodiff.machine import check_dense
 from geodiff.observe import Observations
 from geodiff.posterior.methods import posterior_sample, spec
 from geodiff.posterior.problem import LinearGaussianProblem
-from geodiff.prediction import Prediction
+from geodiff.prediction import Prediction, check_finite
 from geodiff.rng import generators_for
 from geodiff.transform import DomainMap
 
@@ -53,6 +54,9 @@ class PosteriorDraws:
     domain_map: DomainMap
     method: str
     info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_finite(self.fields, "posterior draws")
 
     def __len__(self) -> int:
         return len(self.fields)
@@ -176,6 +180,7 @@ def diffusion_posterior(
         raise GeodiffError(f"batch size must be a positive integer, got {batch_size!r}")
     given = options if steps is None else dict(options, steps=steps)
     sampler.check(given)
+    check_dense("posterior sampling", len(obs), model.grid.n_nodes, copies=4)
     dmap, model_obs = _model_observations(model, obs, domain_map)
     problem = LinearGaussianProblem.from_observations(model_obs, model.grid, model.data_scale)
     run_options = given if sampler.prepare is None else sampler.prepare(model, problem, given)
@@ -185,6 +190,7 @@ def diffusion_posterior(
     )
     elapsed = time.perf_counter() - started
     fields = dmap.to_physical_values(np.concatenate(draws)).astype(np.float32)
+    check_finite(fields, "posterior draws", obs.values)
     info = {
         "options": {k: v for k, v in given.items() if not isinstance(v, torch.Tensor)},
         "samples": samples,
