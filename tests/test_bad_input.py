@@ -95,7 +95,20 @@ def _partial_store(path: Path) -> Path:
 
 
 #: the files a command line may name: text (a CSV, a JSON) or a function of a folder
+def _negative_length_scale(path: Path) -> Path:
+    """The shipped stationary prior with a fixed, negative length scale."""
+    config = Path(__file__).resolve().parents[1] / "geodiff" / "configs" / "stationary-matern.toml"
+    lines = [
+        "length_scale = -0.1" if line.startswith("length_scale") else line
+        for line in config.read_text().splitlines()
+    ]
+    path = path.with_suffix(".toml")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 FILES = {
+    "bad_prior": _negative_length_scale,
     "obs": _obs_text(),
     "huge": _obs_text(VALUES * 1e300),
     "large": _obs_text(VALUES * 1e140),
@@ -215,6 +228,24 @@ CASES = {
     "grid with a store": (
         ["train", "--data", "{tmp}/nowhere.zarr", "--grid", "16", "--out", "{tmp}/r"],
         "--grid goes with --prior",
+    ),
+    "negative length scale in a prior": (
+        [
+            "krige",
+            "--prior",
+            "{bad_prior}",
+            "--obs",
+            "{obs}",
+            "--noise-sd",
+            "0.1",
+            "--out",
+            "{tmp}/k.csv",
+        ],
+        "parameters.length_scale: must be > 0.0; got -0.1",
+    ),
+    "demo into a file": (
+        ["demo", "--out", "{obs}", "--n-obs", "5"],
+        "is a file; the demo writes a folder",
     ),
     "theta string NaN": (
         [
@@ -392,3 +423,26 @@ def test_predictions_refuse_non_finite_values():
         Prediction(POINTS[:2], np.array([0.0, np.nan]), np.ones(2))
     with pytest.raises(GeodiffError, match=r"max \|value\| = 1e\+140\); rescale them$"):
         check_finite([np.inf], "means", [1e140, -1.0], advice="rescale them")
+
+
+def test_a_failed_sidecar_says_what_was_written(tmp_path, capsys, monkeypatch):
+    """A full disk after the predictions: one line naming what was written; no 0-byte JSON."""
+    import geodiff.io
+
+    real = geodiff.io.atomic_write
+    out = tmp_path / "k.csv"
+    (tmp_path / "k.csv.json").write_text('{"older": true}')
+
+    def full_disk_for_json(path, **kw):
+        if str(path).endswith(".json"):
+            raise geodiff.io.GeodiffError(f"cannot write {path}: No space left on device")
+        return real(path, **kw)
+
+    monkeypatch.setattr(geodiff.io, "atomic_write", full_disk_for_json)
+    argv = _prepare(tmp_path, [*_KRIGE, "--obs", "{obs}", "--noise-sd", "0.1", "--overwrite"])
+    assert _status(argv) == 2
+    lines = [x for x in capsys.readouterr().err.splitlines() if ": error: " in x]
+    assert len(lines) == 1 and f"wrote {out}, but not its details" in lines[0], lines
+    assert "No space left on device" in lines[0] and "Traceback" not in lines[0]
+    assert len(out.read_text().splitlines()) == 1 + 64  # the whole 8x8 grid and a header
+    assert (tmp_path / "k.csv.json").read_text() == '{"older": true}'

@@ -276,6 +276,6 @@ def scalar_prior_from_config(
         bound = f"> {lower}" if strict_lower else f">= {lower}"
         if upper < math.inf:
             bound += f" and <= {upper}"
-        what = "value" if prior.is_fixed else f"support [{lo}, {hi}] of its distribution"
-        raise ConfigError(f"{where}: must be {bound}; the {what} is not")
+        what = f"got {lo:g}" if prior.is_fixed else f"its distribution's support is [{lo:g}, {hi:g}]"
+        raise ConfigError(f"{where}: must be {bound}; {what}")
     return prior
