@@ -276,6 +276,8 @@ def scalar_prior_from_config(
         bound = f"> {lower}" if strict_lower else f">= {lower}"
         if upper < math.inf:
             bound += f" and <= {upper}"
-        what = f"got {lo:g}" if prior.is_fixed else f"its distribution's support is [{lo:g}, {hi:g}]"
+        what = (
+            f"got {lo:g}" if prior.is_fixed else f"its distribution's support is [{lo:g}, {hi:g}]"
+        )
         raise ConfigError(f"{where}: must be {bound}; {what}")
     return prior
