@@ -99,11 +99,15 @@ def check_outputs(*paths, overwrite: bool = False) -> None:
     Raises
     ------
     GeodiffError
-        Two outputs are one file, or one exists and ``overwrite`` is False.
+        Two outputs are one file, a folder on the way is a file, or an output exists and
+        ``overwrite`` is False.
     """
     paths = [Path(p) for p in paths if p is not None]
     if len({p.resolve() for p in paths}) < len(paths):
         raise GeodiffError(f"outputs {', '.join(map(str, paths))} must be different files")
     for path in paths:
+        blocked = next((d for d in path.parents if d.exists() and not d.is_dir()), None)
+        if blocked is not None:
+            raise GeodiffError(f"cannot write {path}: {blocked} is a file, not a folder")
         if path.exists() and not overwrite:
             raise GeodiffError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")

@@ -73,6 +73,15 @@ def _edited(change, checksum: str = "keep"):
     return make
 
 
+def _pickled_weights(folder: Path) -> Path:
+    """A copy of the shipped model whose weights file is a pickle (never to be executed)."""
+    import pickle
+
+    _edited(lambda meta: None)(folder)
+    (folder / "model.safetensors").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    return folder
+
+
 def _set(**entries):
     return lambda meta: meta.update(entries)
 
@@ -130,6 +139,12 @@ FILES = {
     "absolute": _edited(_set(weights="/etc/passwd"), "renew"),
     "huge_network": _edited(_network(block_out_channels=[10**6, 10**6, 10**6]), "renew"),
     "partial": _partial_store,
+    "pickled": _pickled_weights,
+    "no_value": "x,y\n0.1,0.2\n",
+    "empty": "",
+    "header_only": "x,y,value\n",
+    "short_row": "x,y,value\n0.1,0.2\n",
+    "outside": "x,y,value\n1.5,0.2,1.0\n0.3,0.4,2.0\n",
 }
 
 _MODEL = ("sample", "--n", "2", "--steps", "5", "--out", "{tmp}/s.nc", "--model")
@@ -246,6 +261,28 @@ CASES = {
     "demo into a file": (
         ["demo", "--out", "{obs}", "--n-obs", "5"],
         "is a file; the demo writes a folder",
+    ),
+    # files, names and values a careless user gives
+    "missing observations file": (
+        [*_KRIGE, "--obs", "{tmp}/none.csv", "--noise-sd", "0.1"],
+        "none.csv",
+    ),
+    "missing value column": ([*_KRIGE, "--obs", "{no_value}", "--noise-sd", "0.1"], "value"),
+    "empty observations file": ([*_KRIGE, "--obs", "{empty}", "--noise-sd", "0.1"], "empty"),
+    "no observations": ([*_KRIGE, "--obs", "{header_only}", "--noise-sd", "0.1"], "observation"),
+    "short row": ([*_KRIGE, "--obs", "{short_row}", "--noise-sd", "0.1"], "line 2"),
+    "outside the domain": ([*_KRIGE, "--obs", "{outside}", "--noise-sd", "0.1"], "outside"),
+    "unknown prior": (
+        ["simulate", "--prior", "no-such-prior", "--n", "2", "--out", "{tmp}/f.zarr"],
+        "no-such-prior",
+    ),
+    "unknown model": ([*_MODEL, "no-such-model"], "no model at 'no-such-model'"),
+    "pickle as safetensors": ([*_MODEL, "{pickled}"], "model.safetensors"),
+    "bad grid": ([*_SIMULATE, "--grid", "1x5"], "grid"),
+    "unknown device": ([*_SIMULATE, "--device", "tpu"], "--device must be cpu or cuda"),
+    "output folder is a file": (
+        [*_KRIGE, "--obs", "{obs}", "--noise-sd", "0.1", "--out", "{obs}/k.csv"],
+        "cannot write",
     ),
     "theta string NaN": (
         [
