@@ -177,6 +177,12 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--skip", type=int, default=0, help="leave the first datasets to an earlier run"
     )
+    parser.add_argument(
+        "--mcmc-pairs",
+        type=int,
+        default=None,
+        help="run MCMC on the first datasets only (default: all --pairs)",
+    )
     parser.add_argument("--note", default="", help="a sentence for the report (how it was run)")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (1 when sharing a small CPU)"
@@ -210,9 +216,10 @@ def main(argv=None) -> None:
     for k in tqdm(range(args.pairs), desc="datasets"):
         if k < args.skip:
             continue
-        if k in done and all(m in done[k] for m in args.methods):
+        wanted = [m for m in args.methods if m != "mcmc" or k < (args.mcmc_pairs or args.pairs)]
+        todo = [m for m in wanted if m not in done.get(k, {})]
+        if not todo:
             continue
-        todo = [m for m in args.methods if m not in done.get(k, {})]
         record = run_pair(model, k, argparse.Namespace(**{**vars(args), "methods": todo}), samplers)
         done[k] = {**done.get(k, {}), **record}
         with results.open("a") as f:
