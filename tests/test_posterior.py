@@ -235,7 +235,15 @@ def test_samplers_declare_their_options_and_return_diagnostics(gaussian):
     gens = generators_for(0, 0, [0, 1])
     out = posterior_sample("mcgdiff", oracle, SCHEDULE, problem, gens, steps=5, particles=4)
     assert out.draws.shape == (2, 1, *grid.shape) and out.draws.dtype == torch.float64
-    assert len(out.info["ess"]) == 4 and all(0 < e <= 1 for e in out.info["ess"])
+    assert len(out.info["ess"]) == 4  # one relative ESS per reweighting step
+    # uninformative data leave the particle weights equal (relative ESS exactly 1);
+    # data far from the prior's mean make them unequal
+    vague = LinearGaussianProblem(torch.eye(64)[:2], torch.zeros(2), 1e6, grid.shape)
+    flat = posterior_sample("mcgdiff", oracle, SCHEDULE, vague, gens, steps=5, particles=4)
+    np.testing.assert_allclose(flat.info["ess"], 1.0, atol=1e-6)
+    sharp = LinearGaussianProblem(torch.eye(64)[:2], torch.full((2,), 5.0), 0.01, grid.shape)
+    peaked = posterior_sample("mcgdiff", oracle, SCHEDULE, sharp, gens, steps=5, particles=4)
+    assert min(peaked.info["ess"]) < 0.9
     assert len(out.info["final_ess"]) == 2
     default = posterior_sample("daps", oracle, SCHEDULE, problem, gens[:1], steps=None)
     assert default.info == {} and default.draws.shape == (1, 1, *grid.shape)
