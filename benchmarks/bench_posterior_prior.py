@@ -139,6 +139,19 @@ def summarise(records: list[dict], methods: list[str], draws: int) -> str:
         lines.append(
             f"\nMCMC: {int((rhat > 1.05).sum())} of {len(rhat)} runs had a max R-hat above 1.05."
         )
+        converged = [r for r in records if r.get("mcmc", {}).get("max_rhat", 2.0) <= 1.05]
+        for m in methods:
+            both = [r for r in converged if m in r and m != "mcmc"]
+            if 1 < len(both) < len(rhat):
+                diff = np.array([r[m]["crps"] - r["mcmc"]["crps"] for r in both])
+                ratio = np.mean([r[m]["crps"] for r in both]) / np.mean(
+                    [r["mcmc"]["crps"] for r in both]
+                )
+                lines.append(
+                    f"On the {len(both)} datasets where MCMC converged, {m}'s CRPS is "
+                    f"{ratio:.3f} x MCMC's ({diff.mean():+.4f} ± "
+                    f"{diff.std(ddof=1) / math.sqrt(len(diff)):.4f})."
+                )
         divergent = [
             r["mcmc"]["divergences"] for r in records if "divergences" in r.get("mcmc", {})
         ]
