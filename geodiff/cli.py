@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from geodiff.errors import GeodiffError
 from geodiff.io import check_outputs
 
@@ -50,6 +52,8 @@ _probabilities = _typed(lambda s: tuple(float(v) for v in s.split(",")),
                         "levels in (0, 1) like 0.05,0.5,0.95",
                         lambda v: all(0 < p < 1 for p in v))  # fmt: skip
 _domain_box = _typed(_domain, "model, auto or x_min,x_max,y_min,y_max")
+_noise = _typed(lambda s: s if s in ("reml", "bayes") else float(s),
+                "a number >= 0, reml or bayes", lambda v: isinstance(v, str) or v >= 0)  # fmt: skip
 
 
 def _flag(help: str, type=None, default=None, **more) -> dict:
@@ -65,7 +69,13 @@ FLAGS = {
     "--prior": _flag("prior config: a .toml file or a shipped name (see `geodiff priors`)"),
     "--model": _flag("trained model: a run folder or a shipped name", Path, required=True),
     "--obs": _flag("observations CSV: x,y,value[,noise_sd] or a box per row", Path, required=True),
-    "--noise-sd": _flag("measurement noise sd of every observation", _size),
+    "--noise-sd": _flag("measurement noise sd of every observation, or infer it: reml (plug-in "
+                        "nugget) or bayes (sampled with the field); default: the file's "
+                        "noise_sd column, else bayes", _noise),
+    "--transform": _flag("model transformed values; predictions are back-transformed",
+                         default="none", choices=("none", "log", "boxcox", "normal-score")),
+    "--predict": _flag("predict a new measurement (field + noise) or the smooth field",
+                       default="measurement", choices=("measurement", "field")),
     "--merge-duplicates": _switch("average observations at one location (default: refuse)"),
     "--theta": _flag("JSON file of known parameter values (simple kriging)", Path),
     "--grid": _flag("grid size N or HxW over the prior's domain", default="64"),
@@ -118,6 +128,13 @@ FLAGS = {
     "--mse-fields": _flag("fields for the denoising error", _count),
     "--classifier-epochs": _flag("two-sample classifier epochs", _count),
     "--strict": _switch("exit with status 1 if a check warns"),
+    "--folds": _flag("cross-validation folds", _count, 5),
+    "--fold-scheme": _flag("random folds, or spatial blocks held out whole", default="random",
+                           choices=("random", "blocked")),
+    "--block-size": _flag("side of the spatial blocks (default: see geodiff.evaluate.folds)",
+                          _rate),
+    "--methods": _flag("comma-separated methods", default="diffusion,kriging-ok,mcmc"),
+    "--from-data": _flag("observations CSV the prior is fitted to", Path, required=True),
     "--out": _flag("output path", Path, required=True),
     "--draws-out": _flag("NetCDF file of the draws (default: OUT with .draws.nc)", Path),
     "--quantiles": _flag("predictive quantile levels", _probabilities, (0.05, 0.5, 0.95)),
@@ -129,7 +146,8 @@ FLAGS = {
     "--quiet": _switch("no progress messages or bars"),
 }  # fmt: skip
 
-_OBSERVATIONS = ("--obs", "--noise-sd", "--merge-duplicates")
+_OBSERVATIONS = ("--obs", "--noise-sd", "--merge-duplicates", "--transform", "--domain",
+                 "--margin", "--standardise")  # fmt: skip
 _SUMMARY = ("--out", "--quantiles", "--threshold", "--plot", "--overwrite")
 _RUN = ("--seed", "--device", "--quiet")
 
@@ -168,15 +186,29 @@ def _parser() -> argparse.ArgumentParser:
               "--workers", "--plot", *_RUN), {"--prior": required_prior})  # fmt: skip
     _command(sub, "krige", _cmd_krige, "kriging: ordinary (fitted) or simple (known parameters)",
              (*_OBSERVATIONS, "--prior", "--at", "--grid", "--kriging", "--fit", "--isotropic",
-              "--theta", *_SUMMARY, "--quiet"), {"--prior": required_prior})  # fmt: skip
+              "--theta", "--predict", *_SUMMARY, "--quiet"),
+             {"--prior": required_prior})  # fmt: skip
     _command(sub, "mcmc", _cmd_mcmc, "fully Bayesian predictions: NUTS over the parameters",
              (*_OBSERVATIONS, "--prior", "--at", "--grid", "--mcmc-chains", "--mcmc-warmup",
-              "--mcmc-samples", "--draws", "--no-jit", *_SUMMARY, *_RUN),
-             {"--prior": required_prior, "--draws": {"default": 200}})  # fmt: skip
+              "--mcmc-samples", "--draws", "--no-jit", "--predict", *_SUMMARY, *_RUN),
+             {"--prior": required_prior, "--draws": {"default": 199}})  # fmt: skip
     _command(sub, "predict", _cmd_predict, "posterior draws and predictions from a trained model",
              ("--model", *_OBSERVATIONS, "--at", "--method", "--draws", "--steps", "--particles",
-              "--step-size", "--cg-iterations", "--eta", "--domain", "--margin", "--standardise",
-              "--batch-size", *_SUMMARY, "--draws-out", *_RUN), method)  # fmt: skip
+              "--step-size", "--cg-iterations", "--eta", "--batch-size", "--predict", *_SUMMARY,
+              "--draws-out", *_RUN), method)  # fmt: skip
+    _command(sub, "crossval", _cmd_crossval, "K-fold cross-validation of every method on "
+             "observations in physical units; print and write the table",
+             ("--model", "--obs", "--noise-sd", "--merge-duplicates", "--transform", "--domain",
+              "--margin", "--methods", "--folds", "--fold-scheme", "--block-size",
+              "--method", "--steps", "--draws", "--mcmc-warmup", "--mcmc-samples", "--predict",
+              "--out", "--overwrite", *_RUN),
+             {**method, "--draws": {"default": 39}, "--mcmc-warmup": {"default": 300},
+              "--mcmc-samples": {"default": 300}, "--domain": {"default": "auto"},
+              "--out": {"help": "table (.md); per-point table beside it (.csv)"}})  # fmt: skip
+    _command(sub, "prior", _cmd_prior, "write a prior config (TOML) fitted to observations: "
+             "domain, length-scale and variance ranges from the data",
+             ("--from-data", "--noise-sd", "--merge-duplicates", "--margin", "--out",
+              "--overwrite"), {"--out": {"help": "the prior config to write (.toml)"}})  # fmt: skip
     _command(sub, "demo", _cmd_demo, "a true field, sparse data and every method side by side",
              ("--model", "--n-obs", "--noise-sd", "--draws", "--method", "--steps",
               "--mcmc-warmup", "--mcmc-samples", "--out", *_RUN),
@@ -245,25 +277,33 @@ def _cmd_simulate(args) -> None:
         print(f"plot: {plot_store(open_store(path), prior, figure_path(args.plot, args.out))}")
 
 
-def _load_problem(args):
-    """Prior, observations and targets from the shared prediction arguments."""
+def _task(args, model=None, theta=None):
+    """The prediction task of the shared arguments (see :mod:`geodiff.evaluate.tasks`)."""
+    from geodiff.evaluate.tasks import build_task, read_observations
     from geodiff.fields.config import load_prior
-    from geodiff.grid import Grid
     from geodiff.observe import read_points_csv
 
-    check_outputs(args.out, overwrite=args.overwrite)
-    prior = load_prior(args.prior)
-    obs = _read_observations(args)
-    obs.check_inside(prior.domain, f"the prior's domain (set domain in {args.prior})")
-    targets = Grid.parse(args.grid, prior.domain) if args.at == "grid" else read_points_csv(args.at)
-    return prior, obs, targets
-
-
-def _read_observations(args):
-    from geodiff.observe import Observations
-
     duplicates = "merge" if args.merge_duplicates else "reject"
-    return Observations.from_csv(args.obs, noise_sd=args.noise_sd, duplicates=duplicates)
+    obs, noise = read_observations(args.obs, args.noise_sd, duplicates=duplicates)
+    targets = "grid" if args.at == "grid" else read_points_csv(args.at)
+    prior = load_prior(args.prior) if model is None else None
+    return build_task(
+        obs, targets, prior=prior, model=model, noise=noise, transform=args.transform,
+        domain=args.domain, margin=args.margin, standardise=args.standardise,
+        grid=getattr(args, "grid", "64"), theta=theta,
+    )  # fmt: skip
+
+
+def _noise_line(pred) -> str:
+    """One line on the noise the prediction used."""
+    info = pred.info
+    if info.get("noise_sd_draws") is not None:
+        sd = info["noise_sd_draws"]
+        lo, hi = np.quantile(sd, [0.05, 0.95])
+        return f"noise sd (inferred, posterior): {np.mean(sd):.4g}, 90% interval {lo:.4g}-{hi:.4g}"
+    if "noise_sd" in info:
+        return f"noise sd (inferred, REML plug-in): {info['noise_sd']:.4g}"
+    return "noise sd: as given"
 
 
 def _model(args):
@@ -288,34 +328,45 @@ def _finish_prediction(args, pred, obs, details: dict) -> None:
             raise GeodiffError(f"wrote {out}, but not its plot: {err}") from None
 
 
+def _run(args, name, task, **options):
+    """``run_predictor`` with the shared arguments; prints the noise line."""
+    from geodiff.evaluate.predictors import run_predictor
+
+    draws, seed = getattr(args, "draws", 19), getattr(args, "seed", 0)
+    pred = run_predictor(name, task, draws=draws, seed=seed, progress=not args.quiet,
+                         quantity=args.predict, **options)  # fmt: skip
+    print(_noise_line(pred))
+    return pred
+
+
 def _cmd_krige(args) -> None:
-    from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
-    from geodiff.baselines.kriging import simple_kriging
     from geodiff.fields.config import load_theta
 
-    prior, obs, targets = _load_problem(args)
+    check_outputs(args.out, overwrite=args.overwrite)
     if args.kriging == "simple":
-        pred = simple_kriging(prior, load_theta(args.theta), obs, targets)
-        print(f"simple kriging ({pred.info['engine']}) with theta = {pred.info['theta']}")
+        task = _task(args, theta=load_theta(args.theta))
+        pred = _run(args, "kriging-oracle", task)
+        pred.method = "simple kriging"
+        print(f"simple kriging with theta = {task.theta}")
     else:
-        anisotropic, settings = not args.isotropic, plug_in_settings(prior)
-        pred = ordinary_kriging(obs, targets, method=args.fit, anisotropic=anisotropic, **settings)
+        task = _task(args)
+        pred = _run(args, "kriging-ok", task, fit=args.fit, anisotropic=not args.isotropic)
         fitted = ", ".join(f"{k}={v:.4g}" for k, v in pred.info["fit"].items())
         print(f"ordinary kriging, {args.fit} fit: {fitted}")
-    _finish_prediction(args, pred, obs, {})
+    _finish_prediction(args, pred, task.obs, {"quantity": args.predict})
 
 
 def _cmd_mcmc(args) -> None:
-    from geodiff.baselines.mcmc import mcmc_posterior
-
-    prior, obs, targets = _load_problem(args)
-    result = mcmc_posterior(
-        prior, obs, num_samples=args.mcmc_samples, warmup_steps=args.mcmc_warmup,
-        num_chains=args.mcmc_chains, seed=args.seed, jit=not args.no_jit, progress=not args.quiet,
-    )  # fmt: skip
-    print(result.summary_text())
-    pred = result.predict(targets, n_draws=args.draws, seed=args.seed, progress=not args.quiet)
-    _finish_prediction(args, pred, obs, {"parameters": result.summary()})
+    check_outputs(args.out, overwrite=args.overwrite)
+    task = _task(args)
+    options = {"warmup": args.mcmc_warmup, "samples": args.mcmc_samples,
+               "chains": args.mcmc_chains, "on_grid": False, "jit": not args.no_jit}  # fmt: skip
+    pred = _run(args, "mcmc", task, **options)
+    summary = pred.info["summary"]
+    print("\n".join(f"{k:24s} mean {v['mean']:9.4g} sd {v['sd']:9.4g} R-hat {v['rhat']:.3f} "
+                    f"ESS {v['ess']:.0f}" for k, v in summary.items()))  # fmt: skip
+    print(f"divergences: {pred.info['divergences']}")
+    _finish_prediction(args, pred, task.obs, {"parameters": summary, "quantity": args.predict})
 
 
 def _cmd_train(args) -> None:
@@ -373,32 +424,54 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_predict(args) -> None:
-    from geodiff.observe import read_points_csv
-    from geodiff.posterior import diffusion_posterior
-    from geodiff.transform import DomainMap
+    from geodiff.fields.from_data import check_prior_coverage
 
     out_draws = args.draws_out or args.out.with_name(args.out.stem + ".draws.nc")
     check_outputs(args.out, out_draws, overwrite=args.overwrite)
     model = _model(args)
-    obs = _read_observations(args)
-    targets = "grid" if args.at == "grid" else read_points_csv(args.at)
-    domain = {"model": model.grid.extent, "auto": None}.get(args.domain, args.domain)
-    dmap = DomainMap.fit(
-        obs, model.grid.extent, targets=None if args.at == "grid" else targets, domain=domain,
-        margin=args.margin, standardise=args.standardise, data_scale=model.data_scale,
-    )  # fmt: skip
-    names = ("steps", "particles", "step_size", "eta", "cg_iterations")
+    task = _task(args, model=model)
+    if task.domain_map is not None:
+        print(check_prior_coverage(model.prior, task.domain_map, task.obs).message())
+    names = ("steps", "particles", "step_size", "eta", "cg_iterations", "batch_size")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    draws = diffusion_posterior(
-        model, obs, method=args.method, samples=args.draws, seed=args.seed, domain_map=dmap,
-        batch_size=args.batch_size, progress=not args.quiet, **options,
-    )  # fmt: skip
-    seconds = draws.info["wall_time_s"]
+    pred = _run(args, "diffusion", task, method=args.method, keep_posterior=True, **options)
+    post, seconds = pred.info.pop("posterior"), pred.info["wall_time_s"]
     print(f"{args.method}: {args.draws} posterior draws in {seconds:.1f} s "
           f"({100 * seconds / args.draws:.1f} s per 100 draws)")  # fmt: skip
-    draws.write(out_draws, {"model": str(args.model), "observations": str(args.obs)})
+    if task.transform is not None:
+        post.fields = task.transform.inverse(post.fields).astype(np.float32)
+    post.write(out_draws, {"model": str(args.model), "observations": str(args.obs),
+                           "content": "posterior draws of the field"})  # fmt: skip
     print(f"posterior draws: {out_draws}")
-    _finish_prediction(args, draws.at(targets), obs, {"model": str(args.model)})
+    _finish_prediction(args, pred, task.obs, {"model": str(args.model), "quantity": args.predict})
+
+
+def _cmd_crossval(args) -> None:
+    from geodiff.evaluate.crossval import run_crossval_command
+
+    check_outputs(args.out, args.out.with_suffix(".csv"), overwrite=args.overwrite)
+    duplicates = "merge" if args.merge_duplicates else "reject"
+    table = run_crossval_command(
+        _model(args), args.obs, args.out, noise_sd=args.noise_sd, duplicates=duplicates,
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        folds=args.folds, scheme=args.fold_scheme, block_size=args.block_size,
+        transform=args.transform, domain=args.domain, margin=args.margin, draws=args.draws,
+        diffusion_method=args.method, steps=args.steps, mcmc_warmup=args.mcmc_warmup,
+        mcmc_samples=args.mcmc_samples, quantity=args.predict, seed=args.seed,
+        progress=not args.quiet, command="geodiff " + shlex.join(args.argv),
+    )  # fmt: skip
+    print(table)
+    print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
+
+
+def _cmd_prior(args) -> None:
+    from geodiff.evaluate.tasks import read_observations
+    from geodiff.fields.from_data import write_prior_from_data
+
+    duplicates = "merge" if args.merge_duplicates else "reject"
+    obs, _ = read_observations(args.from_data, args.noise_sd, duplicates=duplicates)
+    path = write_prior_from_data(obs, args.out, margin=args.margin, overwrite=args.overwrite)
+    print(f"wrote {path}: use it with --prior {path} (geodiff krige, mcmc, train)")
 
 
 def _cmd_sample(args) -> None:

@@ -33,6 +33,7 @@ from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 
 __all__ = [
+    "MissingNoiseError",
     "ObservationOperator",
     "Observations",
     "block_mean_operator",
@@ -49,6 +50,10 @@ NEAR_DUPLICATE_FRACTION = 1e-6
 _GRID_METHODS = ("bilinear", "nearest")
 _POINT_COLUMNS = ("x", "y")
 _BLOCK_COLUMNS = ("x_min", "x_max", "y_min", "y_max")
+
+
+class MissingNoiseError(GeodiffError):
+    """A file without a noise_sd column, read without a noise sd."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -453,7 +458,7 @@ class Observations:
                 _check_column(path, name, table[name], lines)
         if noise_sd is None:
             if "noise_sd" not in table:
-                raise GeodiffError(
+                raise MissingNoiseError(
                     f"{path}: give the measurement noise, as a noise_sd column or an argument "
                     "(0 for noiseless observations)"
                 )

@@ -3,7 +3,19 @@
 Every prediction method (kriging, MCMC, diffusion posterior sampling) returns a
 :class:`Prediction`: Gaussian (a mean and a standard deviation at each target) or
 represented by draws, summarised the same way (mean, sd, quantiles, exceedance
-probabilities) and written the same way (CSV or NetCDF).
+probabilities, central intervals, CRPS) and written the same way (CSV or NetCDF).
+
+Two refinements, both recorded in ``info`` (so in the JSON sidecar):
+
+* **Field or new measurement** (:attr:`Prediction.quantity`): a method predicts the
+  smooth field; :meth:`Prediction.measurement` gives the predictive distribution of a
+  new measurement, the field plus independent ``N(0, τ²)`` noise.
+* **Back-transformed** (:attr:`Prediction.transform`): a prediction made in a value
+  transform's latent units and mapped back to the original units by
+  :func:`geodiff.anamorphosis.back_transform`. With draws, the draws are back-transformed;
+  a Gaussian latent keeps ``latent_mean`` and ``latent_sd`` and its quantiles,
+  exceedances, intervals and CRPS are those of ``T⁻¹(N(μ, σ²))``. Noise is added in
+  the latent units, so the order is ``back_transform(pred.measurement(tau), T)``.
 """
 
 from __future__ import annotations
@@ -18,8 +30,16 @@ from scipy import stats
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 from geodiff.io import atomic_write
+from geodiff.rng import derive_seed
 
 __all__ = ["Prediction", "check_finite"]
+
+#: the derive_seed stream of the measurement noise of :meth:`Prediction.measurement`
+_MEASUREMENT_STREAM = 41
+
+#: probability levels (midpoints of K equal bins) of the quantile-grid CRPS of a
+#: back-transformed Gaussian prediction
+_CRPS_LEVELS = 1000
 
 
 def check_finite(
@@ -68,7 +88,11 @@ def check_finite(
 
 @dataclass
 class Prediction:
-    """The predictive distribution of the field at target points.
+    """The predictive distribution of the field (or a new measurement) at target points.
+
+    Three representations: draws (``draws`` set), Gaussian ``N(mean, sd²)``, and
+    back-transformed Gaussian ``T⁻¹(N(latent_mean, latent_sd²))`` (``transform`` set,
+    no draws); see :attr:`representation`.
 
     Attributes
     ----------
@@ -83,6 +107,13 @@ class Prediction:
     method : str
     info : dict
         What the method wants to report (fitted parameters, diagnostics, wall time).
+        ``info["quantity"]`` is ``"measurement"`` for a new measurement's prediction
+        (default: the field), ``info["transform"]`` the transform's ``to_dict()``.
+    latent_mean, latent_sd : numpy.ndarray, shape (m,), optional
+        The Gaussian prediction in the transform's latent units (back-transformed
+        Gaussian predictions only; ``mean`` and ``sd`` are then in the original units).
+    transform : geodiff.anamorphosis.ValueTransform, optional
+        Set when the prediction was back-transformed to the original units.
     """
 
     targets: np.ndarray
@@ -92,6 +123,9 @@ class Prediction:
     grid: Grid | None = None
     method: str = ""
     info: dict = field(default_factory=dict)
+    latent_mean: np.ndarray | None = field(default=None, kw_only=True)
+    latent_sd: np.ndarray | None = field(default=None, kw_only=True)
+    transform: object | None = field(default=None, kw_only=True)
 
     @classmethod
     def from_draws(cls, targets, draws, *, grid=None, method="", info=None) -> Prediction:
@@ -108,13 +142,34 @@ class Prediction:
         )
 
     def __post_init__(self):
-        for name in ("mean", "sd", "draws"):
+        for name in ("mean", "sd", "draws", "latent_mean", "latent_sd"):
             value = getattr(self, name)
             if value is not None:
-                check_finite(value, "means" if name == "mean" else name)
+                check_finite(value, "means" if name == "mean" else name.replace("_", " "))
+        latent = (self.latent_mean is None, self.latent_sd is None)
+        if latent[0] != latent[1]:
+            raise GeodiffError("give both latent_mean and latent_sd, or neither")
+        if self.transform is None and not latent[0]:
+            raise GeodiffError("latent_mean and latent_sd need the transform they belong to")
+        if self.transform is not None and self.draws is None and latent[0]:
+            raise GeodiffError(
+                "a back-transformed Gaussian prediction needs latent_mean and latent_sd"
+            )
 
     def __len__(self) -> int:
         return len(self.mean)
+
+    @property
+    def representation(self) -> str:
+        """``"draws"``, ``"gaussian"`` or ``"transformed-gaussian"``."""
+        if self.draws is not None:
+            return "draws"
+        return "gaussian" if self.transform is None else "transformed-gaussian"
+
+    @property
+    def quantity(self) -> str:
+        """What is predicted: ``"field"`` (the default) or ``"measurement"``."""
+        return str(self.info.get("quantity", "field"))
 
     def quantiles(self, probs) -> np.ndarray:
         """Predictive quantiles.
@@ -132,17 +187,156 @@ class Prediction:
             raise GeodiffError(f"quantile levels must lie in (0, 1), got {probs.tolist()}")
         if self.draws is not None:
             return np.quantile(self.draws, probs, axis=0)
+        if self.transform is not None:  # T is increasing: quantiles map through T⁻¹
+            return self._back(
+                self.latent_mean[None] + self.latent_sd[None] * stats.norm.ppf(probs)[:, None],
+                "quantiles",
+            )
         return self.mean[None] + self.sd[None] * stats.norm.ppf(probs)[:, None]
 
     def exceedance(self, threshold: float) -> np.ndarray:
-        """Probability that the field exceeds ``threshold`` at each target, shape (m,)."""
+        """Probability that the field exceeds ``threshold`` at each target, shape (m,).
+
+        Back-transformed Gaussian: ``P(Y > t) = Φ((μ - T(t)) / σ)``, which is 1 for
+        ``t`` below the transform's domain (e.g. ``t <= 0`` under ``log``).
+        """
         threshold = _check_threshold(threshold)
         if self.draws is not None:
             return (self.draws > threshold).mean(0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = (threshold - self.mean) / self.sd
-        p = stats.norm.sf(z)
-        return np.where(self.sd > 0, p, (self.mean > threshold).astype(float))
+        if self.transform is not None:
+            latent = float(self.transform.forward_extended(threshold))
+            return _gaussian_sf(self.latent_mean, self.latent_sd, latent)
+        return _gaussian_sf(self.mean, self.sd, threshold)
+
+    def interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """The central predictive interval of probability ``level``.
+
+        Draws: empirical quantiles ``(1 ± level) / 2`` (``numpy.quantile``); Gaussian:
+        ``mean ∓ z sd`` with ``z = Φ⁻¹((1 + level) / 2)``; back-transformed Gaussian:
+        ``T⁻¹(μ ∓ z σ)``.
+
+        Returns
+        -------
+        lower, upper : numpy.ndarray, shape (m,)
+        """
+        try:
+            level = float(level)
+        except (TypeError, ValueError):
+            raise GeodiffError(f"interval level must be a number, got {level!r}") from None
+        if not 0 < level < 1:
+            raise GeodiffError(f"interval level must lie in (0, 1), got {level:g}")
+        alpha = (1 - level) / 2
+        if self.draws is None and self.transform is None:
+            z = stats.norm.ppf(1 - alpha)
+            return self.mean - z * self.sd, self.mean + z * self.sd
+        lower, upper = self.quantiles([alpha, 1 - alpha])
+        return lower, upper
+
+    def crps(self, observed) -> np.ndarray:
+        """The continuous ranked probability score of each observed value (lower is better).
+
+        Draws: the fair ensemble estimator; Gaussian: the closed form (both by
+        :func:`geodiff.metrics.scores.crps`). Back-transformed Gaussian: the quantile
+        representation ``CRPS = 2 ∫₀¹ (1{y < q_p} - p)(q_p - y) dp`` by the midpoint rule
+        on 1000 levels of ``p``. Against the closed-form CRPS of a log-normal (observations
+        from 0.01 to 100 times its median) the relative error is below 1e-4 up to σ = 1.5
+        and 4e-4 at σ = 3: the error is the unresolved extreme tails.
+
+        Parameters
+        ----------
+        observed : array_like, shape (m,)
+
+        Returns
+        -------
+        numpy.ndarray, shape (m,)
+        """
+        from geodiff.metrics.scores import crps
+
+        truth = np.asarray(observed, dtype=float).reshape(-1)
+        if truth.shape != (len(self),):
+            raise GeodiffError(f"{truth.size} observed values for {len(self)} targets")
+        check_finite(truth, "observed values", hint="give finite observed values")
+        if self.draws is not None:
+            return crps(truth, self.draws)
+        if self.transform is None:
+            return crps(truth, mean=self.mean, sd=self.sd)
+        probs = (np.arange(_CRPS_LEVELS) + 0.5) / _CRPS_LEVELS  # (K,)
+        z = stats.norm.ppf(probs)[:, None]
+        out = np.empty(len(self))
+        for start in range(0, len(self), 4096):  # (K, 4096) blocks bound the memory
+            part = slice(start, start + 4096)
+            q = self._back(
+                self.latent_mean[None, part] + self.latent_sd[None, part] * z, "quantiles"
+            )
+            y = truth[None, part]
+            out[part] = 2.0 * (((y < q) - probs[:, None]) * (q - y)).mean(0)
+        return out
+
+    def measurement(self, noise_sd, seed: int = 0) -> Prediction:
+        """The predictive distribution of a new measurement: the field plus ``N(0, τ²)``.
+
+        Parameters
+        ----------
+        noise_sd : float or array_like
+            τ: a scalar; shape (m,), one per target; or, with draws only, shape (S,) or
+            (S, 1), one per draw (when τ has a posterior). A 1-D array whose length is
+            both S and m is ambiguous: pass (S, 1) or (1, m).
+        seed : int
+            Seeds the noise of a draw-based prediction (stream
+            ``derive_seed(seed, 41)``; draw i's noise does not depend on S).
+
+        Returns
+        -------
+        Prediction
+            Gaussian: the same mean, ``sd = sqrt(sd² + τ²)``. Draws: ``draws + τ ε``,
+            ε standard normal. ``info["quantity"] = "measurement"`` and
+            ``info["measurement_noise_sd"]`` (τ, or its min, mean and max).
+
+        Raises
+        ------
+        GeodiffError
+            Already a measurement; back-transformed (add the noise in latent units:
+            ``back_transform(pred.measurement(tau), T)``); τ negative, non-finite or of
+            the wrong shape; one τ per draw for a Gaussian prediction.
+        """
+        if self.quantity == "measurement":
+            raise GeodiffError(
+                "this prediction is already of a new measurement; its noise is added once"
+            )
+        if self.transform is not None:
+            raise GeodiffError(
+                "measurement noise is added in the transformed (latent) units, before the "
+                "back-transform: use back_transform(pred.measurement(tau), transform) on the "
+                "latent prediction"
+            )
+        n_draws = None if self.draws is None else len(self.draws)
+        tau, summary = _measurement_noise(noise_sd, n_draws, len(self))
+        info = {**self.info, "quantity": "measurement", "measurement_noise_sd": summary}
+        if self.draws is None:
+            sd = np.sqrt(self.sd**2 + tau**2)
+            return Prediction(
+                self.targets, self.mean.copy(), sd, None, self.grid, self.method, info
+            )
+        rng = np.random.default_rng(derive_seed(seed, _MEASUREMENT_STREAM))
+        noise = tau * rng.standard_normal(self.draws.shape)  # (S, m)
+        info["measurement_seed"] = int(seed)
+        return Prediction.from_draws(
+            self.targets, self.draws + noise, grid=self.grid, method=self.method, info=info
+        )
+
+    def _back(self, latent, what: str) -> np.ndarray:
+        """``T⁻¹(latent)``, refusing an overflow (or Box-Cox beyond its range) clearly."""
+        values = self.transform.inverse(latent)
+        top = float(np.max(latent)) if np.size(latent) else float("nan")
+        check_finite(
+            values,
+            what,
+            hint=(
+                f"the {self.transform.name} back-transform overflowed or left its range "
+                f"(latent values up to {top:.4g})"
+            ),
+        )
+        return values
 
     def as_maps(self) -> dict[str, np.ndarray]:
         """Mean and sd as (H, W) maps (grid targets only)."""
@@ -194,6 +388,10 @@ class Prediction:
             draws = np.asarray(self.draws, dtype=np.float32).reshape(len(self.draws), *shape)
             data["draws"] = (("draw", *dims), draws)
         attrs = {**netcdf_attrs(self.info, plain_only=True), "method": self.method or "prediction"}
+        if self.transform is not None:
+            import json
+
+            attrs["transform"] = json.dumps(self.transform.to_dict())
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def write(
@@ -237,12 +435,66 @@ class Prediction:
         info = {k: v for k, v in self.info.items() if k != "cov"}
         try:
             text = json.dumps(
-                {"method": self.method, **info, **(details or {})}, indent=2, default=float
+                {"method": self.method, **info, **(details or {})}, indent=2, default=_json_value
             )
             sidecar = write_text(out.with_name(out.name + ".json"), text)
         except (GeodiffError, TypeError, ValueError) as err:
             raise GeodiffError(f"wrote {out}, but not its details: {err}") from None
         return out, sidecar
+
+
+def _gaussian_sf(mean, sd, threshold: float) -> np.ndarray:
+    """``P(N(mean, sd²) > threshold)``, shape (m,); a point mass where ``sd == 0``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (threshold - mean) / sd
+    p = stats.norm.sf(z)
+    return np.where(sd > 0, p, (mean > threshold).astype(float))
+
+
+def _measurement_noise(noise_sd, n_draws: int | None, m: int):
+    """τ broadcastable to (S, m) (draws) or (m,) (Gaussian), and its summary for ``info``."""
+    try:
+        tau = np.asarray(noise_sd, dtype=float)
+    except (TypeError, ValueError):
+        raise GeodiffError(f"noise sd must be a number or an array, got {noise_sd!r}") from None
+    if not np.isfinite(tau).all() or (tau < 0).any():
+        raise GeodiffError("measurement noise sd must be finite and >= 0")
+    if tau.ndim == 0:
+        return tau, float(tau)
+    per_draw = tau.shape == (n_draws, 1) or (tau.ndim == 1 and len(tau) == n_draws != m)
+    per_target = tau.shape in ((m,), (1, m))
+    if tau.ndim == 1 and len(tau) == n_draws == m:
+        raise GeodiffError(
+            f"a noise sd of shape ({m},) is ambiguous with {m} draws of {m} targets: pass "
+            "shape (S, 1) for one per draw or (1, m) for one per target"
+        )
+    if per_draw:
+        tau = tau.reshape(-1, 1)
+    elif not per_target:
+        raise GeodiffError(
+            f"noise sd of shape {tau.shape}: expected a scalar, one per target ({m},)"
+            + (
+                "; one per draw needs a prediction represented by draws"
+                if n_draws is None
+                else f", or one per draw ({n_draws},) or ({n_draws}, 1)"
+            )
+        )
+    elif n_draws is None:
+        tau = tau.reshape(-1)
+    summary = {
+        "per": "draw" if per_draw else "target",
+        "min": float(tau.min()),
+        "mean": float(tau.mean()),
+        "max": float(tau.max()),
+    }
+    return tau, summary
+
+
+def _json_value(value):
+    """JSON for what ``json`` does not know: arrays as lists, numpy numbers as floats."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return float(value)
 
 
 def _check_threshold(threshold) -> float:

@@ -46,6 +46,7 @@ def test_simple_kriging_command_matches_the_api(files, capsys):
             "krige", "--obs", str(root / "obs.csv"), "--prior", "stationary-matern",
             "--kriging", "simple", "--theta", str(root / "theta.json"),
             "--at", str(root / "targets.csv"), "--out", str(out), "--threshold", "0.5",
+            "--predict", "field",
         ]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
@@ -103,7 +104,10 @@ def test_mcmc_command(files, capsys):
         ("x,y,value\n0.1,0.2,nan\n0.3,0.3,1\n", ["--noise-sd", "0.1"], "NaN"),
         ("x,y,value,noise_sd\n0.1,0.2,1,0.1\n1.3,0.3,1,0.1\n", [], "outside the prior's domain"),
         ("x,y,value,noise_sd\n0.1,0.2,1,0.1\n0.1,0.2,2,0.1\n", [], "merge-duplicates"),
-        ("x,y,value\n0.1,0.2,1\n", [], "noise_sd column"),
+        ("x,y,value\n0.1,0.2,1\n", [], "at least 2"),
+        ("x,y,value\n0.1,0.2,1\n0.2,0.3,2\n0.3,0.4,1\n", [], "on one line"),
+        ("x,y,value\n0.1,0.2,1\n0.2,0.5,1\n0.3,0.1,1\n", [], "all 3 observed values are equal"),
+        ("x,y,value\n0.1,0.2,1\n0.2,0.5,-1\n0.3,0.1,2\n", ["--transform", "log"], "positive"),
         (
             "x,y,value,noise_sd\n0.1,0.2,1,0.1\n0.5,0.2,2,0.1\n",
             ["--kriging", "simple"],

@@ -113,7 +113,7 @@ def test_kriging_cross_validation_is_kriging_of_the_other_folds(model):
         np.testing.assert_allclose(cv.mean["kriging-ok"][test], pred.mean, rtol=1e-10)
         np.testing.assert_allclose(cv.sd["kriging-ok"][test], sd, rtol=1e-10)
     field_only = cross_validate(
-        model, obs, folds=3, methods="kriging-ok", seed=2, include_noise=False, progress=False
+        model, obs, folds=3, methods="kriging-ok", seed=2, quantity="field", progress=False
     )
     assert (field_only.sd["kriging-ok"] < cv.sd["kriging-ok"]).all()
 

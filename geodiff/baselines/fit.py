@@ -17,6 +17,7 @@ nugget acting as measurement error.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -35,12 +36,24 @@ from geodiff.grid import Grid
 from geodiff.observe import Observations
 from geodiff.prediction import Prediction, check_finite
 
-__all__ = ["CovarianceFit", "FitWarning", "fit_covariance", "ordinary_kriging", "plug_in_settings"]
+__all__ = [
+    "CovarianceFit",
+    "FitWarning",
+    "NoiseEstimate",
+    "fit_covariance",
+    "ordinary_kriging",
+    "plug_in_settings",
+    "reml_noise",
+]
 
 _METHODS = ("ml", "variogram")
 _DEFAULT_SHAPE = {"matern": {"nu": 1.5}, "stable": {"alpha": 1.5}}
 _MIN_RATIO = 0.1  # smallest anisotropy ratio fitted
 _R2_WARN = 0.5
+_PACKED = ("variance", "length_scale", "nugget", "anis_ratio", "angle")  # order of z
+_EIG_RTOL = 1e-10  # Hessian eigenvalues below this fraction of the largest count as zero
+
+logger = logging.getLogger(__name__)
 
 
 class FitWarning(UserWarning):
@@ -62,6 +75,16 @@ class CovarianceFit:
     score : float
         REML log-likelihood (``"ml"``) or the variogram fit's R² (``"variogram"``).
     warnings : list of str
+    standard_errors : dict of str to float
+        ``"ml"`` only (empty for variogram fits): asymptotic standard errors, in the
+        data's units, from the observed information (the Hessian of the negative REML
+        log-likelihood in the log-parameters at the optimum), by the delta method:
+        ``variance, length_scale, nugget, noise_sd`` (= sqrt(nugget)), ``mean`` (GLS,
+        given the covariance) and, if anisotropic, ``anis_ratio, angle``. A parameter on
+        a bound of the optimiser is held fixed there and gets NaN (the others are then
+        conditional on it); one along a flat direction of the likelihood gets inf.
+    se_notes : list of str
+        Why a standard error is NaN or inf.
     """
 
     family: str
@@ -69,6 +92,8 @@ class CovarianceFit:
     method: str
     score: float
     warnings: list = field(default_factory=list)
+    standard_errors: dict = field(default_factory=dict)
+    se_notes: list = field(default_factory=list)
 
     def gstools_model(self, nugget: bool = True) -> gstools.CovModel:
         """The fitted model as a GSTools ``CovModel``."""
@@ -198,7 +223,12 @@ def _fit_reml(obs: Observations, fam, shape: dict, anisotropic: bool) -> Covaria
     }
     _range_warning(params, diameter, messages)
     score = -float(best.fun) - (len(y) - 1) * math.log(scale)  # REML, data units
-    return CovarianceFit(fam.name, params, "ml", score, messages)
+    se_log, notes = _log_standard_errors(reml, z, bounds, anisotropic)
+    if any(np.isinf(se_log)):
+        messages.append(f"the REML likelihood is flat in some direction: {notes[-1]}")
+    ses = _data_standard_errors(params, se_log, anisotropic)
+    ses["mean"] = scale * _gls_mean_sd(model, pts, noise, torch.as_tensor(z), shape, anisotropic)
+    return CovarianceFit(fam.name, params, "ml", score, messages, ses, notes)
 
 
 def _reml_bounds(diameter: float, spacing: float, anisotropic: bool) -> list:
@@ -367,6 +397,143 @@ def _bound_messages(z: np.ndarray, bounds: list, anisotropic: bool) -> list:
     return messages
 
 
+def _free_parameters(z: np.ndarray, bounds: list, anisotropic: bool) -> tuple[np.ndarray, list]:
+    """Which packed parameters are free (off their bounds) for the observed information.
+
+    Parameters
+    ----------
+    z : np.ndarray, shape (p,)
+        The fitted packed parameters.
+    bounds : list of (float, float)
+    anisotropic : bool
+
+    Returns
+    -------
+    free : np.ndarray of bool, shape (p,)
+    notes : list of str
+        One per parameter held fixed, with the reason.
+    """
+    free, notes = np.ones(len(z), dtype=bool), []
+    for k, (lo, hi) in enumerate(bounds):
+        tol = 1e-3 * (hi - lo)
+        if z[k] <= lo + tol or z[k] >= hi - tol:
+            free[k] = False
+            side = "lower" if z[k] <= lo + tol else "upper"
+            notes.append(f"{_PACKED[k]} sits on its {side} bound: held fixed, no standard error")
+    ratio_hi = bounds[3][1] - 1e-3 * (bounds[3][1] - bounds[3][0]) if anisotropic else 0.0
+    if anisotropic and z[3] >= ratio_hi and free[4]:  # isotropic: no angle is identified
+        free[4] = False
+        notes.append("the fit is isotropic, so the angle is not identified: no standard error")
+    return free, notes
+
+
+def _log_standard_errors(reml, z: np.ndarray, bounds: list, anisotropic: bool):
+    """Standard errors of the packed parameters from the observed information.
+
+    The Hessian ``H`` of the negative REML log-likelihood in ``z`` at the optimum (exact,
+    by torch double backward); parameters on a bound are held fixed there (their rows
+    and columns dropped, the rest conditional on them). The covariance of the free ones
+    is ``H^-1``; if ``H`` is not positive definite, it is inverted on its positive
+    eigenspace and parameters loading on a flat or negative direction get inf.
+
+    Parameters
+    ----------
+    reml : callable
+        ``reml(z)`` as :func:`_negative_reml`.
+    z : np.ndarray, shape (p,)
+        The optimum.
+    bounds : list of (float, float)
+    anisotropic : bool
+
+    Returns
+    -------
+    se : np.ndarray, shape (p,)
+        NaN for parameters held fixed, inf along flat directions.
+    notes : list of str
+        Why some are NaN or inf; a flat direction's note comes last.
+    """
+    free, notes = _free_parameters(z, bounds, anisotropic)
+    se = np.full(len(z), np.nan)
+    if not free.any():
+        return se, notes
+    z_t = torch.as_tensor(np.asarray(z, dtype=np.float64))
+    hess = torch.autograd.functional.hessian(lambda v: reml(v)[0], z_t).numpy()
+    h = hess[np.ix_(free, free)]
+    h = 0.5 * (h + h.T)
+    if not np.isfinite(h).all():
+        notes.append("the REML Hessian is not finite: no standard errors")
+        return se, notes
+    lam, vec = np.linalg.eigh(h)
+    flat = lam <= _EIG_RTOL * np.abs(lam).max()
+    var = (vec[:, ~flat] ** 2 / lam[~flat]).sum(1)
+    unbounded = (np.abs(vec[:, flat]) > 1e-6).any(1)
+    var[unbounded] = np.inf
+    se[free] = np.sqrt(var)
+    if unbounded.any():
+        names = [_PACKED[k] for k in np.flatnonzero(free)[unbounded]]
+        notes.append(
+            f"the REML Hessian is not positive definite (smallest eigenvalue {lam.min():.3g}): "
+            f"infinite standard errors for {', '.join(names)}"
+        )
+    return se, notes
+
+
+def _data_standard_errors(params: dict, se_log: np.ndarray, anisotropic: bool) -> dict:
+    """Delta-method standard errors in the data's units from those of the packed ones.
+
+    Parameters
+    ----------
+    params : dict
+        The fitted parameters, data units.
+    se_log : np.ndarray, shape (p,)
+        Standard errors of (log var, log ell, log nugget[, log ratio, angle]); the
+        standardisation of the data shifts the logs by constants, so these hold for the
+        data's units too.
+    anisotropic : bool
+
+    Returns
+    -------
+    dict of str to float
+        ``se(exp(u)) = exp(u) se(u)``; ``noise_sd = sqrt(nugget)`` has
+        ``se = sqrt(nugget) se(log nugget) / 2``.
+    """
+    ses = {
+        "variance": params["variance"] * se_log[0],
+        "length_scale": params["length_scale"] * se_log[1],
+        "nugget": params["nugget"] * se_log[2],
+        "noise_sd": math.sqrt(params["nugget"]) * se_log[2] / 2,
+    }
+    if anisotropic:
+        ses["anis_ratio"] = params["anis_ratio"] * se_log[3]
+        ses["angle"] = float(se_log[4])
+    return {k: float(v) for k, v in ses.items()}
+
+
+def _gls_mean_sd(model, pts, noise, z: torch.Tensor, shape: dict, anisotropic: bool) -> float:
+    """Standard deviation ``(1^T K^-1 1)^-1/2`` of the GLS mean given the covariance.
+
+    Parameters
+    ----------
+    model : StationaryPrior
+    pts, noise : torch.Tensor, shapes (n, 2) and (n,)
+    z : torch.Tensor, shape (p,)
+        Packed parameters (see :func:`_unpack_reml`), of standardised data.
+    shape : dict
+    anisotropic : bool
+
+    Returns
+    -------
+    float
+        In standardised units.
+    """
+    with torch.no_grad():
+        theta = _unpack_reml(z, shape, anisotropic)
+        cov = model.covariance(pts, pts, theta, nugget=False)[0]
+        chol = torch.linalg.cholesky(cov + torch.diag(noise + torch.exp(z[2])))
+        ones = torch.ones(len(pts), 1, dtype=torch.float64)
+        return float(torch.cholesky_solve(ones, chol).sum()) ** -0.5
+
+
 def _range_warning(params: dict, diameter: float, messages: list) -> None:
     if params["length_scale"] > diameter:
         messages.append(
@@ -374,6 +541,101 @@ def _range_warning(params: dict, diameter: float, messages: list) -> None:
             f"observations ({diameter:.3g}): the sill is not reached and the variance is poorly "
             "determined"
         )
+
+
+# ------------------------------------------------------------------ noise (REML)
+@dataclass
+class NoiseEstimate:
+    """The measurement noise of observations estimated as a REML nugget.
+
+    Attributes
+    ----------
+    sd : float
+        Noise standard deviation ``tau = sqrt(nugget)``, in the units of the values.
+    sd_se : float
+        Its asymptotic standard error (observed information, delta method); NaN when
+        the nugget sits on a bound of the fit (e.g. the data look noiseless).
+    variance : float
+        ``tau**2``, the nugget.
+    variance_se : float
+    fit : CovarianceFit
+        The full REML fit (all parameters, their standard errors, warnings).
+    """
+
+    sd: float
+    sd_se: float
+    variance: float
+    variance_se: float
+    fit: CovarianceFit
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Wald interval for ``tau`` on the log scale (stays positive): ``tau exp(±z se/tau)``.
+
+        Returns
+        -------
+        (float, float)
+            NaN when there is no finite standard error.
+        """
+        from scipy.stats import norm
+
+        if not (0 < level < 1):
+            raise GeodiffError(f"interval level must be in (0, 1), got {level!r}")
+        if not (np.isfinite(self.sd_se) and self.sd > 0):
+            return math.nan, math.nan
+        half = norm.ppf(0.5 + level / 2) * self.sd_se / self.sd
+        return self.sd * math.exp(-half), self.sd * math.exp(half)
+
+    def describe(self) -> str:
+        """One line, e.g. ``"noise sd 0.271 ± 0.031 (REML nugget)"``."""
+        if np.isfinite(self.sd_se):
+            return f"noise sd {self.sd:.3g} ± {self.sd_se:.2g} (REML nugget)"
+        if any(note.startswith("nugget sits on its lower") for note in self.fit.se_notes):
+            return f"noise sd {self.sd:.3g} (REML nugget on its lower bound: no noise detected)"
+        return f"noise sd {self.sd:.3g} (REML nugget; no finite standard error)"
+
+
+def reml_noise(
+    obs: Observations,
+    family: str = "matern",
+    shape: dict | None = None,
+    anisotropic: bool = True,
+) -> NoiseEstimate:
+    """Estimate the measurement noise of point observations as a REML nugget.
+
+    Fits a stationary covariance with an unknown constant mean and a nugget
+    (:func:`fit_covariance`, ``method="ml"``) to ``obs`` taken as noiseless, so that the
+    nugget is the whole noise (measurement error plus any variation below the sampling
+    scale), and gives its standard error from the observed information.
+
+    Parameters
+    ----------
+    obs : Observations
+        Point observations, n > 6 (4 if isotropic); their ``noise_sd`` is ignored.
+    family : str
+        GSTools family, as :func:`fit_covariance`.
+    shape : dict, optional
+        The family's shape parameter, held fixed (default ``nu = 1.5`` for Matérn).
+    anisotropic : bool
+        Fit an anisotropy ratio and angle too.
+
+    Returns
+    -------
+    NoiseEstimate
+        Warns (:class:`FitWarning`, also kept in ``fit.warnings``) when the noise has no
+        finite standard error.
+    """
+    if obs.operator.kind == "points" and np.any(obs.noise_sd > 0):
+        logger.info("reml_noise ignores the given noise sd: the nugget is the noise")
+    exact = Observations(obs.operator, obs.values, 0.0)
+    fit = fit_covariance(exact, family, method="ml", anisotropic=anisotropic, shape=shape)
+    ses, nugget = fit.standard_errors, fit.params["nugget"]
+    if not np.isfinite(ses["noise_sd"]):
+        message = "the REML noise sd has no finite standard error: " + "; ".join(fit.se_notes)
+        fit.warnings.append(message)
+        warnings.warn(message, FitWarning, stacklevel=2)
+    estimate = NoiseEstimate(math.sqrt(nugget), ses["noise_sd"], nugget, ses["nugget"], fit)
+    logger.info(estimate.describe())
+    return estimate
 
 
 # -------------------------------------------------------------------- variogram

@@ -59,11 +59,14 @@ def n_hyperparameters(prior) -> int:
     )
 
 
-def pyro_model(prior, obs: Observations):
+def pyro_model(prior, obs: Observations, noise_prior=None):
     """The Pyro model of ``obs`` under ``prior``, for NUTS or any other Pyro inference.
 
     The prior's sites (``prior.pyro_theta``, angles as 2-D points on a circle) come
     first, then ``y ~ N(0, A C_theta A^T + diag(tau^2))`` observed at ``obs.values``.
+    With a ``noise_prior`` (:class:`~geodiff.noise.NoisePrior`), a site
+    ``noise_variance ~ noise_prior`` is one more unknown, added to every observation's
+    own noise variance.
 
     Returns
     -------
@@ -77,7 +80,8 @@ def pyro_model(prior, obs: Observations):
         theta = prior.pyro_theta(periodic_angles=True)
         cov = obs.operator.covariance(prior, theta)[0]
         scale = cov.diagonal().mean()
-        cov = cov + torch.diag(noise + _JITTER * scale)
+        extra = 0.0 if noise_prior is None else pyro.sample("noise_variance", noise_prior.pyro())
+        cov = cov + torch.diag(noise + extra + _JITTER * scale)
         pyro.sample("y", dist.MultivariateNormal(torch.zeros_like(y), covariance_matrix=cov), obs=y)
 
     return model
@@ -126,7 +130,14 @@ class MCMCResult:
     def theta(self) -> dict:
         """All draws, chains concatenated, as a full ``theta`` (batch = chains * draws)."""
         flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in self.samples.items()}
+        flat.pop("noise_variance", None)
         return self.prior.complete_theta(flat)
+
+    def noise_sd_draws(self) -> np.ndarray | None:
+        """The inferred nugget's sd of every draw, chains concatenated (None if not inferred)."""
+        if "noise_variance" not in self.samples:
+            return None
+        return self.samples["noise_variance"].reshape(-1).sqrt().numpy()
 
     def predict(self, targets, n_draws: int | None = None, seed: int = 0, progress=False):
         """Posterior predictive draws of the field at targets.
@@ -152,11 +163,15 @@ class MCMCResult:
         total = next(iter(theta.values())).shape[0]
         n_draws = total if n_draws is None else min(int(n_draws), total)
         picks = np.unique(np.linspace(0, total - 1, n_draws).round().astype(int))
-        draws = []
+        nugget_sd, draws = self.noise_sd_draws(), []
         for k in tqdm(picks, desc="predictive", unit="draw", disable=not progress, leave=False):
             one = {key: v[k : k + 1] for key, v in theta.items()}
+            obs = self.obs
+            if nugget_sd is not None:
+                noise = np.sqrt(obs.noise_variance + nugget_sd[k] ** 2)
+                obs = Observations(obs.operator, obs.values, noise)
             x = conditional_simulation(
-                self.prior, one, self.obs, targets, 1, derive_seed(seed, _PREDICT_STREAM, int(k))
+                self.prior, one, obs, targets, 1, derive_seed(seed, _PREDICT_STREAM, int(k))
             )
             draws.append(x.reshape(-1).numpy())
         grid = targets if isinstance(targets, Grid) else None
@@ -168,6 +183,8 @@ class MCMCResult:
             "divergences": sum(self.divergences),
             "warnings": list(self.warnings),
         }
+        if nugget_sd is not None:
+            info["noise_sd_draws"] = nugget_sd[picks]
         draws = np.stack(draws)
         check_finite(draws, "posterior draws", self.obs.values, advice="rescale them")
         return Prediction.from_draws(points, draws, grid=grid, method="mcmc", info=info)
@@ -218,6 +235,7 @@ def mcmc_posterior(
     target_accept: float = 0.8,
     jit: bool = True,
     progress: bool = True,
+    noise_prior=None,
 ) -> MCMCResult:
     """Run NUTS on the prior's parameters given observations.
 
@@ -238,6 +256,9 @@ def mcmc_posterior(
     jit : bool
         Compile the potential with the PyTorch JIT (faster for small problems).
     progress : bool
+    noise_prior : NoisePrior, optional
+        Infer a nugget ``τ²`` (added to the observations' own noise) with this prior,
+        as one more NUTS site ``noise_variance``.
 
     Returns
     -------
@@ -260,7 +281,7 @@ def mcmc_posterior(
             f"{len(obs)} observation(s) for {n_params} random parameters of prior "
             f"{prior.name!r}; give at least {n_params}"
         )
-    model = pyro_model(prior, obs)
+    model = pyro_model(prior, obs, noise_prior)
     chains, divergences = [], []
     started = time.perf_counter()
     for chain in range(num_chains):

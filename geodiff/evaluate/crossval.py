@@ -1,7 +1,8 @@
 """K-fold cross-validation of spatial prediction methods on point data in physical units.
 
-:func:`cross_validate` splits the observations into ``folds`` seeded random folds (every
-point held out exactly once), predicts each held-out fold from the others with every
+:func:`cross_validate` splits the observations into ``folds`` seeded folds — random, or
+spatial blocks held out whole (:mod:`geodiff.evaluate.folds`); every point is held out
+exactly once — predicts each held-out fold from the others with every
 method, and returns a :class:`CrossValidation`: per point the predictive mean, sd,
 central 90% interval and CRPS of each method, with :meth:`CrossValidation.scores`
 (CRPS, RMSE, 90% coverage, with standard errors over points) and paired comparisons.
@@ -26,23 +27,24 @@ Methods
     representation, so its gap to ``"mcmc"`` is the cost of the grid's resolution, and
     the gap of ``"diffusion"`` to it is the cost of the network and the sampler.
 
-The map to the model's domain and units (:class:`~geodiff.transform.DomainMap`) is
-fitted on each fold from the *training* values only (``standardise=True``: their mean
-and sd), so no held-out value leaks into the standardisation; its coordinate box is the
-bounding box of training *and* held-out locations (locations are known when predicting),
-widened by ``margin``, so it is the same for every fold.
+Each fold is one :func:`~geodiff.evaluate.tasks.build_task` of its *training* points:
+the value transform, the standardisation (their mean and sd) and an inferred noise are
+fitted to them only, so no held-out value leaks in; with ``domain="auto"`` the
+coordinate box is the bounding box of training *and* held-out locations (locations are
+known when predicting), widened by ``margin``.
 
 What is scored
 --------------
-The held-out values are measurements, so by default (``include_noise=True``) every
-predictive distribution is that of a new measurement: the held-out point's noise
-variance ``noise_sd²`` is added (independent normal noise on each draw; for kriging
-also the fitted nugget, which it treats as measurement error). With
-``include_noise=False`` the predictive is of the noise-free field, as when the held-out
-values are exact. Draw-based methods use the fair ensemble CRPS and the empirical 90%
-interval from the k-th to the (S+1-k)-th smallest of S draws, k = 0.05 (S+1) (it holds
-a calibrated truth with probability exactly 0.9 since S+1 must be a multiple of 20);
-Gaussian predictions (kriging) the closed-form CRPS and mean ± 1.645 sd.
+The held-out values are measurements, so by default (``quantity="measurement"``) every
+predictive distribution is that of a new measurement
+(:func:`~geodiff.evaluate.predictors.run_predictor`): the held-out point's given noise
+and the inferred nugget are added (independent normal noise on each draw, one nugget
+per draw when it was sampled). With ``quantity="field"`` the predictive is of the
+noise-free field, as when the held-out values are exact. Draw-based methods use the
+fair ensemble CRPS and the empirical 90% interval from the k-th to the (S+1-k)-th
+smallest of S draws, k = 0.05 (S+1) (it holds a calibrated truth with probability
+exactly 0.9 since S+1 must be a multiple of 20); Gaussian predictions (kriging) the
+closed-form CRPS and mean ± 1.645 sd, back-transformed Gaussians their own.
 """
 
 from __future__ import annotations
@@ -50,47 +52,38 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
 from geodiff.errors import GeodiffError
-from geodiff.evaluate.predictors import PredictionTask, run_predictor
+from geodiff.evaluate.folds import assign_folds
+from geodiff.evaluate.predictors import run_predictor
+from geodiff.evaluate.tasks import build_task
 from geodiff.metrics.scores import crps, interval_coverage
+from geodiff.noise import noise_mode
 from geodiff.observe import Observations
 from geodiff.posterior.predict import DEFAULT_METHOD
-from geodiff.rng import derive_seed
 from geodiff.tables import markdown_table
-from geodiff.transform import DomainMap
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CV_METHODS", "CrossValidation", "assign_folds", "cross_validate", "point_summaries"]
+__all__ = [
+    "CV_METHODS",
+    "CrossValidation",
+    "assign_folds",
+    "cross_validate",
+    "crossval_report",
+    "point_summaries",
+    "prediction_summaries",
+    "run_crossval_command",
+]
 
 #: the methods :func:`cross_validate` knows
 CV_METHODS = ("diffusion", "kriging-ok", "mcmc", "mcmc-grid")
 _MIN_TRAIN_KRIGING = 7  # mean, variance, length scale, nugget, ratio, angle: more than 6
 _Z90 = float(stats.norm.ppf(0.95))
-_NOISE_STREAM = 42  # the noise added to draws for a new measurement
-
-
-def assign_folds(n: int, folds: int, seed: int = 0) -> np.ndarray:
-    """Fold of each of ``n`` points: a seeded random partition into near-equal folds.
-
-    ``numpy.random.default_rng(seed).permutation(n)``; the k-th point of the permutation
-    goes to fold ``k mod folds``, so fold sizes differ by at most one.
-
-    Returns
-    -------
-    numpy.ndarray of int, shape (n,)
-    """
-    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
-        raise GeodiffError(f"cross-validation needs an integer number of folds >= 2, got {folds!r}")
-    if folds > n:
-        raise GeodiffError(f"{folds} folds for {n} points: at most one fold per point")
-    fold = np.empty(n, dtype=int)
-    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
-    return fold
 
 
 def point_summaries(truth, draws=None, *, mean=None, sd=None) -> dict:
@@ -306,11 +299,93 @@ class CrossValidation:
 
 
 def _plain_info(info: dict) -> dict:
-    """A method's diagnostics without its bulky or non-JSON entries."""
-    return {k: v for k, v in info.items() if k not in ("cov",)}
+    """A method's diagnostics without its bulky or non-JSON entries (arrays as lists)."""
+    return {
+        k: v.tolist() if isinstance(v, np.ndarray) else v
+        for k, v in info.items()
+        if k not in ("cov", "posterior")
+    }
 
 
-def _check(model, obs, folds, methods, draws, mcmc_samples, mcmc_chains) -> tuple:
+def fold_noise_sd(info: list) -> float | None:
+    """The mean over folds of a method's inferred noise sd (None: not inferred)."""
+    values = []
+    for fold in info:
+        if fold.get("noise_sd_draws") is not None:
+            values.append(float(np.mean(fold["noise_sd_draws"])))
+        elif "noise_sd" in fold:
+            values.append(float(fold["noise_sd"]))
+    return float(np.mean(values)) if values else None
+
+
+def crossval_report(cv: CrossValidation, *, command: str = "", labels=None) -> str:
+    """Markdown: the scores table, paired CRPS differences and the inferred noise."""
+    labels = labels or {}
+    reference = "kriging-ok" if "kriging-ok" in cv.methods else cv.methods[0]
+    lines = [f"# Cross-validation: {len(cv.truth)} points, {cv.n_folds} folds", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    what = "new measurements" if cv.include_noise else "the field"
+    lines += [f"Predictive distributions of {what}; ± one standard error over points.", ""]
+    lines += [cv.table(labels), ""]
+    rows = [
+        (
+            labels.get(m, m),
+            f"{d:+.4f} ± {se:.4f}",
+            f"{cv.compare(reference, 'squared_error')[m][0]:+.4g}",
+        )
+        for m, (d, se) in cv.compare(reference).items()
+    ]
+    if rows:
+        lines += [f"Paired differences against {labels.get(reference, reference)} "
+                  "(negative: better):", ""]  # fmt: skip
+        lines += [markdown_table(("method", "CRPS difference", "MSE difference"), rows), ""]
+    noise = [(labels.get(m, m), f"{fold_noise_sd(cv.info[m]):.4g}") for m in cv.methods
+             if fold_noise_sd(cv.info[m]) is not None]  # fmt: skip
+    if noise:
+        lines += ["Inferred noise sd (mean over folds, in the modelled values' units):", ""]
+        lines += [markdown_table(("method", "noise sd"), noise), ""]
+    return "\n".join(lines)
+
+
+def write_point_table(cv: CrossValidation, path) -> None:
+    """Per point: location, fold, value and each method's mean, sd, 90% interval, CRPS (CSV)."""
+    import csv
+
+    from geodiff.io import atomic_write
+
+    columns = {"x": cv.locations[:, 0], "y": cv.locations[:, 1], "fold": cv.fold,
+               "value": cv.truth}  # fmt: skip
+    for m in cv.methods:
+        for key in ("mean", "sd", "lower", "upper", "crps"):
+            columns[f"{m}_{key}"] = getattr(cv, key)[m]
+    with atomic_write(path, overwrite=True) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(list(columns))
+        for row in zip(*columns.values(), strict=True):
+            writer.writerow([f"{float(v):.10g}" for v in row])
+
+
+def run_crossval_command(model, obs_path, out, *, noise_sd=None, duplicates="reject",
+                         command="", **options) -> str:  # fmt: skip
+    """``geodiff crossval``: read, cross-validate, write ``out`` (.md) and ``out.csv``.
+
+    Returns
+    -------
+    str
+        The scores table.
+    """
+    from geodiff.evaluate.tasks import read_observations
+    from geodiff.io import write_text
+
+    obs, noise = read_observations(obs_path, noise_sd, duplicates=duplicates)
+    cv = cross_validate(model, obs, noise=noise, **options)
+    write_point_table(cv, Path(out).with_suffix(".csv"))
+    write_text(out, crossval_report(cv, command=command))
+    return cv.table()
+
+
+def _check(model, obs, fold, methods, draws, mcmc_samples, mcmc_chains) -> tuple:
     if not isinstance(obs, Observations):
         raise GeodiffError(f"expected Observations, got {type(obs).__name__}")
     if obs.operator.kind != "points":
@@ -334,8 +409,7 @@ def _check(model, obs, folds, methods, draws, mcmc_samples, mcmc_chains) -> tupl
             f"draws must be an integer with draws + 1 a multiple of 20 (19, 39, 99, ...) so "
             f"that the 90% interval is exact, got {draws!r}"
         )
-    n = len(obs)
-    fold = assign_folds(n, folds)  # validates folds
+    n, folds = len(obs), int(fold.max()) + 1
     smallest_train = n - int(np.bincount(fold).max())
     need = 2  # the value standardisation needs two values
     if "kriging-ok" in methods:
@@ -370,7 +444,12 @@ def cross_validate(
     mcmc_warmup: int = 300,
     mcmc_samples: int = 300,
     mcmc_chains: int = 2,
-    include_noise: bool = True,
+    noise: str = "given",
+    transform: str = "none",
+    scheme: str = "random",
+    block_size: float | None = None,
+    quantity: str = "measurement",
+    domain="auto",
     margin: float = 0.1,
     seed: int = 0,
     progress: bool = True,
@@ -385,7 +464,7 @@ def cross_validate(
     obs : Observations
         Point observations in physical coordinates and units, with their noise.
     folds : int
-        Number of folds, 2 to n; :func:`assign_folds` with ``seed``.
+        Number of folds, 2 to n (:func:`~geodiff.evaluate.folds.assign_folds`).
     methods : sequence of str
         From :data:`CV_METHODS`.
     draws : int
@@ -395,14 +474,21 @@ def cross_validate(
         The posterior sampler, its steps and its other options.
     mcmc_warmup, mcmc_samples, mcmc_chains : int
         NUTS warm-up steps and kept draws per chain.
-    include_noise : bool
-        Score predictive distributions of measurements (True) or of the field.
-    margin : float
-        Widening of the domain box (see :meth:`~geodiff.transform.DomainMap.fit`).
+    noise : {"given", "reml", "bayes"}
+        How the noise is known (:mod:`geodiff.noise`); inferred on each training fold.
+    transform : {"none", "log", "boxcox", "normal-score"}
+        Fitted on each training fold (:mod:`geodiff.evaluate.tasks`).
+    scheme : {"random", "blocked"}
+        Random folds, or spatial blocks of side ``block_size`` held out whole.
+    quantity : {"measurement", "field"}
+        Score predictive distributions of new measurements (the held-out values are
+        measurements) or of the field.
+    domain, margin :
+        The physical domain (see :func:`~geodiff.evaluate.tasks.build_task`).
     seed : int
         Folds, samplers and added noise.
     progress : bool
-        Print each step.
+        Log each step.
 
     Returns
     -------
@@ -415,13 +501,14 @@ def cross_validate(
         method, an unknown method, NaNs, a draw count that does not give exact 90%
         intervals.
     """
-    methods = _check(model, obs, folds, methods, draws, mcmc_samples, mcmc_chains)
-    n = len(obs)
-    fold = assign_folds(n, folds, seed)
-    truth = obs.values.copy()
-    cv = CrossValidation(
-        obs.locations.copy(), truth, obs.noise_sd.copy(), fold, methods, include_noise=include_noise
-    )
+    noise_mode(noise)
+    if not isinstance(obs, Observations) or obs.operator.kind != "points":
+        raise GeodiffError("cross-validation needs point observations off any grid")
+    fold = assign_folds(obs.locations, folds, seed, scheme=scheme, block_size=block_size)
+    methods = _check(model, obs, fold, methods, draws, mcmc_samples, mcmc_chains)
+    n, truth = len(obs), obs.values.copy()
+    cv = CrossValidation(obs.locations.copy(), truth, obs.noise_sd.copy(), fold, methods,
+                         include_noise=quantity == "measurement")  # fmt: skip
     keys = ("mean", "sd", "lower", "upper", "crps")
     stats_of = {m: {k: np.full(n, np.nan) for k in keys} for m in methods}
     draws_of = {m: None if m == "kriging-ok" else np.full((draws, n), np.nan) for m in methods}
@@ -438,37 +525,23 @@ def cross_validate(
     for f in range(folds):
         test = np.flatnonzero(fold == f)
         train = obs.subset(np.flatnonzero(fold != f))
-        points = obs.locations[test]
-        tau = obs.noise_sd[test] if include_noise else np.zeros(len(test))
-        dmap = DomainMap.fit(
-            train,
-            model.grid.extent,
-            targets=points,
-            margin=margin,
-            standardise=True,
-            data_scale=model.data_scale,
-        )
-        task = PredictionTask(model.prior, train, points, model=model, domain_map=dmap)
+        task = build_task(
+            train, obs.locations[test], model=model, noise=noise, transform=transform,
+            domain=domain, margin=margin, standardise=True,
+            target_noise_sd=obs.noise_sd[test] if noise == "given" else None,
+        )  # fmt: skip
         log(f"fold {f + 1}/{folds}: {len(train)} training points, {len(test)} held out")
         for m in methods:
-            pred = run_predictor(
-                m, task, draws=draws, seed=seed, key=(f,), progress=progress, **options[m]
-            )
+            pred = run_predictor(m, task, draws=draws, seed=seed, key=(f,), progress=progress,
+                                 quantity=quantity, **options[m])  # fmt: skip
             seconds[m][f] = pred.info["seconds"]
-            if pred.draws is None:
-                nugget = pred.info["fit"]["nugget"] if include_noise else 0.0
-                sd = np.sqrt(pred.sd**2 + tau**2 + nugget)
-                summary = point_summaries(truth[test], mean=pred.mean, sd=sd)
-            else:
-                rng = np.random.default_rng(
-                    derive_seed(seed, _NOISE_STREAM, f, CV_METHODS.index(m))
-                )
-                sample = pred.draws + tau * rng.standard_normal(pred.draws.shape)
-                summary = point_summaries(truth[test], sample)
-                draws_of[m][:, test] = sample
+            summary = prediction_summaries(truth[test], pred)
+            if pred.draws is not None:
+                draws_of[m][:, test] = pred.draws
             for key, value in stats_of[m].items():
                 value[test] = summary[key]
-            info[m].append({"domain_map": dmap.to_dict(), **_plain_info(pred.info)})
+            dmap = {} if task.domain_map is None else {"domain_map": task.domain_map.to_dict()}
+            info[m].append({**dmap, **_plain_info(pred.info)})
             log(
                 f"  {m}: CRPS {summary['crps'].mean():.4f}, "
                 f"coverage {summary['covered'].mean():.2f}, {seconds[m][f]:.1f} s"
@@ -477,3 +550,21 @@ def cross_validate(
         setattr(cv, key, {m: stats_of[m][key] for m in methods})
     cv.draws, cv.seconds, cv.info = draws_of, seconds, info
     return cv
+
+
+def prediction_summaries(truth, pred) -> dict:
+    """:func:`point_summaries` of a :class:`~geodiff.prediction.Prediction` of any kind.
+
+    Draws and plain Gaussians as in :func:`point_summaries`; a back-transformed
+    Gaussian (kriging with a value transform) by its own CRPS and central interval.
+    """
+    if pred.draws is not None:
+        return point_summaries(truth, pred.draws)
+    if getattr(pred, "transform", None) is None:
+        return point_summaries(truth, mean=pred.mean, sd=pred.sd)
+    truth = np.asarray(truth, dtype=float).reshape(-1)
+    lower, upper = pred.interval(0.9)
+    out = {"mean": pred.mean, "sd": pred.sd, "lower": lower, "upper": upper}
+    out["crps"] = pred.crps(truth)
+    out["covered"] = interval_coverage(truth, lower, upper)
+    return out

@@ -33,6 +33,23 @@ stream (:data:`STREAMS`) and the caller's ``key`` (a dataset's or a fold's index
 methods on one dataset never share a stream and a dataset's draws do not depend on which
 other datasets or methods were run.
 
+Noise and what is predicted
+---------------------------
+A task's ``noise`` (:data:`~geodiff.noise.NOISE_MODES`) says how the measurement noise is
+known: given with the observations, estimated by REML (a plug-in nugget), or inferred
+jointly with the field (``"bayes"``: MCMC samples it in NUTS, the diffusion posterior by
+Gibbs sweeps; the kriging methods are plug-in methods and use REML). Methods predict the
+smooth field; :func:`run_predictor` with ``quantity="measurement"`` (the default for
+scoring against held-out data) turns that into a new measurement by adding the
+noise: ``τ_target² + τ̂²``, with ``τ_target`` the task's ``target_noise_sd`` and ``τ̂``
+the inferred nugget (per draw when it was sampled).
+
+Transformed values
+------------------
+A task's ``transform`` (:mod:`geodiff.anamorphosis`) is the map from the data's values
+to the values every method models; predictions, noise included, are made in those
+values and back-transformed at the end.
+
 Coordinates
 -----------
 A :class:`PredictionTask` holds observations and targets in one coordinate system and
@@ -45,23 +62,28 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
+from geodiff.noise import NoisePrior, noise_mode
 from geodiff.observe import Observations
 from geodiff.prediction import Prediction
 from geodiff.rng import derive_seed
 
 __all__ = [
     "PREDICTORS",
+    "QUANTITIES",
     "STREAMS",
     "PredictionTask",
     "Predictor",
     "display_name",
+    "measurement_noise_sd",
     "resolve_predictor",
     "run_predictor",
 ]
@@ -69,7 +91,24 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: seed streams of the predictors (see the module's docstring); fixed for reproducibility
-STREAMS = {"mcmc": 4, "mcmc-draws": 5, "diffusion": 6}
+STREAMS = {"mcmc": 4, "mcmc-draws": 5, "diffusion": 6, "measurement": 7}
+#: what a prediction is of (see the module's docstring)
+QUANTITIES = ("field", "measurement")
+
+
+def measurement_noise_sd(info: dict, target_noise_sd=0.0):
+    """The sd of a new measurement's noise given a method's ``info``.
+
+    ``sqrt(target_noise_sd² + τ̂²)``, with ``τ̂`` the inferred nugget: per draw, shape
+    (S, 1), when the method sampled it (``info["noise_sd_draws"]``), else the plug-in
+    ``info["noise_sd"]``, else 0.
+    """
+    target = np.asarray(target_noise_sd, dtype=float)
+    if info.get("noise_sd_draws") is not None:
+        nugget = np.asarray(info["noise_sd_draws"], dtype=float).reshape(-1, 1)
+    else:
+        nugget = np.asarray(info.get("noise_sd", 0.0), dtype=float)
+    return np.sqrt(target**2 + nugget**2)
 
 
 @dataclass(frozen=True)
@@ -91,6 +130,17 @@ class PredictionTask:
     domain_map : DomainMap, optional
         Physical coordinates and units to the model's; ``None``: the task is in the
         model's units already.
+    noise : {"given", "reml", "bayes"}
+        How the measurement noise is known (see the module's docstring).
+    target_noise_sd : float or numpy.ndarray of shape (m,)
+        The known noise of a new measurement at the targets (added to an inferred one).
+    transform : ValueTransform, optional
+        The data's values are ``transform.inverse`` of the task's (see the module's
+        docstring); None: the identity.
+    grid_field : bool
+        The field lives on the model's grid (synthetic data simulated there: oracle
+        kriging and MCMC condition on the grid's bilinear reads); False for real data,
+        whose field is continuous.
     """
 
     prior: object
@@ -99,21 +149,50 @@ class PredictionTask:
     model: object | None = None
     theta: dict | None = None
     domain_map: object | None = None
+    noise: str = "given"
+    target_noise_sd: object = 0.0
+    transform: object | None = None
+    grid_field: bool = True
+
+    def __post_init__(self):
+        noise_mode(self.noise)
+
+    @cached_property
+    def reml_noise(self):
+        """The REML nugget of the observations in the task's units (:func:`reml_noise`)."""
+        from geodiff.baselines.fit import FitWarning, plug_in_settings, reml_noise
+
+        settings = plug_in_settings(self.prior)
+        exact = Observations(self.obs.operator, self.obs.values, 0.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            return reml_noise(exact, settings["family"], settings["shape"])
+
+    def plug_in_obs(self) -> Observations:
+        """The observations with the REML nugget added to their noise (noise not given)."""
+        if self.noise == "given":
+            return self.obs
+        total = np.sqrt(self.obs.noise_variance + self.reml_noise.sd**2)
+        return Observations(self.obs.operator, self.obs.values, total)
 
     @property
     def on_model_grid(self) -> bool:
         """True when the targets are the model's own grid (no domain map)."""
         return (
-            self.domain_map is None
+            self.grid_field
+            and self.domain_map is None
             and isinstance(self.targets, Grid)
             and (self.model is None or self.targets == self.model.grid)
         )
 
-    def model_obs(self) -> Observations:
-        """The observations in the model's coordinates and units."""
-        return (
-            self.obs if self.domain_map is None else self.domain_map.to_model_observations(self.obs)
-        )
+    def model_obs(self, obs: Observations | None = None) -> Observations:
+        """``obs`` (default: the task's) in the model's coordinates and units."""
+        obs = self.obs if obs is None else obs
+        return obs if self.domain_map is None else self.domain_map.to_model_observations(obs)
+
+    def value_scale(self) -> float:
+        """Task value units per model value unit."""
+        return 1.0 if self.domain_map is None else self.domain_map.value_scale
 
     def model_targets(self):
         """The targets in the model's coordinates (a grid stays a grid without a map)."""
@@ -172,10 +251,12 @@ class Predictor:
 def _oracle_kriging(task, *, draws, seed, key, progress):
     from geodiff.baselines.kriging import simple_kriging
 
-    obs, targets = task.model_obs(), task.model_targets()
+    obs, targets = task.model_obs(task.plug_in_obs()), task.model_targets()
     if task.on_model_grid:  # the synthetic truth lives on the grid: condition on its reads
         obs = obs.on_grid(task.targets)
     pred = simple_kriging(task.prior, task.theta, obs, targets, engine="torch")
+    if task.noise != "given":
+        pred.info["noise_sd"] = task.reml_noise.sd
     return task.to_physical(pred)
 
 
@@ -184,13 +265,21 @@ def _ordinary_kriging(task, *, draws, seed, key, progress, anisotropic=True, fit
 
     # a random shape parameter is held at its prior median for the plug-in fit
     settings = plug_in_settings(task.prior)
-    return ordinary_kriging(task.obs, task.targets, method=fit, anisotropic=anisotropic, **settings)
+    pred = ordinary_kriging(task.obs, task.targets, method=fit, anisotropic=anisotropic, **settings)
+    pred.info["noise_sd"] = float(np.sqrt(pred.info["fit"]["nugget"]))  # its nugget: REML
+    return pred
 
 
-def _mcmc(task, *, draws, seed, key, progress, warmup=200, samples=200, chains=2, on_grid=None):
+def _mcmc(
+    task, *, draws, seed, key, progress, warmup=200, samples=200, chains=2, on_grid=None, jit=True
+):
     from geodiff.baselines.mcmc import mcmc_posterior
 
-    obs, targets = task.model_obs(), task.model_targets()
+    obs = task.model_obs(task.plug_in_obs() if task.noise == "reml" else task.obs)
+    targets = task.model_targets()
+    noise_prior = None
+    if task.noise == "bayes":
+        noise_prior = NoisePrior.weak(task.obs.values).scaled(1 / task.value_scale())
     if on_grid is None:
         on_grid = task.on_model_grid
     if on_grid:
@@ -204,6 +293,8 @@ def _mcmc(task, *, draws, seed, key, progress, warmup=200, samples=200, chains=2
         num_chains=chains,
         seed=derive_seed(seed, STREAMS["mcmc"], *key),
         progress=progress,
+        noise_prior=noise_prior,
+        jit=jit,
     )
     pred = result.predict(
         targets, n_draws=draws, seed=derive_seed(seed, STREAMS["mcmc-draws"], *key)
@@ -214,10 +305,16 @@ def _mcmc(task, *, draws, seed, key, progress, warmup=200, samples=200, chains=2
             "raise its samples"
         )
     pred.info.update(summary=result.summary(), nuts_seconds=result.wall_time)
+    if task.noise == "reml":
+        pred.info["noise_sd"] = task.reml_noise.sd
+    elif task.noise == "bayes":
+        pred.info["noise_sd_draws"] = pred.info["noise_sd_draws"] * task.value_scale()
     return task.to_physical(pred)
 
 
-def _diffusion(task, *, draws, seed, key, progress, method=None, batch_size=64, **options):
+def _diffusion(
+    task, *, draws, seed, key, progress, method=None, batch_size=64, keep_posterior=False, **options
+):
     from geodiff.posterior.predict import DEFAULT_METHOD, diffusion_posterior
 
     method = method or DEFAULT_METHOD
@@ -230,10 +327,19 @@ def _diffusion(task, *, draws, seed, key, progress, method=None, batch_size=64, 
         domain_map=task.domain_map,
         batch_size=batch_size,
         progress=progress,
+        noise=task.noise,
         **options,
     )
-    pred = post.at("grid" if task.on_model_grid else task.targets)
+    on_grid = isinstance(task.targets, Grid) and task.targets == post.grid
+    if task.on_model_grid or on_grid:
+        pred = post.at("grid")
+    elif isinstance(task.targets, Grid):
+        pred = replace(post.at(task.targets.points()), grid=task.targets)
+    else:
+        pred = post.at(task.targets)
     pred.info.update(post.info, method=method)
+    if keep_posterior:  # the caller takes the draws of the whole field (and pops them)
+        pred.info["posterior"] = post
     return pred
 
 
@@ -245,12 +351,12 @@ PREDICTORS = {
         Predictor(
             "kriging-ok", "ordinary kriging", _ordinary_kriging, ("anisotropic", "fit"), (), False
         ),
-        Predictor("mcmc", "MCMC", _mcmc, ("warmup", "samples", "chains", "on_grid")),
+        Predictor("mcmc", "MCMC", _mcmc, ("warmup", "samples", "chains", "on_grid", "jit")),
         Predictor(
             "mcmc-grid",
             "MCMC on the grid",
             _mcmc,
-            ("warmup", "samples", "chains"),
+            ("warmup", "samples", "chains", "jit"),
             ("model",),
             defaults={"on_grid": True},
         ),
@@ -299,6 +405,7 @@ def run_predictor(
     seed: int = 0,
     key: tuple = (),
     progress: bool = False,
+    quantity: str = "field",
     **options,
 ) -> Prediction:
     """Run the method ``name`` on ``task``; time it and log one line.
@@ -316,14 +423,18 @@ def run_predictor(
         Which dataset or fold of the run this is.
     progress : bool
         Show the method's own progress bars.
+    quantity : {"field", "measurement"}
+        Predict the smooth field, or a new measurement of it (see the module's
+        docstring).
     **options
         The method's options (see :attr:`Predictor.options`).
 
     Returns
     -------
     Prediction
-        At ``task.targets`` in the task's units; ``info["seconds"]`` is the wall time
-        and ``info["predictor"]`` the name.
+        At ``task.targets`` in the task's units (back-transformed when the task has a
+        ``transform``); ``info["seconds"]`` is the wall time, ``info["predictor"]`` the
+        name, ``info["noise_sd"]`` or ``info["noise_sd_draws"]`` the inferred nugget.
 
     Raises
     ------
@@ -342,8 +453,19 @@ def run_predictor(
     missing = [need for need in predictor.needs if getattr(task, need) is None]
     if missing:
         raise GeodiffError(f"{name} needs the task's {' and '.join(missing)}")
+    if quantity not in QUANTITIES:
+        raise GeodiffError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
     started = time.perf_counter()
     pred = predictor.run(task, draws=draws, seed=seed, key=tuple(key), progress=progress, **options)
+    if quantity == "measurement":
+        pred = pred.measurement(
+            measurement_noise_sd(pred.info, task.target_noise_sd),
+            seed=derive_seed(seed, STREAMS["measurement"], *key),
+        )
+    if task.transform is not None:
+        from geodiff.anamorphosis import back_transform
+
+        pred = back_transform(pred, task.transform)
     seconds = time.perf_counter() - started
     pred.info.update(seconds=seconds, predictor=predictor.name)
     pred.method = display_name(name, options)

@@ -11,7 +11,8 @@ coordinates and units — which :meth:`PosteriorDraws.at` reads at any targets a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 from geodiff.logs import progress_bar
 from geodiff.machine import check_dense
+from geodiff.noise import NoisePrior, gibbs_noise, noise_mode
 from geodiff.observe import Observations
 from geodiff.posterior.methods import posterior_sample, spec
 from geodiff.posterior.problem import LinearGaussianProblem
@@ -31,7 +33,7 @@ __all__ = ["DEFAULT_METHOD", "PosteriorDraws", "diffusion_posterior", "predict"]
 
 #: the method ``geodiff predict`` uses unless told otherwise (chosen in BENCHMARKS.md)
 DEFAULT_METHOD = "mmps"
-_POSTERIOR_STREAM = 30
+_POSTERIOR_STREAM, _NOISE_STREAM = 30, 31
 
 
 @dataclass
@@ -47,6 +49,9 @@ class PosteriorDraws:
     method : str
     info : dict
         Options, wall time, sampler diagnostics.
+    noise_sd : numpy.ndarray, shape (S,), optional
+        The measurement noise sd each draw was made under (physical units), when it
+        was inferred (``noise="reml"`` or ``"bayes"``); None when it was given.
     """
 
     fields: np.ndarray
@@ -54,6 +59,7 @@ class PosteriorDraws:
     domain_map: DomainMap
     method: str
     info: dict = field(default_factory=dict)
+    noise_sd: np.ndarray | None = None
 
     def __post_init__(self):
         check_finite(self.fields, "posterior draws")
@@ -72,6 +78,8 @@ class PosteriorDraws:
             A target outside the model's domain (in physical coordinates).
         """
         info = {"method": self.method, **self.info}
+        if self.noise_sd is not None:
+            info["noise_sd_draws"] = self.noise_sd
         if isinstance(targets, str):
             if targets != "grid":
                 raise GeodiffError(f"targets must be 'grid' or points, got {targets!r}")
@@ -131,6 +139,9 @@ def diffusion_posterior(
     domain_map: DomainMap | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    noise: str = "given",
+    noise_prior: NoisePrior | None = None,
+    noise_sweeps: int = 10,
     **options,
 ) -> PosteriorDraws:
     """Posterior draws of the field given observations, with a trained diffusion prior.
@@ -155,6 +166,17 @@ def diffusion_posterior(
         Fields per denoiser evaluation (MCGdiff: draws × particles).
     progress : bool
         Show a progress bar.
+    noise : {"given", "reml", "bayes"}
+        The measurement noise (see :mod:`geodiff.noise`): the observations' own
+        ``noise_sd``; or that plus a nugget ``τ`` estimated by REML (a plug-in); or plus
+        a nugget ``τ`` sampled jointly with the field by :func:`~geodiff.noise.gibbs_noise`
+        (``noise_sweeps`` sampler runs of about ``samples / noise_sweeps`` draws each,
+        after 3 burn-in runs of one draw, started at the REML estimate).
+    noise_prior : NoisePrior, optional
+        The prior of ``τ²`` in physical units (default :meth:`NoisePrior.weak` of the
+        observed values).
+    noise_sweeps : int
+        Kept Gibbs sweeps (``noise="bayes"``).
     **options
         The sampler's own options (:attr:`SamplerSpec.options`: ``particles``,
         ``step_size``, ``eta``, ``cg_iterations``, …). The sampler's ``prepare`` hook
@@ -166,7 +188,8 @@ def diffusion_posterior(
     -------
     PosteriorDraws
         With ``info``: the options given, wall time, device, and the sampler's cost per
-        draw (``per_draw``) and diagnostics summary (MCGdiff: ``min_relative_ess``).
+        draw (``per_draw``) and diagnostics summary (MCGdiff: ``min_relative_ess``);
+        with an inferred noise, ``noise_sd`` per draw and its summary in ``info["noise"]``.
 
     Raises
     ------
@@ -181,15 +204,35 @@ def diffusion_posterior(
     given = options if steps is None else dict(options, steps=steps)
     sampler.check(given)
     check_dense("posterior sampling", len(obs), model.grid.n_nodes, copies=4)
+    noise = noise_mode(noise)
     dmap, model_obs = _model_observations(model, obs, domain_map)
     problem = LinearGaussianProblem.from_observations(model_obs, model.grid, model.data_scale)
-    run_options = given if sampler.prepare is None else sampler.prepare(model, problem, given)
     started = time.perf_counter()
-    draws, infos = _run_batches(
-        sampler, model, problem, run_options, samples, seed, batch_size, progress
-    )
+    run = _Runner(sampler, model, problem, given, seed, batch_size)
+    noise_sd, noise_info = None, {"mode": noise}
+    if noise == "given":
+        draws, infos = run(problem, range(samples), progress)
+        fields = np.concatenate(draws)
+    else:
+        start = _reml_noise_sd(model, model_obs, quiet=noise == "bayes")
+        noise_info["reml_sd"] = float(dmap.to_physical_sd(start))
+        if noise == "reml":
+            draws, infos = run(run.with_nugget(start), range(samples), progress)
+            fields, noise_sd = np.concatenate(draws), np.full(samples, start)
+        else:
+            prior = noise_prior or NoisePrior.weak(obs.values)
+            prior = prior.scaled(1 / dmap.value_scale)
+            fields, noise_sd, infos, chain = _gibbs(
+                run, prior, start, samples, noise_sweeps, progress
+            )
+            noise_info.update(
+                prior=prior.scaled(dmap.value_scale).to_dict(),
+                chain=dmap.to_physical_sd(chain).tolist(),
+            )
+        noise_sd = dmap.to_physical_sd(noise_sd)
+        noise_info.update(_noise_summary(noise_sd))
     elapsed = time.perf_counter() - started
-    fields = dmap.to_physical_values(np.concatenate(draws)).astype(np.float32)
+    fields = dmap.to_physical_values(fields).astype(np.float32)
     check_finite(fields, "posterior draws", obs.values)
     info = {
         "options": {k: v for k, v in given.items() if not isinstance(v, torch.Tensor)},
@@ -199,12 +242,79 @@ def diffusion_posterior(
         "device": str(model.device),
         "domain_map": dmap.to_dict(),
         "n_observations": len(obs),
+        "noise": noise_info,
     }
     if sampler.cost is not None:
-        info["per_draw"] = sampler.cost(model.schedule, problem, run_options)
+        info["per_draw"] = sampler.cost(model.schedule, problem, run.options(problem))
     if sampler.summary is not None:
         info.update(sampler.summary(infos))
-    return PosteriorDraws(fields, dmap.physical_grid(model.grid), dmap, method, info)
+    return PosteriorDraws(fields, dmap.physical_grid(model.grid), dmap, method, info, noise_sd)
+
+
+def _noise_summary(noise_sd: np.ndarray) -> dict:
+    q05, q95 = np.quantile(noise_sd, [0.05, 0.95])
+    return {"sd_mean": float(noise_sd.mean()), "sd_q05": float(q05), "sd_q95": float(q95)}
+
+
+def _reml_noise_sd(model, model_obs: Observations, quiet: bool) -> float:
+    """The REML nugget's sd (model units) of point data; for block means, 0.1 data scale."""
+    from geodiff.baselines.fit import FitWarning, plug_in_settings, reml_noise
+
+    if model_obs.operator.kind != "points" or model_obs.operator.grid is not None:
+        return 0.1 * model.data_scale
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", FitWarning)
+        settings = plug_in_settings(model.prior)
+        estimate = reml_noise(model_obs, settings["family"], settings["shape"])
+    return max(float(estimate.sd), 1e-3 * model.data_scale)
+
+
+def _gibbs(run, prior: NoisePrior, start: float, samples: int, sweeps: int, progress: bool):
+    """:func:`gibbs_noise` with the sampler as the field step (model units)."""
+    base, infos = run.problem, []
+    matrix, values = base.matrix.numpy(), base.values.numpy()
+    bar = progress_bar(samples + 3, enabled=progress, desc=f"{run.sampler.name} + noise",
+                       unit="draw")  # fmt: skip
+
+    def draw(tau, indices):
+        batches, batch_infos = run(run.with_nugget(tau), indices, False)
+        infos.extend(batch_infos)
+        bar.update(len(indices))
+        return np.concatenate(batches)
+
+    def residuals(field):
+        return (values - matrix @ (field.reshape(-1) / run.model.data_scale)) * run.model.data_scale
+
+    result = gibbs_noise(draw, residuals, prior, start, samples, sweeps=sweeps, burn_in=3,
+                         seed=run.seed, stream=_NOISE_STREAM)  # fmt: skip
+    bar.close()
+    return result.fields, result.noise_sd, infos, result.chain
+
+
+@dataclass
+class _Runner:
+    """One sampler on one model, run on any draw indices of a problem."""
+
+    sampler: object
+    model: object
+    problem: LinearGaussianProblem
+    given: dict
+    seed: int
+    batch_size: int
+
+    def with_nugget(self, tau: float) -> LinearGaussianProblem:
+        """The problem with a nugget ``tau`` (model units) added to the known noise."""
+        extra = (float(tau) / self.model.data_scale) ** 2
+        return replace(self.problem, noise_sd=torch.sqrt(self.problem.noise_sd**2 + extra))
+
+    def options(self, problem) -> dict:
+        prepare = self.sampler.prepare
+        return self.given if prepare is None else prepare(self.model, problem, self.given)
+
+    def __call__(self, problem, indices, progress):
+        return _run_batches(self.sampler, self.model, problem, self.options(problem),
+                            list(indices), self.seed, self.batch_size, progress)  # fmt: skip
 
 
 def _model_observations(model, obs: Observations, domain_map: DomainMap | None):
@@ -232,26 +342,27 @@ def _model_observations(model, obs: Observations, domain_map: DomainMap | None):
     return dmap, model_obs
 
 
-def _run_batches(sampler, model, problem, options, samples, seed, batch_size, progress):
-    """The batches' draws, (b, H, W) on the model's grid times ``data_scale``, and infos."""
+def _run_batches(sampler, model, problem, options, indices, seed, batch_size, progress):
+    """The draws of ``indices``, batches of (b, H, W) on the model's grid times ``data_scale``."""
     per_batch = max(1, batch_size // sampler.fields_per_draw(options))
     model.denoiser.eval()
     draws, infos = [], []
-    bar = progress_bar(samples, enabled=progress, desc=f"{sampler.name} posterior", unit="draw")
-    for lo in range(0, samples, per_batch):
-        indices = range(lo, min(samples, lo + per_batch))
+    bar = progress_bar(len(indices), enabled=progress, desc=f"{sampler.name} posterior",
+                       unit="draw")  # fmt: skip
+    for lo in range(0, len(indices), per_batch):
+        batch = indices[lo : lo + per_batch]
         result = posterior_sample(
             sampler.name,
             model.denoiser,
             model.schedule,
             problem,
-            generators_for(seed, _POSTERIOR_STREAM, indices),
+            generators_for(seed, _POSTERIOR_STREAM, batch),
             device=model.device,
             **options,
         )
         draws.append(result.draws[:, 0].to("cpu", torch.float64).numpy() * model.data_scale)
         infos.append(result.info)
-        bar.update(len(indices))
+        bar.update(len(batch))
     bar.close()
     return draws, infos
 

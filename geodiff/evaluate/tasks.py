@@ -1,0 +1,208 @@
+"""From a user's data to a :class:`~geodiff.evaluate.predictors.PredictionTask`: one rule.
+
+``krige``, ``mcmc``, ``predict``, ``crossval`` and the Python API read observations in
+physical coordinates and units the same way (:func:`build_task`):
+
+1. **Noise.** A number, or the file's ``noise_sd`` column, is a *given* noise; without
+   either the noise is inferred (``"bayes"`` by default, or ``"reml"``; see
+   :mod:`geodiff.noise`). An inferred nugget adds to a column's noise.
+2. **Values.** An optional transform (:mod:`geodiff.anamorphosis`: ``log``, ``boxcox``,
+   ``normal-score``) is fitted to the observed values; every method works on the
+   transformed values, given noise sds are carried over by the delta method
+   (``τ_z = τ_y |T'(y)|``), and predictions are back-transformed at the end. Without a
+   transform, strongly skewed values get a :class:`~geodiff.anamorphosis.SkewWarning`.
+3. **Coordinates and units.** ``domain="model"``: the data are in the prior's (or
+   model's) coordinates and units already. ``"auto"`` or a box: the physical domain is
+   mapped onto the prior's by :meth:`~geodiff.transform.DomainMap.fit` (same scale on
+   both axes) and, with ``standardise``, the values by their mean and sd. Predictions
+   come back in physical coordinates and units.
+4. **Targets.** ``"grid"`` is a grid over the physical domain (the model's own grid for a
+   trained model); otherwise (m, 2) physical points.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from geodiff.errors import GeodiffError
+from geodiff.evaluate.predictors import PredictionTask
+from geodiff.grid import Grid
+from geodiff.noise import noise_mode
+from geodiff.observe import MissingNoiseError, Observations
+from geodiff.transform import DomainMap
+
+__all__ = ["build_task", "prior_data_scale", "read_observations", "transform_observations"]
+
+_DATA_SCALE_DRAWS = 256
+
+
+def read_observations(path, noise_sd=None, *, duplicates: str = "reject"):
+    """Observations from a CSV file and how their noise is known.
+
+    Parameters
+    ----------
+    path : path-like
+    noise_sd : float, {"reml", "bayes"} or None
+        A number: every row's noise sd (given). ``"reml"``/``"bayes"``: infer a nugget
+        (added to a ``noise_sd`` column if the file has one). None: the file's column if
+        it has one, else ``"bayes"``.
+    duplicates : {"reject", "merge"}
+
+    Returns
+    -------
+    obs : Observations
+    noise : str
+        ``"given"``, ``"reml"`` or ``"bayes"``.
+    """
+    if noise_sd is not None and not isinstance(noise_sd, str):
+        return Observations.from_csv(path, float(noise_sd), duplicates=duplicates), "given"
+    mode = noise_mode(noise_sd) if noise_sd is not None else None
+    if mode == "given":
+        raise GeodiffError("noise mode 'given' needs a noise sd or a noise_sd column")
+    try:
+        obs = Observations.from_csv(path, None, duplicates=duplicates)
+        return obs, mode or "given"
+    except MissingNoiseError:
+        return Observations.from_csv(path, 0.0, duplicates=duplicates), mode or "bayes"
+
+
+def transform_observations(obs: Observations, kind: str = "none"):
+    """``(transform, observations of the transformed values)``; warns on skewed raw values.
+
+    Given noise sds are carried over by the delta method at each observed value.
+    """
+    from geodiff.anamorphosis import SkewWarning, fit_transform, skewness_advice
+
+    if kind == "none":
+        advice = skewness_advice(obs.values)
+        if advice:
+            warnings.warn(advice, SkewWarning, stacklevel=2)
+        return None, obs
+    transform = fit_transform(kind, obs.values)
+    values = transform.forward(obs.values)
+    noise = obs.noise_sd * np.abs(transform.derivative(obs.values))
+    return transform, Observations(obs.operator, values, noise)
+
+
+def prior_data_scale(prior, seed: int = 0) -> float:
+    """The typical sd of the prior's fields: ``sqrt(E[variance])`` over its parameters."""
+    import torch
+
+    theta = prior.sample_theta(_DATA_SCALE_DRAWS, torch.Generator().manual_seed(seed))
+    variance = theta["variance"].double().reshape(len(theta["variance"]), -1).mean(1)
+    return float(variance.mean().sqrt())
+
+
+def build_task(
+    obs: Observations,
+    targets="grid",
+    *,
+    prior=None,
+    model=None,
+    noise: str = "given",
+    transform: str = "none",
+    domain="model",
+    margin: float = 0.1,
+    standardise: bool = False,
+    grid: str | tuple = "64",
+    theta: dict | None = None,
+    target_noise_sd=None,
+) -> PredictionTask:
+    """A prediction task from physical observations by the module's rule.
+
+    Parameters
+    ----------
+    obs : Observations
+        In physical coordinates and units.
+    targets : "grid" or array_like of shape (m, 2)
+        Physical prediction points, or a grid over the physical domain.
+    prior : GRFPrior, optional
+        The prior (default: the model's).
+    model : DiffusionModel, optional
+    noise : {"given", "reml", "bayes"}
+    transform : {"none", "log", "boxcox", "normal-score"}
+    domain : "model", "auto" or ((x0, x1), (y0, y1))
+    margin : float
+        Widening of an ``"auto"`` domain (fraction of the data box's longer side).
+    standardise : bool
+        Map values by their mean and sd onto the prior's.
+    grid : str
+        ``"N"`` or ``"HxW"`` for grid targets without a model.
+    theta : dict, optional
+        Known parameters (simple kriging).
+    target_noise_sd : float or array_like of shape (m,), optional
+        The known noise of a new measurement at the targets, in the data's units
+        (default: the median given noise sd; 0 when the noise is inferred).
+
+    Returns
+    -------
+    PredictionTask
+    """
+    if prior is None and model is None:
+        raise GeodiffError("a task needs a prior or a trained model")
+    prior = prior if prior is not None else model.prior
+    extent = model.grid.extent if model is not None else prior.domain
+    _check_stations(obs, inferred=noise != "given" or standardise or transform != "none")
+    raw_values = obs.values
+    value_transform, obs = transform_observations(obs, transform)
+    points = None if _is_grid(targets) else _points(targets)
+    if domain == "model":
+        dmap = None
+        where = "the model's domain" if model is not None else "the prior's domain"
+        obs.check_inside(extent, f"{where} (map physical coordinates with --domain auto)")
+    else:
+        scale = model.data_scale if model is not None else prior_data_scale(prior)
+        dmap = DomainMap.fit(
+            obs, extent, targets=points, domain=None if domain == "auto" else domain,
+            margin=margin, standardise=standardise, data_scale=scale,
+        )  # fmt: skip
+    if points is None:
+        physical = extent if dmap is None else dmap.physical_extent
+        shape = model.grid.shape if model is not None else Grid.parse(grid).shape
+        target_grid = Grid(shape, physical)
+    if target_noise_sd is None:
+        target_noise = float(np.median(obs.noise_sd)) if noise == "given" else 0.0
+    else:  # the delta method at the observations' median value (as for their noise)
+        slope = 1.0 if value_transform is None else _median_slope(value_transform, raw_values)
+        target_noise = np.asarray(target_noise_sd, dtype=float) * slope
+    return PredictionTask(
+        prior, obs, target_grid if points is None else points, model=model, theta=theta,
+        domain_map=dmap, noise=noise, target_noise_sd=target_noise, transform=value_transform,
+        grid_field=False,
+    )  # fmt: skip
+
+
+def _check_stations(obs: Observations, inferred: bool) -> None:
+    """One clear line for data no method can use: one station, a line of them, one value."""
+    if len(obs) < 2:
+        raise GeodiffError(f"{len(obs)} observation: predictions need at least 2 (and a "
+                           "fitted covariance needs more than 6)")  # fmt: skip
+    centred = obs.locations - obs.locations.mean(0)
+    spread = np.linalg.svd(centred, compute_uv=False)
+    if len(obs) >= 3 and spread[1] <= 1e-9 * spread[0]:
+        raise GeodiffError(
+            f"the {len(obs)} stations lie on one line: a 2-D field cannot be inferred from "
+            "them (its variation across the line is not observed)"
+        )
+    if inferred and np.ptp(obs.values) == 0:
+        raise GeodiffError(
+            f"all {len(obs)} observed values are equal ({obs.values[0]:g}): no noise, "
+            "scale or transform can be estimated from them"
+        )
+
+
+def _median_slope(transform, values) -> float:
+    return float(np.abs(transform.derivative(np.median(values))))
+
+
+def _is_grid(targets) -> bool:
+    return isinstance(targets, str) and targets == "grid"
+
+
+def _points(targets) -> np.ndarray:
+    points = np.asarray(targets, dtype=float)
+    if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
+        raise GeodiffError(f"targets must be finite (m, 2) points, got shape {points.shape}")
+    return points
