@@ -1,0 +1,131 @@
+"""One task builder for every method: exact equivariance of the domain map, noise modes,
+transforms and the bad input every command refuses the same way."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geodiff import GeodiffError, Observations
+from geodiff.anamorphosis import SkewWarning
+from geodiff.diffusion.model import load_model
+from geodiff.evaluate.predictors import run_predictor
+from geodiff.evaluate.tasks import build_task, read_observations
+
+MODEL = Path(__file__).resolve().parents[1] / "data" / "stationary-matern-32"
+THETA = {"length_scale": 0.2, "anis_ratio": 0.8, "angle": 0.3}
+# (method, options, noise modes): every method of the registry, each noise mode it offers
+CASES = [
+    ("kriging-ok", {}, ("given", "reml")),
+    ("kriging-oracle", {}, ("given", "reml")),
+    ("mcmc", {"warmup": 10, "samples": 20, "chains": 1, "jit": False}, ("reml", "bayes")),
+    ("diffusion", {"steps": 3, "noise_sweeps": 2}, ("given", "bayes")),
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(MODEL)
+
+
+def _obs(origin=(0.0, 0.0), metres=1.0, shift=0.0, scale=1.0, tau=0.1, n=30):
+    rng = np.random.default_rng(4)
+    unit = rng.uniform(0.1, 0.9, (n, 2))
+    values = np.sin(4 * unit[:, 0]) + np.cos(3 * unit[:, 1]) + 0.1 * rng.standard_normal(n)
+    points = np.asarray(origin) + metres * unit
+    return Observations.at_points(points, shift + scale * values, scale * tau), points
+
+
+def _predict(model, name, options, noise, origin, metres, shift, scale):
+    obs, points = _obs(origin, metres, shift, scale)
+    targets = np.asarray(origin) + metres * np.array([[0.3, 0.4], [0.7, 0.2], [0.5, 0.8]])
+    theta = THETA if name == "kriging-oracle" else None
+    task = build_task(obs, targets, model=model, noise=noise, domain="auto", standardise=True,
+                      theta=theta)  # fmt: skip
+    opts = {k: v for k, v in options.items() if not (k == "noise_sweeps" and noise != "bayes")}
+    return run_predictor(name, task, draws=19, seed=3, quantity="measurement", **opts)
+
+
+@pytest.mark.filterwarnings("ignore::geodiff.baselines.mcmc.MCMCWarning")  # short chains
+@pytest.mark.filterwarnings("ignore::geodiff.baselines.fit.FitWarning")
+@pytest.mark.parametrize(("name", "options", "modes"), CASES, ids=[c[0] for c in CASES])
+def test_every_method_is_equivariant_under_the_domain_map(model, name, options, modes):
+    """Coordinates translated and scaled, values shifted and scaled: predictions follow.
+
+    Power check: a map that forgot the value scale (or shift) fails the same assertion.
+    """
+    origin, metres, shift, scale = (1.8e5, 3.3e5), 4000.0, 50.0, 12.0
+    for noise in modes:
+        base = _predict(model, name, options, noise, (0.0, 0.0), 1.0, 0.0, 1.0)
+        moved = _predict(model, name, options, noise, origin, metres, shift, scale)
+        tol = {"rtol": 1e-5, "atol": 1e-5 * scale}
+        np.testing.assert_allclose(moved.mean, shift + scale * base.mean, **tol)
+        np.testing.assert_allclose(moved.sd, scale * base.sd, **tol)
+        np.testing.assert_allclose(moved.quantiles([0.05, 0.95]),
+                                   shift + scale * base.quantiles([0.05, 0.95]), **tol)  # fmt: skip
+        assert not np.allclose(moved.mean, shift + 1.1 * scale * base.mean, **tol)
+        assert not np.allclose(moved.sd, 1.1 * scale * base.sd, **tol)
+        assert moved.quantity == "measurement"
+
+
+@pytest.mark.filterwarnings("ignore::geodiff.baselines.fit.FitWarning")
+def test_a_measurement_is_wider_than_the_field_by_the_inferred_noise(model):
+    obs, _ = _obs(tau=0.0)
+    targets = np.array([[0.3, 0.4], [0.7, 0.2]])
+    task = build_task(obs, targets, model=model, noise="reml", domain="auto", standardise=True)
+    field = run_predictor("kriging-ok", task, quantity="field")
+    new = run_predictor("kriging-ok", task, quantity="measurement")
+    tau = field.info["noise_sd"]
+    np.testing.assert_allclose(new.sd, np.sqrt(field.sd**2 + tau**2), rtol=1e-12)
+    assert tau > 0 and not np.allclose(new.sd, field.sd)
+
+
+def test_a_log_transform_back_transforms_the_prediction(model):
+    obs, _ = _obs()
+    positive = Observations.at_points(obs.locations, np.exp(obs.values), 0.0)
+    targets = np.array([[0.3, 0.4], [0.7, 0.2]])
+    task = build_task(positive, targets, model=model, noise="reml", transform="log",
+                      domain="auto", standardise=True)  # fmt: skip
+    pred = run_predictor("kriging-ok", task, quantity="measurement")
+    latent = build_task(Observations.at_points(obs.locations, obs.values, 0.0), targets,
+                        model=model, noise="reml", domain="auto", standardise=True)  # fmt: skip
+    ref = run_predictor("kriging-ok", latent, quantity="measurement")
+    np.testing.assert_allclose(pred.quantiles([0.05, 0.5, 0.95]),
+                               np.exp(ref.quantiles([0.05, 0.5, 0.95])), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(pred.mean, np.exp(ref.mean + ref.sd**2 / 2), rtol=1e-6)
+    assert not np.allclose(pred.mean, np.exp(ref.mean), rtol=1e-3)  # the naive back-transform
+
+
+def test_skewed_values_without_a_transform_get_a_warning(model):
+    rng = np.random.default_rng(0)
+    obs = Observations.at_points(rng.uniform(0.1, 0.9, (40, 2)), rng.lognormal(0, 1.2, 40), 0.0)
+    with pytest.warns(SkewWarning, match="skew"):
+        build_task(obs, "grid", model=model, noise="reml")
+
+
+def test_noise_modes_from_files(tmp_path):
+    without = tmp_path / "a.csv"
+    without.write_text("x,y,value\n0.1,0.2,1\n0.4,0.5,2\n")
+    with_column = tmp_path / "b.csv"
+    with_column.write_text("x,y,value,noise_sd\n0.1,0.2,1,0.3\n0.4,0.5,2,0.3\n")
+    assert read_observations(without)[1] == "bayes"
+    assert read_observations(without, "reml")[1] == "reml"
+    obs, mode = read_observations(without, 0.2)
+    assert mode == "given" and (obs.noise_sd == 0.2).all()
+    obs, mode = read_observations(with_column)
+    assert mode == "given" and (obs.noise_sd == 0.3).all()
+    assert read_observations(with_column, "bayes")[1] == "bayes"  # a nugget on top
+
+
+@pytest.mark.parametrize(
+    ("points", "values", "message"),
+    [
+        ([[0.1, 0.2]], [1.0], "at least 2"),
+        ([[0.1, 0.1], [0.2, 0.2], [0.3, 0.3], [0.5, 0.5]], [1.0, 2.0, 1.0, 3.0], "one line"),
+        ([[0.1, 0.2], [0.5, 0.1], [0.3, 0.7]], [2.0, 2.0, 2.0], "equal"),
+    ],
+)
+def test_data_no_method_can_use_get_one_clear_error(model, points, values, message):
+    obs = Observations.at_points(points, values, 0.0)
+    with pytest.raises(GeodiffError, match=message):
+        build_task(obs, "grid", model=model, noise="bayes", domain="auto", standardise=True)
