@@ -37,9 +37,16 @@ run_predictor, PredictionTask, PREDICTORS
 run_validation
     ``geodiff validate``: prior and posterior checks against exact references, one report
     (see :mod:`geodiff.evaluate.validate`).
+build_task, read_observations
+    A user's data (physical coordinates, unknown noise, skewed values) as one prediction
+    task for every method (:mod:`geodiff.evaluate.tasks`).
+reml_noise, NoisePrior, fit_transform, back_transform, prior_from_data
+    Inferred noise (:mod:`geodiff.noise`), value transforms (:mod:`geodiff.anamorphosis`)
+    and a prior fitted to the data (:mod:`geodiff.fields.from_data`).
 cross_validate, CrossValidation
-    K-fold cross-validation of the diffusion posterior, kriging and MCMC on point data in
-    physical units (:mod:`geodiff.evaluate.crossval`; the Meuse data: :mod:`geodiff.realdata`).
+    K-fold (random or spatially blocked) cross-validation of the diffusion posterior,
+    kriging and MCMC on point data in physical units (:mod:`geodiff.evaluate.crossval`;
+    the Meuse data: :mod:`geodiff.realdata`).
 
 Example
 -------
@@ -51,7 +58,8 @@ Example
 >>> pred = geodiff.simple_kriging(prior, theta, obs, geodiff.Grid.square(32))
 """
 
-from geodiff.baselines.fit import fit_covariance, ordinary_kriging
+from geodiff.anamorphosis import back_transform, fit_transform
+from geodiff.baselines.fit import fit_covariance, ordinary_kriging, reml_noise
 from geodiff.baselines.kriging import conditional_simulation, simple_kriging
 from geodiff.baselines.mcmc import mcmc_posterior
 from geodiff.diffusion import (
@@ -65,15 +73,18 @@ from geodiff.diffusion import (
 from geodiff.errors import CheckpointError, ConfigError, GeodiffError, StoreError
 from geodiff.evaluate.crossval import CrossValidation, cross_validate
 from geodiff.evaluate.predictors import PREDICTORS, PredictionTask, run_predictor
+from geodiff.evaluate.tasks import build_task, read_observations
 from geodiff.evaluate.validate import run_validation
 from geodiff.fields.config import builtin_priors, load_prior, prior_from_config
 from geodiff.fields.datasets import SimulatedFieldDataset, StoreFieldDataset
+from geodiff.fields.from_data import prior_from_data
 from geodiff.fields.maps import MapPrior
 from geodiff.fields.parameters import Fixed, HalfNormal, LogNormal, LogUniform, Normal, Uniform
 from geodiff.fields.prior import GRFPrior, NonStationaryPrior, StationaryPrior
 from geodiff.fields.simulate import Simulation, simulate
 from geodiff.fields.store import FieldStore, open_store, write_store
 from geodiff.grid import Grid
+from geodiff.noise import NoisePrior
 from geodiff.observe import Observations, block_mean_operator, point_operator
 from geodiff.posterior import PosteriorDraws, diffusion_posterior, predict
 from geodiff.prediction import Prediction
@@ -98,6 +109,7 @@ __all__ = [
     "LogNormal",
     "LogUniform",
     "MapPrior",
+    "NoisePrior",
     "NoiseSchedule",
     "NonStationaryPrior",
     "Normal",
@@ -113,12 +125,15 @@ __all__ = [
     "TrainingConfig",
     "Uniform",
     "__version__",
+    "back_transform",
     "block_mean_operator",
+    "build_task",
     "builtin_priors",
     "conditional_simulation",
     "cross_validate",
     "diffusion_posterior",
     "fit_covariance",
+    "fit_transform",
     "load_model",
     "load_prior",
     "mcmc_posterior",
@@ -127,6 +142,9 @@ __all__ = [
     "point_operator",
     "predict",
     "prior_from_config",
+    "prior_from_data",
+    "read_observations",
+    "reml_noise",
     "run_predictor",
     "run_validation",
     "simple_kriging",

@@ -22,7 +22,6 @@ import csv
 import importlib.resources
 import importlib.util
 import io
-import math
 
 import numpy as np
 
@@ -92,11 +91,9 @@ def reml_noise_sd(obs: Observations, family: str = "matern", shape: dict | None 
     (:func:`~geodiff.baselines.fit.fit_covariance`) to ``obs`` taken as noiseless, and
     returns ``sqrt(nugget)``, in the units of the values.
     """
-    from geodiff.baselines.fit import fit_covariance
+    from geodiff.baselines.fit import reml_noise
 
-    exact = Observations(obs.operator, obs.values, 0.0)
-    fit = fit_covariance(exact, family, shape=shape)
-    return math.sqrt(fit.params["nugget"])
+    return reml_noise(obs, family, shape).sd
 
 
 def meuse(variable: str = "zinc", log: bool = True, noise_sd="reml") -> Observations:

@@ -216,6 +216,18 @@ def score_prediction(pred, truth, seed: int = 0) -> dict:
     from scipy import stats
 
     truth = np.asarray(truth, dtype=float).reshape(-1)
+    if pred.draws is None and getattr(pred, "transform", None) is not None:
+        lower, upper = pred.interval(0.9)
+        latent = np.asarray(pred.transform.forward_extended(truth), dtype=float)
+        pit = stats.norm.cdf((latent - pred.latent_mean) / np.maximum(pred.latent_sd, 1e-12))
+        return {
+            "crps": float(pred.crps(truth).mean()),
+            "rmse": float(np.sqrt(np.mean((pred.mean - truth) ** 2))),
+            "cover90": float(interval_coverage(truth, lower, upper).mean()),
+            "ranks": np.bincount(
+                np.minimum((pit * RANK_BINS).astype(int), RANK_BINS - 1), minlength=RANK_BINS
+            ).tolist(),
+        }
     if pred.draws is None:
         sd = np.maximum(pred.sd, 1e-12)
         z = stats.norm.ppf(0.95)
