@@ -37,7 +37,7 @@ def _obs(origin=(0.0, 0.0), metres=1.0, shift=0.0, scale=1.0, tau=0.1, n=30):
 
 
 def _predict(model, name, options, noise, origin, metres, shift, scale):
-    obs, points = _obs(origin, metres, shift, scale)
+    obs, _ = _obs(origin, metres, shift, scale)
     targets = np.asarray(origin) + metres * np.array([[0.3, 0.4], [0.7, 0.2], [0.5, 0.8]])
     theta = THETA if name == "kriging-oracle" else None
     task = build_task(obs, targets, model=model, noise=noise, domain="auto", standardise=True,

@@ -145,14 +145,18 @@ def build_task(
     prior = prior if prior is not None else model.prior
     extent = model.grid.extent if model is not None else prior.domain
     _check_stations(obs, inferred=noise != "given" or standardise or transform != "none")
-    raw_values = obs.values
-    value_transform, obs = transform_observations(obs, transform)
     points = None if _is_grid(targets) else _points(targets)
     if domain == "model":
-        dmap = None
-        where = "the model's domain" if model is not None else "the prior's domain"
-        obs.check_inside(extent, f"{where} (map physical coordinates with --domain auto)")
-    else:
+        try:
+            obs.check_inside(extent, "the model's domain" if model is not None else
+                             "the prior's domain")  # fmt: skip
+        except GeodiffError as err:
+            raise GeodiffError(f"{err}; map physical coordinates onto it with --domain auto "
+                               "(and values with --standardise)") from None  # fmt: skip
+    raw_values = obs.values
+    value_transform, obs = transform_observations(obs, transform)
+    dmap = None
+    if domain != "model":
         scale = model.data_scale if model is not None else prior_data_scale(prior)
         dmap = DomainMap.fit(
             obs, extent, targets=points, domain=None if domain == "auto" else domain,
