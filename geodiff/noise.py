@@ -46,8 +46,30 @@ logger = logging.getLogger(__name__)
 #: how a method learns the measurement noise (see the module's docstring)
 NOISE_MODES = ("given", "reml", "bayes")
 
+#: a kept chain whose mean τ is below this fraction of its REML start has collapsed
+COLLAPSE_FRACTION = 0.5
 _PRIOR_SHAPE = 1.0  # a: a heavy right tail (no prior mean), little mass near 0
 _PRIOR_SCALE = 0.02  # b / var(y): prior median of τ² is 0.029 var(y)
+
+
+class NoiseWarning(UserWarning):
+    """An inferred noise that should not be trusted."""
+
+
+def collapse_message(chain_mean: float, start: float) -> str | None:
+    """A warning when a Gibbs chain's kept τ fell far below its REML start, else None.
+
+    The field step is only as good as its sampler: one that fits the data more closely
+    than the prior allows (too few steps) leaves small residuals, and the conjugate step
+    then shrinks τ sweep after sweep.
+    """
+    if chain_mean >= COLLAPSE_FRACTION * start:
+        return None
+    return (
+        f"the sampled noise sd fell to {chain_mean:.3g}, below {COLLAPSE_FRACTION:g} x the "
+        f"REML estimate {start:.3g}: the posterior sampler fits the data too closely for "
+        "the noise to be inferred (raise --steps, or use --noise-sd reml)"
+    )
 
 
 def noise_mode(noise) -> str:

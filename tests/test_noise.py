@@ -143,3 +143,89 @@ def test_noise_prior_conjugate_update_and_errors():
         NoisePrior.weak([1.0, 1.0, 1.0])
     with pytest.raises(GeodiffError, match="starting noise"):
         gibbs_noise(lambda t, i: None, lambda f: None, prior, 0.0, 5)
+
+
+# ------------------------------------------------- the noise in the diffusion posterior
+@pytest.fixture(scope="module")
+def model():
+    from pathlib import Path
+
+    from geodiff.diffusion.model import load_model
+
+    return load_model(Path(__file__).resolve().parents[1] / "data" / "stationary-matern-32")
+
+
+def _noisy(model, tau, n=60, seed=2):
+    """Observations of a prior field at n points with noise ``tau`` (model units)."""
+    import torch
+
+    from geodiff import Observations, simulate
+
+    prior = model.prior
+    theta = prior.complete_theta(
+        {k: torch.tensor([v]) for k, v in
+         {"length_scale": 0.15, "anis_ratio": 0.8, "angle": 0.3}.items()}
+    )  # fmt: skip
+    field = simulate(prior, model.grid, 1, seed=seed, theta=theta).fields.double()
+    rng = np.random.default_rng(seed)
+    pts = rng.uniform(0.05, 0.95, (n, 2))
+    values = model.grid.interpolate(field, pts)[0].numpy() + tau * rng.standard_normal(n)
+    return Observations.at_points(pts, values, 0.0)
+
+
+@pytest.mark.filterwarnings("ignore::geodiff.noise.NoiseWarning")  # 3 steps: a crude sampler
+def test_diffusion_noise_draws_do_not_depend_on_the_batch_size(model):
+    from geodiff.posterior import diffusion_posterior
+
+    obs = _noisy(model, 0.3)
+    runs = [
+        diffusion_posterior(
+            model, obs, samples=6, steps=3, seed=4, noise="bayes", noise_sweeps=3, batch_size=b
+        )
+        for b in (1, 64)
+    ]
+    np.testing.assert_allclose(runs[0].fields, runs[1].fields, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(runs[0].noise_sd, runs[1].noise_sd, rtol=1e-6)
+    assert len(np.unique(runs[0].noise_sd)) == 3  # one τ per kept sweep
+    info = runs[0].info["noise"]
+    assert info["mode"] == "bayes" and len(info["chain"]) == 3 + 3  # burn-in + kept
+    reml = diffusion_posterior(model, obs, samples=4, steps=3, seed=4, noise="reml")
+    assert (reml.noise_sd == reml.info["noise"]["reml_sd"]).all()
+    given = diffusion_posterior(model, obs, samples=4, steps=3, seed=4)
+    assert given.noise_sd is None and given.info["noise"] == {"mode": "given"}
+
+
+@pytest.mark.filterwarnings("ignore::geodiff.baselines.mcmc.MCMCWarning")
+def test_mcmc_samples_the_noise_and_its_interval_holds_the_truth(model):
+    """NUTS with τ² as a site: the 90% interval of τ holds the truth; power: τ x 3 data."""
+    from geodiff.baselines.mcmc import mcmc_posterior
+
+    intervals = {}
+    for factor in (1.0, 3.0):
+        obs = _noisy(model, 0.3 * factor, n=80)
+        result = mcmc_posterior(model.prior, obs, num_samples=150, warmup_steps=150,
+                                num_chains=1, jit=False, progress=False,
+                                noise_prior=NoisePrior.weak(obs.values))  # fmt: skip
+        intervals[factor] = np.quantile(result.noise_sd_draws(), [0.05, 0.95])
+        assert "noise_variance" in result.summary()
+    lo, hi = intervals[1.0]
+    assert lo <= 0.3 <= hi
+    lo, hi = intervals[3.0]
+    assert not lo <= 0.3 <= hi
+
+
+def test_diffusion_noise_is_recovered_and_a_crude_sampler_is_flagged(model):
+    """With the default steps the chain holds the REML level (no warning); power: a
+    3-step sampler over-fits the data, its chain collapses and the same check warns."""
+    import warnings
+
+    from geodiff.noise import NoiseWarning
+    from geodiff.posterior import diffusion_posterior
+
+    obs = _noisy(model, 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoiseWarning)
+        good = diffusion_posterior(model, obs, samples=10, seed=4, noise="bayes", noise_sweeps=5)
+    assert 0.5 * 0.3 < good.noise_sd.mean() < 2 * 0.3
+    with pytest.warns(NoiseWarning, match="fits the data too closely"):
+        diffusion_posterior(model, obs, samples=10, steps=3, seed=4, noise="bayes", noise_sweeps=5)

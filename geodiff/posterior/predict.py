@@ -21,7 +21,7 @@ from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 from geodiff.logs import progress_bar
 from geodiff.machine import check_dense
-from geodiff.noise import NoisePrior, gibbs_noise, noise_mode
+from geodiff.noise import NoisePrior, NoiseWarning, collapse_message, gibbs_noise, noise_mode
 from geodiff.observe import Observations
 from geodiff.posterior.methods import posterior_sample, spec
 from geodiff.posterior.problem import LinearGaussianProblem
@@ -229,6 +229,10 @@ def diffusion_posterior(
                 prior=prior.scaled(dmap.value_scale).to_dict(),
                 chain=dmap.to_physical_sd(chain).tolist(),
             )
+            message = collapse_message(float(np.mean(noise_sd)), start)
+            if message:
+                warnings.warn(message, NoiseWarning, stacklevel=2)
+                noise_info["warning"] = message
         noise_sd = dmap.to_physical_sd(noise_sd)
         noise_info.update(_noise_summary(noise_sd))
     elapsed = time.perf_counter() - started
