@@ -594,7 +594,7 @@ def user_workflow(args, model, model_path: Path, methods, progress) -> str:
             lines.append(f"{USER_LABELS[m]}: inferred noise sd {tau:.3f} log(ppm) (fold mean).")
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report-user.md").write_text(text)
+    (args.out / "report.md").write_text(text)
     return text
 
 

@@ -191,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     _command(sub, "mcmc", _cmd_mcmc, "fully Bayesian predictions: NUTS over the parameters",
              (*_OBSERVATIONS, "--prior", "--at", "--grid", "--mcmc-chains", "--mcmc-warmup",
               "--mcmc-samples", "--draws", "--no-jit", "--predict", *_SUMMARY, *_RUN),
-             {"--prior": required_prior, "--draws": {"default": 199}})  # fmt: skip
+             {"--prior": required_prior, "--draws": {"default": 200}})  # fmt: skip
     _command(sub, "predict", _cmd_predict, "posterior draws and predictions from a trained model",
              ("--model", *_OBSERVATIONS, "--at", "--method", "--draws", "--steps", "--particles",
               "--step-size", "--cg-iterations", "--eta", "--batch-size", "--predict", *_SUMMARY,

@@ -72,6 +72,30 @@ def collapse_message(chain_mean: float, start: float) -> str | None:
     )
 
 
+def plug_in_noise(obs, prior):
+    """The REML nugget of ``obs`` under ``prior``'s family (a :class:`NoiseEstimate`).
+
+    The observations are taken as noiseless and the prior's shape parameter is held at
+    its median (:func:`~geodiff.baselines.fit.plug_in_settings`); the fit's own
+    warnings are left out (the estimate is a plug-in or a chain's start, reported as such).
+    """
+    import warnings
+
+    from geodiff.baselines.fit import FitWarning, plug_in_settings, reml_noise
+    from geodiff.observe import Observations
+
+    if obs.operator.kind != "points" or obs.operator.grid is not None:
+        raise GeodiffError(
+            "the REML noise estimate needs point observations off any grid; give the noise "
+            "(--noise-sd) or sample it (--noise-sd bayes)"
+        )
+    settings = plug_in_settings(prior)
+    exact = Observations(obs.operator, obs.values, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        return reml_noise(exact, settings["family"], settings["shape"])
+
+
 def noise_mode(noise) -> str:
     """Check a noise mode (a key of :data:`NOISE_MODES`)."""
     if noise not in NOISE_MODES:

@@ -33,7 +33,7 @@ from geodiff.errors import GeodiffError
 from geodiff.grid import Grid, _as_extent
 from geodiff.observe import Observations, block_mean_operator, point_operator
 
-__all__ = ["DomainMap"]
+__all__ = ["DomainMap", "padded_box"]
 
 
 @dataclass(frozen=True)
@@ -102,13 +102,10 @@ class DomainMap:
         """
         model_extent = _as_extent(model_extent)
         if domain is None:
-            if not margin >= 0:
-                raise GeodiffError(f"margin must be >= 0, got {margin}")
             lo, hi = _bounding_box(obs, targets)
-            pad = margin * max(hi - lo)
             if max(hi - lo) == 0:
                 raise GeodiffError("cannot infer a domain from a single location; give one")
-            domain = ((lo[0] - pad, hi[0] + pad), (lo[1] - pad, hi[1] + pad))
+            domain = padded_box(np.stack([lo, hi]), margin)
         physical = _match_aspect(_as_extent(domain), model_extent)
         shift, scale = 0.0, 1.0
         if standardise:
@@ -175,6 +172,22 @@ class DomainMap:
             "value_shift": self.value_shift,
             "value_scale": self.value_scale,
         }
+
+
+def padded_box(points, margin: float) -> tuple:
+    """The bounding box of (k, 2) ``points`` widened on every side by ``margin`` × its longer side.
+
+    Returns
+    -------
+    ((float, float), (float, float))
+        ``((x_min, x_max), (y_min, y_max))``.
+    """
+    if not (np.isfinite(margin) and margin >= 0):
+        raise GeodiffError(f"margin must be a finite number >= 0, got {margin}")
+    pts = np.asarray(points, dtype=float)
+    lo, hi = pts.min(0), pts.max(0)
+    pad = margin * float(max(hi - lo))
+    return ((float(lo[0] - pad), float(hi[0] + pad)), (float(lo[1] - pad), float(hi[1] + pad)))
 
 
 def _bounding_box(obs: Observations, targets) -> tuple[np.ndarray, np.ndarray]:

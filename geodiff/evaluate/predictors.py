@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -71,7 +70,7 @@ import numpy as np
 
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
-from geodiff.noise import NoisePrior, noise_mode
+from geodiff.noise import NoisePrior, noise_mode, plug_in_noise
 from geodiff.observe import Observations
 from geodiff.prediction import Prediction
 from geodiff.rng import derive_seed
@@ -159,14 +158,8 @@ class PredictionTask:
 
     @cached_property
     def reml_noise(self):
-        """The REML nugget of the observations in the task's units (:func:`reml_noise`)."""
-        from geodiff.baselines.fit import FitWarning, plug_in_settings, reml_noise
-
-        settings = plug_in_settings(self.prior)
-        exact = Observations(self.obs.operator, self.obs.values, 0.0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FitWarning)
-            return reml_noise(exact, settings["family"], settings["shape"])
+        """The REML nugget of the observations in the task's units (:func:`plug_in_noise`)."""
+        return plug_in_noise(self.obs, self.prior)
 
     def plug_in_obs(self) -> Observations:
         """The observations with the REML nugget added to their noise (noise not given)."""

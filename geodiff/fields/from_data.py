@@ -72,6 +72,7 @@ from geodiff.fields.correlation import get_family
 from geodiff.fields.maps import MapPrior
 from geodiff.fields.parameters import ScalarPrior
 from geodiff.observe import Observations, point_operator
+from geodiff.transform import padded_box
 
 __all__ = [
     "LENGTH_FACTOR",
@@ -163,15 +164,6 @@ def _check_points(obs: Observations) -> tuple[np.ndarray, np.ndarray]:
     return pts, values
 
 
-def _padded_box(pts: np.ndarray, margin: float) -> tuple:
-    """The bounding box of ``pts`` (n, 2) widened by ``margin`` × its longer side."""
-    if not (math.isfinite(margin) and margin >= 0):
-        raise GeodiffError(f"margin must be a finite number >= 0, got {margin}")
-    lo, hi = pts.min(0), pts.max(0)
-    pad = margin * float(max(hi - lo))
-    return ((float(lo[0] - pad), float(hi[0] + pad)), (float(lo[1] - pad), float(hi[1] + pad)))
-
-
 def _fit(pts: np.ndarray, obs: Observations, family: str, shape: dict | None):
     """Isotropic REML fit on coordinates scaled to a unit longer side.
 
@@ -240,7 +232,7 @@ def prior_from_data(
     """
     fam = get_family(family)
     pts, _ = _check_points(obs)
-    domain = _padded_box(pts, margin)
+    domain = padded_box(pts, margin)
     fit, side = _fit(pts, obs, fam.name, shape)
     p = fit.params
     shape = {k: float(p[k]) for k in fam.shape_parameters}

@@ -21,7 +21,14 @@ from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 from geodiff.logs import progress_bar
 from geodiff.machine import check_dense
-from geodiff.noise import NoisePrior, NoiseWarning, collapse_message, gibbs_noise, noise_mode
+from geodiff.noise import (
+    NoisePrior,
+    NoiseWarning,
+    collapse_message,
+    gibbs_noise,
+    noise_mode,
+    plug_in_noise,
+)
 from geodiff.observe import Observations
 from geodiff.posterior.methods import posterior_sample, spec
 from geodiff.posterior.problem import LinearGaussianProblem
@@ -214,7 +221,7 @@ def diffusion_posterior(
         draws, infos = run(problem, range(samples), progress)
         fields = np.concatenate(draws)
     else:
-        start = _reml_noise_sd(model, model_obs, quiet=noise == "bayes")
+        start = _reml_noise_sd(model, model_obs, noise)
         noise_info["reml_sd"] = float(dmap.to_physical_sd(start))
         if noise == "reml":
             draws, infos = run(run.with_nugget(start), range(samples), progress)
@@ -260,18 +267,12 @@ def _noise_summary(noise_sd: np.ndarray) -> dict:
     return {"sd_mean": float(noise_sd.mean()), "sd_q05": float(q05), "sd_q95": float(q95)}
 
 
-def _reml_noise_sd(model, model_obs: Observations, quiet: bool) -> float:
-    """The REML nugget's sd (model units) of point data; for block means, 0.1 data scale."""
-    from geodiff.baselines.fit import FitWarning, plug_in_settings, reml_noise
-
-    if model_obs.operator.kind != "points" or model_obs.operator.grid is not None:
+def _reml_noise_sd(model, model_obs: Observations, mode: str) -> float:
+    """The REML nugget's sd (model units); a chain on block means starts at 0.1 data scale."""
+    blocks = model_obs.operator.kind != "points" or model_obs.operator.grid is not None
+    if blocks and mode == "bayes":
         return 0.1 * model.data_scale
-    with warnings.catch_warnings():
-        if quiet:
-            warnings.simplefilter("ignore", FitWarning)
-        settings = plug_in_settings(model.prior)
-        estimate = reml_noise(model_obs, settings["family"], settings["shape"])
-    return max(float(estimate.sd), 1e-3 * model.data_scale)
+    return max(float(plug_in_noise(model_obs, model.prior).sd), 1e-3 * model.data_scale)
 
 
 def _gibbs(run, prior: NoisePrior, start: float, samples: int, sweeps: int, progress: bool):
