@@ -461,7 +461,9 @@ def _measurement_noise(noise_sd, n_draws: int | None, m: int):
         raise GeodiffError("measurement noise sd must be finite and >= 0")
     if tau.ndim == 0:
         return tau, float(tau)
-    per_draw = tau.shape == (n_draws, 1) or (tau.ndim == 1 and len(tau) == n_draws != m)
+    per_draw = tau.shape in ((n_draws, 1), (n_draws, m)) or (
+        tau.ndim == 1 and len(tau) == n_draws != m
+    )
     per_target = tau.shape in ((m,), (1, m))
     if tau.ndim == 1 and len(tau) == n_draws == m:
         raise GeodiffError(
@@ -469,7 +471,7 @@ def _measurement_noise(noise_sd, n_draws: int | None, m: int):
             "shape (S, 1) for one per draw or (1, m) for one per target"
         )
     if per_draw:
-        tau = tau.reshape(-1, 1)
+        tau = tau.reshape(n_draws, -1)
     elif not per_target:
         raise GeodiffError(
             f"noise sd of shape {tau.shape}: expected a scalar, one per target ({m},)"

@@ -98,11 +98,12 @@ QUANTITIES = ("field", "measurement")
 def measurement_noise_sd(info: dict, target_noise_sd=0.0):
     """The sd of a new measurement's noise given a method's ``info``.
 
-    ``sqrt(target_noise_sd² + τ̂²)``, with ``τ̂`` the inferred nugget: per draw, shape
-    (S, 1), when the method sampled it (``info["noise_sd_draws"]``), else the plug-in
-    ``info["noise_sd"]``, else 0.
+    ``sqrt(target_noise_sd² + τ̂²)``, with ``τ̂`` the inferred nugget: per draw when the
+    method sampled it (``info["noise_sd_draws"]``), else the plug-in ``info["noise_sd"]``,
+    else 0. Shape: a scalar, (1, m) per target, or (S, 1) / (S, m) per draw.
     """
     target = np.asarray(target_noise_sd, dtype=float)
+    target = target if target.ndim == 0 else target.reshape(1, -1)
     if info.get("noise_sd_draws") is not None:
         nugget = np.asarray(info["noise_sd_draws"], dtype=float).reshape(-1, 1)
     else:
