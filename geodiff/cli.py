@@ -363,9 +363,7 @@ def _cmd_mcmc(args) -> None:
                "chains": args.mcmc_chains, "on_grid": False, "jit": not args.no_jit}  # fmt: skip
     pred = _run(args, "mcmc", task, **options)
     summary = pred.info["summary"]
-    print("\n".join(f"{k:24s} mean {v['mean']:9.4g} sd {v['sd']:9.4g} R-hat {v['rhat']:.3f} "
-                    f"ESS {v['ess']:.0f}" for k, v in summary.items()))  # fmt: skip
-    print(f"divergences: {pred.info['divergences']}")
+    print(pred.info.pop("summary_text"))
     _finish_prediction(args, pred, task.obs, {"parameters": summary, "quantity": args.predict})
 
 

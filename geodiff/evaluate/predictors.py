@@ -298,7 +298,8 @@ def _mcmc(
             f"MCMC kept {len(pred.draws)} parameter draws, fewer than the {draws} asked for; "
             "raise its samples"
         )
-    pred.info.update(summary=result.summary(), nuts_seconds=result.wall_time)
+    pred.info.update(summary=result.summary(), summary_text=result.summary_text(),
+                     nuts_seconds=result.wall_time)  # fmt: skip
     if task.noise == "reml":
         pred.info["noise_sd"] = task.reml_noise.sd
     elif task.noise == "bayes":
