@@ -136,8 +136,12 @@ def test_an_interrupted_run_resumes_to_the_same_state(tmp_path):
 def test_resuming_with_other_settings_is_refused(tmp_path):
     _train(tmp_path / "run", _config(steps=3))
     with pytest.raises(GeodiffError, match="another training run"):
-        _train(tmp_path / "run", _config(steps=6, learning_rate=1e-3))
+        _train(tmp_path / "run", _config(steps=6, batch_size=4))
     _train(tmp_path / "run", _config(steps=6, validate_every=2))  # bookkeeping may change
+    _train(tmp_path / "run", _config(steps=8, learning_rate=1e-4))  # a decay phase may too
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").open()]
+    lrs = {r["step"]: r["lr"] for r in records if "lr" in r}
+    assert lrs[8] == pytest.approx(1e-4) and lrs[6] != pytest.approx(1e-4)
 
 
 def test_a_corrupt_newest_state_falls_back_to_the_previous_one(tmp_path):

@@ -38,8 +38,11 @@ from geodiff.rng import derive_seed
 __all__ = ["TrainingConfig", "train", "train_command"]
 
 _NOISE_STREAM, _VALIDATION_STREAM, _INIT_STREAM = 40, 41, 42
-#: settings that may change when a run is resumed (everything else must match)
+#: settings that may change when a run is resumed (everything else must match); the
+#: learning rate and EMA decay may change for a decay phase (the log records each step's lr)
 _RESUMABLE = {
+    "learning_rate",
+    "ema_decay",
     "steps",
     "checkpoint_every",
     "validate_every",
