@@ -73,7 +73,7 @@ def transform_observations(obs: Observations, kind: str = "none"):
 
     Given noise sds are carried over by the delta method at each observed value.
     """
-    from geodiff.anamorphosis import SkewWarning, fit_transform, skewness_advice
+    from geodiff.anamorphosis import SkewWarning, fit_transform, latent_noise_sd, skewness_advice
 
     if kind == "none":
         advice = skewness_advice(obs.values)
@@ -82,7 +82,7 @@ def transform_observations(obs: Observations, kind: str = "none"):
         return None, obs
     transform = fit_transform(kind, obs.values)
     values = transform.forward(obs.values)
-    noise = obs.noise_sd * np.abs(transform.derivative(obs.values))
+    noise = latent_noise_sd(transform, obs.values, obs.noise_sd)
     return transform, Observations(obs.operator, values, noise)
 
 
@@ -198,7 +198,9 @@ def _check_stations(obs: Observations, inferred: bool) -> None:
 
 
 def _median_slope(transform, values) -> float:
-    return float(np.abs(transform.derivative(np.median(values))))
+    from geodiff.anamorphosis import latent_noise_sd
+
+    return float(latent_noise_sd(transform, [np.median(values)], 1.0)[0])
 
 
 def _is_grid(targets) -> bool:
