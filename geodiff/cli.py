@@ -187,7 +187,8 @@ def _parser() -> argparse.ArgumentParser:
     _command(sub, "krige", _cmd_krige, "kriging: ordinary (fitted) or simple (known parameters)",
              (*_OBSERVATIONS, "--prior", "--at", "--grid", "--kriging", "--fit", "--isotropic",
               "--theta", "--predict", *_SUMMARY, "--quiet"),
-             {"--prior": required_prior})  # fmt: skip
+             {"--prior": {"default": "stationary-matern", "help": FLAGS["--prior"]["help"]
+                          + "; ordinary kriging takes its family and shape"}})  # fmt: skip
     _command(sub, "mcmc", _cmd_mcmc, "fully Bayesian predictions: NUTS over the parameters",
              (*_OBSERVATIONS, "--prior", "--at", "--grid", "--mcmc-chains", "--mcmc-warmup",
               "--mcmc-samples", "--draws", "--no-jit", "--predict", *_SUMMARY, *_RUN),
