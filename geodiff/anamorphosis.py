@@ -44,6 +44,7 @@ Example
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -92,7 +93,7 @@ class SkewWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class ValueTransform:
+class ValueTransform(ABC):
     """A strictly increasing map ``z = T(y)`` from original to latent (Gaussian) units.
 
     Subclasses set ``name`` and implement ``_forward``, ``_inverse``, ``_derivative``;
@@ -178,14 +179,17 @@ class ValueTransform:
         bad = lost > _IGNORED_MASS
         return np.where(bad, np.inf, mean), np.where(bad, np.inf, sd)
 
-    def _forward(self, y):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _forward(self, y):
+        """The subclass's own map (inputs already checked)."""
 
-    def _inverse(self, z):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _inverse(self, z):
+        """The subclass's own map (inputs already checked)."""
 
-    def _derivative(self, y):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _derivative(self, y):
+        """The subclass's own map (inputs already checked)."""
 
 
 @dataclass(frozen=True)

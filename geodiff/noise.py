@@ -187,17 +187,6 @@ class GibbsNoise:
     noise_sd: np.ndarray
     chain: np.ndarray
 
-    def summary(self) -> dict:
-        """Posterior mean, sd and 5%/95% quantiles of ``τ`` over the kept sweeps."""
-        kept = self.noise_sd
-        q05, q95 = np.quantile(kept, [0.05, 0.95])
-        return {
-            "noise_sd_mean": float(kept.mean()),
-            "noise_sd_sd": float(kept.std(ddof=1)) if kept.size > 1 else 0.0,
-            "noise_sd_q05": float(q05),
-            "noise_sd_q95": float(q95),
-        }
-
 
 def gibbs_noise(
     draw_fields: Callable,
