@@ -41,6 +41,7 @@ from geodiff.tables import markdown_table
 
 #: each diffusion entry: a posterior method with its options; an entry may name another
 #: method with "method" (a variant, e.g. {"mmps-cg1": {"method": "mmps", "cg_iterations": 1}})
+#: and the network's arithmetic with "precision" ("float32" or "bfloat16")
 DIFFUSION = {
     "mmps": {"steps": 25, "cg_iterations": 1},
     "daps": {"steps": 50},
@@ -61,6 +62,7 @@ def run_pair(model, k: int, args, samplers: dict) -> dict:
         if method in samplers:  # a diffusion sampler, or a named variant of one
             options = dict(samplers[method])
             options["method"] = options.pop("method", method)
+            model.denoiser.set_precision(options.pop("precision", "float32"))
             name, options["batch_size"] = "diffusion", args.batch_size
         elif method == "mcmc":
             name, options = method, {"warmup": args.mcmc_warmup, "samples": args.mcmc_samples}
@@ -68,7 +70,7 @@ def run_pair(model, k: int, args, samplers: dict) -> dict:
             name, options = method, {}
         pred = run_predictor(name, task, draws=args.draws, seed=args.seed, key=(k,), **options)
         score = score_prediction(pred, truth, seed=k)
-        score["wall_s"] = pred.info["seconds"]
+        score["wall_s"], score["draws"] = pred.info["seconds"], args.draws
         if method == "mcmc":
             score["fixed_s"] = pred.info["nuts_seconds"]
             score["max_rhat"] = float(pred.info["max_rhat"])
@@ -101,10 +103,11 @@ def summarise(records: list[dict], methods: list[str], draws: int) -> str:
         _, p = rank_histogram(np.repeat(np.arange(BINS), counts), BINS - 1, bins=BINS)
         wall = np.array([r["wall_s"] for r in scored])
         fixed = np.array([r.get("fixed_s", 0.0) for r in scored])
+        made = np.array([r.get("draws", draws) for r in scored])  # older records: this run's
         if m.startswith("kriging"):
             per100 = f"{wall.mean():.2f} (mean and sd, no draws)"
         else:
-            per100 = f"{np.mean(fixed + (wall - fixed) * 100 / draws):.1f}"
+            per100 = f"{np.mean(fixed + (wall - fixed) * 100 / made):.1f}"
         se = c.std(ddof=1) / math.sqrt(len(c)) if len(c) > 1 else float("nan")
         shares = " ".join(f"{x / counts.sum():.3f}" for x in counts)
         rows.append(
@@ -241,18 +244,26 @@ def main(argv=None) -> None:
     every = list(dict.fromkeys(m for r in records for m in r if m != "pair"))
     table = summarise(records, every, args.draws)
     options = ", ".join(f"{m}: {samplers[m]}" for m in every if m in samplers)
+    sampled = [m for m in every if not m.startswith("kriging")]  # kriging makes no draws
+    made = {m: sorted({r[m].get("draws", args.draws) for r in records if m in r}) for m in sampled}
+    if all(d == [args.draws] for d in made.values()):
+        draws_text = f"{args.draws} posterior draws per method and dataset"
+    else:
+        draws_text = "posterior draws per method and dataset: " + ", ".join(
+            f"{m} {'/'.join(map(str, d))}" for m, d in made.items()
+        )
     body = (
         f"Model `{args.model}` on {device}; datasets drawn from its training prior, "
         f"{args.obs} point observations each with noise sd {args.noise}; scores over all "
-        f"{model.grid.shape[0]}x{model.grid.shape[1]} grid nodes; {args.draws} posterior draws "
-        f"per method and dataset; MCMC: 2 chains x ({args.mcmc_warmup} warm-up + "
+        f"{model.grid.shape[0]}x{model.grid.shape[1]} grid nodes; {draws_text}; "
+        f"MCMC: 2 chains x ({args.mcmc_warmup} warm-up + "
         f"{args.mcmc_samples}) draws. Sampler options: {options}. {args.note}\n\n"
         "CRPS: mean over nodes and datasets (se over datasets). Coverage: fraction of nodes "
         "whose truth lies in the central 90% interval. Rank histogram: share of the truth's "
         "rank among the draws in 10 equal bins (0.1 each when calibrated; PIT for the Gaussian "
         "kriging predictions); the χ² p-value treats nodes as independent, which they are not, "
         "so read it as a summary. Time per 100 draws: diffusion scaled linearly from "
-        f"{args.draws} draws; MCMC = NUTS + 100 conditional draws.\n\n" + table
+        "the draws it made (one batch); MCMC = NUTS + 100 conditional draws.\n\n" + table
     )
     print(body)
     if not args.no_report:

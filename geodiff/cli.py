@@ -101,6 +101,11 @@ FLAGS = {
     "--particles": _flag("mcgdiff: particles per draw", _count),
     "--step-size": _flag("dps: step size ζ'", _size),
     "--cg-iterations": _flag("mmps: CG iterations per step (0: no Jacobian)", _index),
+    "--start-sigma": _flag("mmps: start at this noise level from the prior's Gaussian "
+                           "(skips the steps above it)", _rate),
+    "--precision": _flag("the network's arithmetic; bfloat16 is faster on CPUs with AVX-512 "
+                         "BF16 or AMX and on GPUs", default="float32",
+                         choices=("float32", "bfloat16")),
     "--kriging": _flag("ordinary (fitted covariance) or simple (known --theta)",
                        default="ordinary", choices=("ordinary", "simple")),
     "--fit": _flag("ordinary kriging's covariance fit", default="ml", choices=("ml", "variogram")),
@@ -194,12 +199,13 @@ def _parser() -> argparse.ArgumentParser:
               "--mcmc-samples", "--draws", "--no-jit", "--predict", *_SUMMARY, *_RUN),
              {"--prior": required_prior, "--draws": {"default": 200}})  # fmt: skip
     _command(sub, "predict", _cmd_predict, "posterior draws and predictions from a trained model",
-             ("--model", *_OBSERVATIONS, "--at", "--method", "--draws", "--steps", "--particles",
-              "--step-size", "--cg-iterations", "--eta", "--batch-size", "--predict", *_SUMMARY,
-              "--draws-out", *_RUN), method)  # fmt: skip
+             ("--model", "--precision", *_OBSERVATIONS, "--at", "--method", "--draws", "--steps",
+              "--particles", "--step-size", "--cg-iterations", "--start-sigma", "--eta",
+              "--batch-size", "--predict", *_SUMMARY, "--draws-out", *_RUN), method)  # fmt: skip
     _command(sub, "crossval", _cmd_crossval, "K-fold cross-validation of every method on "
              "observations in physical units; print and write the table",
-             ("--model", "--obs", "--noise-sd", "--merge-duplicates", "--transform", "--domain",
+             ("--model", "--precision", "--obs", "--noise-sd", "--merge-duplicates", "--transform",
+              "--domain",
               "--margin", "--methods", "--folds", "--fold-scheme", "--block-size",
               "--method", "--steps", "--draws", "--mcmc-warmup", "--mcmc-samples", "--predict",
               "--out", "--overwrite", *_RUN),
@@ -211,7 +217,7 @@ def _parser() -> argparse.ArgumentParser:
              ("--from-data", "--noise-sd", "--merge-duplicates", "--margin", "--out",
               "--overwrite"), {"--out": {"help": "the prior config to write (.toml)"}})  # fmt: skip
     _command(sub, "demo", _cmd_demo, "a true field, sparse data and every method side by side",
-             ("--model", "--n-obs", "--noise-sd", "--draws", "--method", "--steps",
+             ("--model", "--precision", "--n-obs", "--noise-sd", "--draws", "--method", "--steps",
               "--mcmc-warmup", "--mcmc-samples", "--out", *_RUN),
              {**method, "--model": {"required": False, "default": DEMO_MODEL},
               "--noise-sd": {"default": 0.1}, "--draws": {"default": 39},
@@ -222,8 +228,9 @@ def _parser() -> argparse.ArgumentParser:
         f"{PRESETS['quick'][k]})"} for k, v in PRESETS["full"].items()}  # fmt: skip
     p = _command(sub, "validate", _cmd_validate, "check a trained prior and its posteriors "
                  "against exact references; write a report",
-                 ("--model", "--out", "--quick", "--fields", "--prior-sampler", "--prior-steps",
-                  "--oracle-components", "--mse-fields", "--classifier-epochs", "--datasets",
+                 ("--model", "--precision", "--out", "--quick", "--fields", "--prior-sampler",
+                  "--prior-steps", "--oracle-components", "--mse-fields", "--classifier-epochs",
+                  "--datasets",
                   "--n-obs", "--noise-sd", "--draws", "--method", "--steps", "--mcmc-warmup",
                   "--mcmc-samples", "--strict", *_RUN),
                  {**preset, **method, "--out": {**optional_out, "help": "report folder "
@@ -243,8 +250,8 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--prior", help=FLAGS["--prior"]["help"] + "; fresh simulations")
     source.add_argument("--data", type=Path, help="a zarr store of simulated fields")
     _command(sub, "sample", _cmd_sample, "unconditional fields from a trained diffusion prior",
-             ("--model", "--n", "--sampler", "--steps", "--eta", "--batch-size", "--out",
-              "--plot", "--overwrite", *_RUN),
+             ("--model", "--precision", "--n", "--sampler", "--steps", "--eta", "--batch-size",
+              "--out", "--plot", "--overwrite", *_RUN),
              {"--steps": {"default": 50}, "--eta": {"default": 0.0},
               "--batch-size": {"default": 256}})  # fmt: skip
     return parser
@@ -311,7 +318,7 @@ def _model(args):
     from geodiff.diffusion.model import load_model
     from geodiff.machine import resolve_device
 
-    return load_model(args.model, resolve_device(args.device))
+    return load_model(args.model, resolve_device(args.device), precision=args.precision)
 
 
 def _finish_prediction(args, pred, obs, details: dict) -> None:
@@ -431,7 +438,7 @@ def _cmd_predict(args) -> None:
     task = _task(args, model=model)
     if task.domain_map is not None:
         print(check_prior_coverage(model.prior, task.domain_map, task.obs).message())
-    names = ("steps", "particles", "step_size", "eta", "cg_iterations", "batch_size")
+    names = ("steps", "particles", "step_size", "eta", "cg_iterations", "start_sigma", "batch_size")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     pred = _run(args, "diffusion", task, method=args.method, keep_posterior=True, **options)
     post, seconds = pred.info.pop("posterior"), pred.info["wall_time_s"]
@@ -442,7 +449,8 @@ def _cmd_predict(args) -> None:
     post.write(out_draws, {"model": str(args.model), "observations": str(args.obs),
                            "content": "posterior draws of the field"})  # fmt: skip
     print(f"posterior draws: {out_draws}")
-    _finish_prediction(args, pred, task.obs, {"model": str(args.model), "quantity": args.predict})
+    details = {"model": str(args.model), "precision": args.precision, "quantity": args.predict}
+    _finish_prediction(args, pred, task.obs, details)
 
 
 def _cmd_crossval(args) -> None:

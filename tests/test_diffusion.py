@@ -61,6 +61,22 @@ def test_schedule_round_trip_timesteps_and_bad_input():
         NoiseSchedule.from_dict({"kind": "cosine", "T": 3})
 
 
+@pytest.mark.parametrize("spacing", ["timesteps", "log_snr_timesteps"])
+def test_steps_may_start_below_the_top(spacing):
+    """``first`` starts the steps there, evenly spaced (in t or log-SNR) down to 0."""
+    s = NoiseSchedule("cosine", 1000)
+    ts = getattr(s, spacing)(12, first=400)
+    assert ts[0] == 400 and ts[-1] == 0 and (ts[1:] < ts[:-1]).all()
+    assert torch.equal(getattr(s, spacing)(12, first=999), getattr(s, spacing)(12))
+    if spacing == "log_snr_timesteps":
+        log_snr = (s.alpha_bar.log() - (1 - s.alpha_bar).log())[ts]
+        gaps = (log_snr[1:] - log_snr[:-1]).numpy()
+        np.testing.assert_allclose(gaps, gaps.mean(), rtol=0.35)  # rounding to whole steps
+    for bad in (0, 1000, 12.5, True):
+        with pytest.raises(GeodiffError, match="first step"):
+            getattr(s, spacing)(12, first=bad)
+
+
 def test_gaussian_oracle_equals_the_closed_form():
     d, shape = 6, (2, 3)
     cov = _random_covariances(1, d, 0)[0]

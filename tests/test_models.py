@@ -61,3 +61,26 @@ def test_load_model_takes_a_shipped_name(tmp_path, monkeypatch):
     model = load_model("stationary-matern-32")
     assert model.grid.shape == (32, 32)
     assert model.prior_config["name"] == "stationary-matern"
+
+
+def test_bfloat16_precision_keeps_the_denoiser_within_its_stated_error():
+    """bfloat16 autocast changes x̂_0 by under 1e-2 of its size; float32 restores it exactly."""
+    import torch
+
+    from geodiff.errors import GeodiffError
+
+    model = load_model(DEMO_MODEL)
+    x = torch.randn(8, 1, *model.grid.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for t in (900, 300, 20):
+            exact = model.denoiser(x, t)
+            model.denoiser.set_precision("bfloat16")
+            low = model.denoiser(x, t)
+            model.denoiser.set_precision("float32")
+            assert low.dtype == exact.dtype
+            error = float((low - exact).norm() / exact.norm())
+            assert not torch.equal(low, exact) and error < 1e-2, (t, error)  # rounding only
+            assert torch.equal(model.denoiser(x, t), exact)
+    assert load_model(DEMO_MODEL, precision="bfloat16").denoiser.precision == "bfloat16"
+    with pytest.raises(GeodiffError, match="precision"):
+        model.denoiser.set_precision("float16")

@@ -38,6 +38,10 @@ THETA = {"length_scale": 0.3, "anis_ratio": 0.6, "angle": 0.5}
 ALPHA = 1e-3  # false-rejection rate of each acceptance test
 DRAWS = 400
 STEPS = 20
+#: MMPS's warm start: from the exact Gaussian law of x_t at this noise level
+START_SIGMA = 5.0
+#: in a sampler's options: the preconditioner is the prior's covariance itself
+PRIOR = "prior covariance"
 
 #: (sampler options, limit law) of each sampler whose law is closed-form
 SAMPLERS = {
@@ -51,6 +55,18 @@ SAMPLERS = {
         {"steps": STEPS, "cg_iterations": None, "integrator": "ddim", "eta": 1.0},
         lambda cov, problem: mmps_limit(
             cov, problem, SCHEDULE, SCHEDULE.timesteps(STEPS), "ddim", 1.0
+        ),
+    ),
+    "mmps-warm-start": (
+        "mmps",
+        {"steps": STEPS, "cg_iterations": None, "start_sigma": START_SIGMA}
+        | {"preconditioner": PRIOR},
+        lambda cov, problem: mmps_limit(
+            cov,
+            problem,
+            SCHEDULE,
+            SCHEDULE.log_snr_timesteps(STEPS, first=int(SCHEDULE.nearest_step(START_SIGMA))),
+            warm_start=True,
         ),
     ),
     "daps": (
@@ -86,7 +102,9 @@ def _problem(grid, oracle, tau, n=10, seed=1, value_factor=1.0, noise_factor=1.0
     return LinearGaussianProblem.from_observations(obs, grid)
 
 
-def _draws(method, oracle, problem, options, n=DRAWS, seed=0):
+def _draws(method, oracle, problem, options, n=DRAWS, seed=0, cov=None):
+    if options.get("preconditioner") is PRIOR:
+        options = dict(options, preconditioner=cov)
     gens = generators_for(seed, 11, range(n))
     draws = posterior_sample(method, oracle, SCHEDULE, problem, gens, **options).draws
     return draws.reshape(n, -1)
@@ -99,7 +117,7 @@ def test_draws_follow_their_exact_limit(gaussian, name, tau):
     method, options, limit = SAMPLERS[name]
     problem = _problem(grid, oracle, tau)
     mean, law = limit(cov, problem)
-    p = gaussian_law_pvalue(_draws(method, oracle, problem, options).numpy(), mean, law)
+    p = gaussian_law_pvalue(_draws(method, oracle, problem, options, cov=cov).numpy(), mean, law)
     assert p >= ALPHA, p
 
 
@@ -118,7 +136,8 @@ def test_the_same_statistic_rejects_wrong_inputs(gaussian, name):
         ),
     }
     for label, (denoiser, problem) in wrong.items():
-        p = gaussian_law_pvalue(_draws(method, denoiser, problem, options).numpy(), mean, law)
+        draws = _draws(method, denoiser, problem, options, cov=cov).numpy()
+        p = gaussian_law_pvalue(draws, mean, law)
         assert p < ALPHA, (label, p)
 
 

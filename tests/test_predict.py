@@ -85,6 +85,35 @@ def test_draws_are_reproducible_and_batch_independent(model):
     assert pred.info["per_draw"]["denoiser_evaluations"] <= 4  # MMPS's cost hook
 
 
+def test_warm_start_draws_are_batch_independent_and_cost_fewer_steps(model):
+    """MMPS's start from the prior's Gaussian at σ = 10: rows do not depend on the batch."""
+    obs, warm = _obs(), {"start_sigma": 10.0, "cg_iterations": 0, "samples": 5, "steps": 4}
+    one = diffusion_posterior(model, obs, batch_size=2, **warm)
+    two = diffusion_posterior(model, obs, batch_size=5, **warm)
+    np.testing.assert_allclose(one.fields, two.fields, rtol=1e-6, atol=1e-6)
+    cold = predict(model, obs, at="grid", samples=5, steps=4)
+    hot = predict(model, obs, at="grid", samples=5, steps=4, start_sigma=10.0)
+    sigma = model.schedule.sigma(model.schedule.log_snr_timesteps(4, first=None))
+    assert cold.info["per_draw"]["denoiser_evaluations"] == len(sigma)
+    assert hot.info["per_draw"]["denoiser_evaluations"] == 4  # all below σ = 10
+    assert not np.allclose(cold.draws, hot.draws)
+    with pytest.raises(GeodiffError, match="start_sigma must be a positive number"):
+        diffusion_posterior(model, obs, start_sigma=-1.0, **FAST)
+
+
+def test_predict_command_takes_the_fast_settings(tmp_path):
+    """bfloat16, no Jacobian and a warm start from the command line; the sidecar says so."""
+    _obs().to_csv(tmp_path / "obs.csv")
+    out = tmp_path / "pred.csv"
+    args = ["predict", "--model", str(MODEL), "--obs", str(tmp_path / "obs.csv"),
+            "--draws", "3", "--steps", "4", "--cg-iterations", "0", "--start-sigma", "10",
+            "--precision", "bfloat16", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    meta = json.loads((tmp_path / "pred.csv.json").read_text())
+    assert meta["options"] == {"steps": 4, "cg_iterations": 0, "start_sigma": 10.0}
+    assert meta["precision"] == "bfloat16"
+
+
 def test_bad_input_is_refused(model):
     outside = Observations.at_points([[0.5, 0.5], [1.5, 0.2]], [0.0, 1.0], 0.1)
     with pytest.raises(GeodiffError, match=r"outside the model's domain.*map physical"):

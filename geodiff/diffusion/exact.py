@@ -35,7 +35,12 @@ def gaussian_sampler_variance(
 
 
 def gaussian_sampler_law(
-    schedule: NoiseSchedule, timesteps, eigval, sampler: str = "ddim", eta: float = 0.0
+    schedule: NoiseSchedule,
+    timesteps,
+    eigval,
+    sampler: str = "ddim",
+    eta: float = 0.0,
+    start_variance=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The sampler's output along each eigenvector: ``x_out = transfer · x_T + noise``.
 
@@ -50,6 +55,10 @@ def gaussian_sampler_law(
         ``"ddpm"`` is DDIM with ``eta=1``.
     eta : float
         DDIM's η.
+    start_variance : array, shape (d,), optional
+        Variance of the start along each eigenvector (default 1: ``x_T ~ N(0, I)``; a
+        chain started at an intermediate step from the exact law of its state has
+        ``ᾱ λ + 1 - ᾱ``).
 
     Returns
     -------
@@ -69,12 +78,13 @@ def gaussian_sampler_law(
     ab = schedule.alpha_bar.numpy()
     if sampler == "ddim":
         gain = oracle_gain(ab[ts[-1]], lam)
-        transfer, var = _ddim_state(schedule, ts, lam, eta)
+        transfer, var = _ddim_state(schedule, ts, lam, eta, start_variance)
         return gain * transfer, gain**2 * var
     half_log_snr = 0.5 * (np.log(ab) - np.log1p(-ab))
     # x_T ~ N(0, I) is the sampler's start (its true variance ᾱ_T λ + 1 - ᾱ_T ≈ 1);
     # (c_x, c_p): the coefficients of x_T in the state and in the previous x̂_0
-    var_x, cov_xp, var_p, h_prev = np.ones_like(lam), np.zeros_like(lam), np.zeros_like(lam), None
+    var_x = _start_variance(start_variance, lam)
+    cov_xp, var_p, h_prev = np.zeros_like(lam), np.zeros_like(lam), None
     c_x, c_p = np.ones_like(lam), np.zeros_like(lam)
     for i, t in enumerate(ts):
         gain = oracle_gain(ab[t], lam)  # x̂_0 = gain · x_t
@@ -110,12 +120,20 @@ def ddim_state_variance(schedule: NoiseSchedule, timesteps, eigval, eta: float =
     return _ddim_state(schedule, timesteps, eigval, eta)[1]
 
 
-def _ddim_state(schedule, timesteps, eigval, eta) -> tuple[np.ndarray, np.ndarray]:
+def _start_variance(start_variance, lam: np.ndarray) -> np.ndarray:
+    if start_variance is None:
+        return np.ones_like(lam)
+    return np.broadcast_to(np.asarray(start_variance, dtype=float), lam.shape).copy()
+
+
+def _ddim_state(
+    schedule, timesteps, eigval, eta, start_variance=None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(transfer, variance)`` of DDIM's last state ``x_t = transfer · x_T + noise``."""
     ts = check_timesteps(timesteps).numpy()
     lam = np.asarray(eigval, dtype=float)
     ab = schedule.alpha_bar.numpy()
-    transfer, var_x = np.ones_like(lam), np.ones_like(lam)
+    transfer, var_x = np.ones_like(lam), _start_variance(start_variance, lam)
     for t, n in itertools.pairwise(ts):
         gain = oracle_gain(ab[t], lam)
         keep, sigma = ddim_coefficients(ab[t], ab[n], eta)

@@ -184,8 +184,11 @@ class DiffusionModel:
         return fields
 
 
-def load_model(path, device=None) -> DiffusionModel:
+def load_model(path, device=None, precision: str = "float32") -> DiffusionModel:
     """Load a model written by :meth:`DiffusionModel.save` (a run directory or its JSON).
+
+    ``precision`` is the network's arithmetic at inference (``"float32"`` or
+    ``"bfloat16"``, :meth:`~geodiff.diffusion.network.Denoiser.set_precision`).
 
     ``path`` may also be a bare model name, found by :func:`geodiff.models.resolve_model`
     (``$GEODIFF_MODEL_PATH``, then the shipped models such as ``"stationary-matern-32"``).
@@ -213,6 +216,7 @@ def load_model(path, device=None) -> DiffusionModel:
         raise CheckpointError(f"{where}: incomplete or invalid checkpoint ({err})") from err
     load_state(denoiser, read_tensors(meta), where)
     denoiser.eval()  # inference: no training-mode layers whatever the network holds
+    denoiser.set_precision(precision)
     info = dict(meta.get("info", {}), code_revision=meta.get("code_revision", "unknown"))
     try:
         model = DiffusionModel(denoiser, grid, prior_config, data_scale, info)

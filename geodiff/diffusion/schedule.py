@@ -93,26 +93,39 @@ class NoiseSchedule:
         ab = self.alpha_bar.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.ndim - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
-    def timesteps(self, n: int) -> torch.Tensor:
-        """``n`` steps from ``T-1`` down to ``0``, evenly spaced (int64, shape (n,))."""
+    def timesteps(self, n: int, first: int | None = None) -> torch.Tensor:
+        """``n`` steps from ``first`` (default ``T-1``) down to ``0``, evenly spaced.
+
+        Returns int64, shape (n,) (fewer when ``first < n - 1``: repeated steps merge).
+        """
+        first = self._first_step(first)
         if not isinstance(n, int) or not 1 <= n <= self.steps:
             raise GeodiffError(f"number of sampling steps must be in 1..{self.steps}, got {n!r}")
         if n == 1:
-            return torch.tensor([self.steps - 1])
-        return torch.linspace(self.steps - 1, 0, n, dtype=torch.float64).round().long()
+            return torch.tensor([first])
+        steps = torch.linspace(first, 0, n, dtype=torch.float64).round().long()
+        return torch.unique(steps).flip(0)
 
-    def log_snr_timesteps(self, n: int) -> torch.Tensor:
-        """About ``n`` distinct steps from ``T-1`` to ``0``, evenly spaced in log-SNR.
+    def log_snr_timesteps(self, n: int, first: int | None = None) -> torch.Tensor:
+        """About ``n`` distinct steps from ``first`` (default ``T-1``) to ``0``, even in log-SNR.
 
         Neighbouring targets that round to the same discrete step are merged, so fewer
         than ``n`` steps may come back (e.g. 38 of 50 for the cosine schedule, T = 1000).
         """
+        first = self._first_step(first)
         if not isinstance(n, int) or not 2 <= n <= self.steps:
             raise GeodiffError(f"number of sampling steps must be in 2..{self.steps}, got {n!r}")
         log_snr = self.alpha_bar.log() - (1 - self.alpha_bar).log()
-        target = torch.linspace(float(log_snr[-1]), float(log_snr[0]), n, dtype=torch.float64)
-        steps = (log_snr[None] - target[:, None]).abs().argmin(1)
+        target = torch.linspace(float(log_snr[first]), float(log_snr[0]), n, dtype=torch.float64)
+        steps = (log_snr[None, : first + 1] - target[:, None]).abs().argmin(1)
         return torch.unique(steps).flip(0)
+
+    def _first_step(self, first) -> int:
+        if first is None:
+            return self.steps - 1
+        if isinstance(first, bool) or not 0 < int(first) < self.steps or int(first) != first:
+            raise GeodiffError(f"the first step must be an integer in 1..{self.steps - 1}")
+        return int(first)
 
     def to_dict(self) -> dict:
         """Constructor arguments (JSON-ready): ``NoiseSchedule(**s.to_dict()) == s``."""

@@ -15,6 +15,7 @@ import torch
 
 from geodiff.diffusion.samplers import initial_noise
 from geodiff.errors import GeodiffError
+from geodiff.linalg import robust_cholesky
 
 
 class PosteriorSample(NamedTuple):
@@ -84,6 +85,31 @@ def start(shape, generators: list, device) -> torch.Tensor:
     if not generators:
         raise GeodiffError("need at least one generator (one per posterior draw)")
     return initial_noise((1, *shape), generators, device, torch.float64)
+
+
+def gaussian_start(cov, problem, schedule, step: int, generators: list, device) -> torch.Tensor:
+    """``x_t`` at ``step`` drawn from its exact law under the Gaussian prior ``N(0, cov)``.
+
+    Given the observations that law is ``N(√ᾱ μ, ᾱ P + (1-ᾱ) I)`` with ``(μ, P)`` the
+    posterior of ``N(0, cov)`` (:func:`~geodiff.posterior.exact.gaussian_posterior`); a
+    sampler started there skips the steps above it. Row ``i`` is a fixed linear map of
+    the standard normal draw of ``generators[i]`` (the same draw :func:`start` makes), so
+    it does not depend on the batch.
+
+    Returns
+    -------
+    torch.Tensor, float64, shape (B, 1, H, W)
+    """
+    from geodiff.posterior.exact import gaussian_posterior
+
+    z = start(problem.shape, generators, device)
+    cov = torch.as_tensor(cov, dtype=torch.float64, device=device)
+    mean, post = gaussian_posterior(cov, problem)
+    ab = float(schedule.alpha_bar[step])
+    eye = torch.eye(len(mean), dtype=mean.dtype, device=device)
+    law = ab * 0.5 * (post + post.T) + (1 - ab) * eye
+    chol = robust_cholesky(law, "the warm start's Gaussian")  # eigenvalues >= 1 - ᾱ > 0
+    return (ab**0.5 * mean + flat(z) @ chol.T).reshape(z.shape)
 
 
 def flat(x: torch.Tensor) -> torch.Tensor:

@@ -126,6 +126,7 @@ def mmps_limit(
     timesteps,
     integrator: str = "dpm2m",
     eta: float = 0.0,
+    warm_start: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The law of MMPS's draws with the oracle of ``N(0, cov)`` and exact conjugate gradients.
 
@@ -146,6 +147,10 @@ def mmps_limit(
     integrator : {"dpm2m", "ddim"}
     eta : float
         DDIM's η.
+    warm_start : bool
+        The chain starts at ``timesteps[0]`` from the exact law of its state there,
+        ``N(√ᾱ μ, ᾱ P + (1-ᾱ) I)`` (MMPS's ``start_sigma`` with the preconditioner
+        ``cov``), instead of ``N(0, I)``.
 
     Returns
     -------
@@ -156,8 +161,14 @@ def mmps_limit(
     mean, post = gaussian_posterior(cov, problem)
     eigval, eigvec = torch.linalg.eigh(0.5 * (post + post.T))
     eigval = eigval.clamp_min(0.0)
-    transfer, var = gaussian_sampler_law(schedule, ts, eigval.numpy(), integrator, eta)
-    start_offset = float(schedule.alpha_bar[ts[0]]) ** 0.5 * (eigvec.T @ mean)
+    ab_start = float(schedule.alpha_bar[ts[0]])
+    start_var = (ab_start * eigval + 1 - ab_start).numpy() if warm_start else None
+    transfer, var = gaussian_sampler_law(
+        schedule, ts, eigval.numpy(), integrator, eta, start_variance=start_var
+    )
+    if warm_start:  # the start has the exact mean: nothing to carry
+        return mean, (eigvec * torch.as_tensor(var)) @ eigvec.T
+    start_offset = ab_start**0.5 * (eigvec.T @ mean)
     out_mean = mean - eigvec @ (torch.as_tensor(transfer) * start_offset)
     return out_mean, (eigvec * torch.as_tensor(var)) @ eigvec.T
 

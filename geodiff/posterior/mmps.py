@@ -39,7 +39,7 @@ from geodiff.diffusion.samplers import (
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
 from geodiff.linalg import robust_cholesky
-from geodiff.posterior._steps import PosteriorSample, SamplerSpec, flat, start
+from geodiff.posterior._steps import PosteriorSample, SamplerSpec, flat, gaussian_start, start
 from geodiff.posterior.problem import LinearGaussianProblem
 
 __all__ = ["INTEGRATORS", "SPEC", "conditional_denoiser", "mmps_cost", "mmps_sample"]
@@ -199,6 +199,7 @@ def mmps_cost(
     cg_iterations: int | None = 1,
     jacobian_sigma_max: float = JACOBIAN_SIGMA_MAX,
     integrator: str = "dpm2m",
+    start_sigma: float | None = None,
     preconditioned: bool = True,
     **_,
 ) -> dict:
@@ -207,7 +208,7 @@ def mmps_cost(
     Upper bounds for conjugate gradients that may stop early (``None``: at most
     ``4 n``); other options as there. Returns ``{"denoiser_evaluations": …, "vjps": …}``.
     """
-    ts = schedule.log_snr_timesteps(steps) if integrator == "dpm2m" else schedule.timesteps(steps)
+    ts = _timesteps(schedule, steps, integrator, start_sigma)
     sigma = schedule.sigma(ts)
     with_jacobian = int((sigma <= jacobian_sigma_max).sum()) if preconditioned else len(ts)
     per_step = _CONVERGED_ITERATIONS * n_observations if cg_iterations is None else cg_iterations
@@ -226,6 +227,7 @@ def mmps_sample(
     jacobian_sigma_max: float = JACOBIAN_SIGMA_MAX,
     integrator: str = "dpm2m",
     eta: float = 0.0,
+    start_sigma: float | None = None,
     timesteps=None,
     device=None,
     callback=None,
@@ -250,6 +252,14 @@ def mmps_sample(
         DPM-Solver++(2M) (deterministic) or DDIM with ``eta``.
     eta : float
         DDIM's η (0 deterministic, 1 ancestral); only with ``integrator="ddim"``.
+    start_sigma : float, optional
+        Start at the step whose noise level ``σ = √((1-ᾱ)/ᾱ)`` is nearest, from the exact
+        law of ``x_t`` there under the Gaussian prior ``N(0, preconditioner)``
+        (:func:`~geodiff.posterior._steps.gaussian_start`), instead of pure noise at
+        ``T-1``: the steps above it are skipped and ``steps`` are spaced over the rest.
+        Exact for a Gaussian prior equal to the preconditioner; for another prior the
+        error shrinks as its law of ``x_t`` approaches that Gaussian's, i.e. as ``σ``
+        grows. With ``timesteps``, the start is ``timesteps[0]``.
 
     Returns
     -------
@@ -269,10 +279,18 @@ def mmps_sample(
         preconditioner=preconditioner,
         jacobian_sigma_max=jacobian_sigma_max,
     )
-    x_T = start(problem.shape, generators, device)
+    if integrator == "dpm2m" and timesteps is None and (not isinstance(steps, int) or steps < 2):
+        raise GeodiffError(f"steps must be an integer >= 2, got {steps!r}")
+    if start_sigma is None:
+        x_T = start(problem.shape, generators, device)
+    else:
+        if preconditioner is None:
+            raise GeodiffError("start_sigma starts from the preconditioner's Gaussian: give one")
+        if timesteps is None:
+            timesteps = _timesteps(schedule, steps, integrator, start_sigma)
+        first = int(torch.as_tensor(timesteps).reshape(-1)[0])
+        x_T = gaussian_start(preconditioner, problem, schedule, first, generators, device)
     if integrator == "dpm2m":
-        if timesteps is None and (not isinstance(steps, int) or steps < 2):
-            raise GeodiffError(f"steps must be an integer >= 2, got {steps!r}")
         draws = dpm_solver_sample(
             conditional, schedule, x_T, steps=steps, timesteps=timesteps, callback=callback
         )
@@ -288,6 +306,18 @@ def mmps_sample(
             callback=callback,
         )
     return PosteriorSample(draws, {})
+
+
+def _timesteps(schedule: NoiseSchedule, steps: int, integrator: str, start_sigma) -> torch.Tensor:
+    """The steps MMPS visits: ``steps`` from ``T-1``, or from the step nearest ``start_sigma``."""
+    first = None
+    if start_sigma is not None:
+        if isinstance(start_sigma, bool) or not float(start_sigma) > 0:
+            raise GeodiffError(f"start_sigma must be a positive number, got {start_sigma!r}")
+        first = max(1, int(schedule.nearest_step(float(start_sigma))))
+    if integrator == "dpm2m":
+        return schedule.log_snr_timesteps(steps, first=first)
+    return schedule.timesteps(steps, first=first)
 
 
 def _prepare(model, problem: LinearGaussianProblem, options: dict) -> dict:
@@ -312,6 +342,7 @@ SPEC = SamplerSpec(
         "jacobian_sigma_max": JACOBIAN_SIGMA_MAX,
         "integrator": "dpm2m",
         "eta": 0.0,
+        "start_sigma": None,
     },
     gradients=True,
     prepare=_prepare,
