@@ -22,6 +22,8 @@ Legend:
 Cost per draw and step: one denoiser evaluation with its graph and ``cg_iterations``
 vector-Jacobian products. Conjugate gradients solve ``K w = r`` exactly in ``n``
 iterations; fewer trade accuracy for time (the default is chosen in BENCHMARKS.md).
+``start_sigma`` replaces the steps above a noise level by one exact draw of ``x_t``
+under the preconditioner's Gaussian given ``y`` (a warm start; exact for that prior).
 """
 
 from __future__ import annotations
