@@ -69,6 +69,20 @@ SAMPLERS = {
             warm_start=True,
         ),
     ),
+    "mmps-ddim-warm-start": (
+        "mmps",
+        {"steps": STEPS, "cg_iterations": None, "start_sigma": START_SIGMA}
+        | {"integrator": "ddim", "eta": 1.0, "preconditioner": PRIOR},
+        lambda cov, problem: mmps_limit(
+            cov,
+            problem,
+            SCHEDULE,
+            SCHEDULE.timesteps(STEPS, first=int(SCHEDULE.nearest_step(START_SIGMA))),
+            "ddim",
+            1.0,
+            warm_start=True,
+        ),
+    ),
     "daps": (
         "daps",
         {"steps": STEPS},
@@ -123,7 +137,10 @@ def test_draws_follow_their_exact_limit(gaussian, name, tau):
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_the_same_statistic_rejects_wrong_inputs(gaussian, name):
-    """Noise ×3, values ×0.8 and a 10% wider prior are each rejected (power check)."""
+    """Noise ×3, values ×0.8 and a 10% wider prior are each rejected (power check).
+
+    A deterministic warm-started chain run from pure noise at the same steps is rejected too.
+    """
     grid, oracle, cov = gaussian
     method, options, limit = SAMPLERS[name]
     mean, law = limit(cov, _problem(grid, oracle, 0.1))
@@ -135,8 +152,16 @@ def test_the_same_statistic_rejects_wrong_inputs(gaussian, name):
             _problem(grid, oracle, 0.1),
         ),
     }
-    for label, (denoiser, problem) in wrong.items():
-        draws = _draws(method, denoiser, problem, options, cov=cov).numpy()
+    runs = [(label, denoiser, problem, options) for label, (denoiser, problem) in wrong.items()]
+    if "start_sigma" in options and options.get("integrator", "dpm2m") == "dpm2m":
+        # the deterministic chain's same steps started from pure noise: a wrong start (an
+        # ancestral DDIM chain forgets much of its start, so there it is not a power check)
+        first = int(SCHEDULE.nearest_step(options["start_sigma"]))
+        cold = {k: v for k, v in options.items() if k not in ("start_sigma", "steps")}
+        cold["timesteps"] = SCHEDULE.log_snr_timesteps(options["steps"], first=first)
+        runs.append(("started from N(0, I)", oracle, _problem(grid, oracle, 0.1), cold))
+    for label, denoiser, problem, opts in runs:
+        draws = _draws(method, denoiser, problem, opts, cov=cov).numpy()
         p = gaussian_law_pvalue(draws, mean, law)
         assert p < ALPHA, (label, p)
 

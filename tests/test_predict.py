@@ -91,11 +91,14 @@ def test_warm_start_draws_are_batch_independent_and_cost_fewer_steps(model):
     one = diffusion_posterior(model, obs, batch_size=2, **warm)
     two = diffusion_posterior(model, obs, batch_size=5, **warm)
     np.testing.assert_allclose(one.fields, two.fields, rtol=1e-6, atol=1e-6)
-    cold = predict(model, obs, at="grid", samples=5, steps=4)
-    hot = predict(model, obs, at="grid", samples=5, steps=4, start_sigma=10.0)
-    sigma = model.schedule.sigma(model.schedule.log_snr_timesteps(4, first=None))
-    assert cold.info["per_draw"]["denoiser_evaluations"] == len(sigma)
-    assert hot.info["per_draw"]["denoiser_evaluations"] == 4  # all below σ = 10
+    # 25 steps over the whole range make 20 calls, 12 of them at σ <= 10; a warm start at
+    # σ = 10 with 13 steps keeps that density below σ = 10 and makes 13 calls
+    cold = predict(model, obs, at="grid", samples=2, steps=25, cg_iterations=0)
+    hot = predict(model, obs, at="grid", samples=2, steps=13, cg_iterations=0, start_sigma=10.0)
+    assert cold.info["per_draw"]["denoiser_evaluations"] == 20
+    assert hot.info["per_draw"]["denoiser_evaluations"] == 13
+    cold_steps = model.schedule.log_snr_timesteps(25)
+    assert int((model.schedule.sigma(cold_steps) <= 10.0).sum()) == 12
     assert not np.allclose(cold.draws, hot.draws)
     with pytest.raises(GeodiffError, match="start_sigma must be a positive number"):
         diffusion_posterior(model, obs, start_sigma=-1.0, **FAST)

@@ -67,7 +67,8 @@ def gaussian_sampler_law(
         irrelevant; a chain whose target has a mean ``μ`` is shifted by it, see
         :func:`geodiff.posterior.exact.mmps_limit`).
     variance : numpy.ndarray, shape (d,)
-        Output variances from ``x_T ~ N(0, I)``; the exact sampler would give ``eigval``.
+        Output variances from the start (``x_T ~ N(0, I)`` unless ``start_variance``);
+        the exact sampler would give ``eigval``.
     """
     if sampler == "ddpm":
         sampler, eta = "ddim", 1.0
@@ -81,8 +82,9 @@ def gaussian_sampler_law(
         transfer, var = _ddim_state(schedule, ts, lam, eta, start_variance)
         return gain * transfer, gain**2 * var
     half_log_snr = 0.5 * (np.log(ab) - np.log1p(-ab))
-    # x_T ~ N(0, I) is the sampler's start (its true variance ᾱ_T λ + 1 - ᾱ_T ≈ 1);
-    # (c_x, c_p): the coefficients of x_T in the state and in the previous x̂_0
+    # the start has variance start_variance (default 1: x_T ~ N(0, I), whose true
+    # variance ᾱ_T λ + 1 - ᾱ_T ≈ 1); (c_x, c_p): the coefficients of the start in the
+    # state and in the previous x̂_0
     var_x = _start_variance(start_variance, lam)
     cov_xp, var_p, h_prev = np.zeros_like(lam), np.zeros_like(lam), None
     c_x, c_p = np.ones_like(lam), np.zeros_like(lam)

@@ -107,11 +107,13 @@ class Denoiser(torch.nn.Module):
     def set_precision(self, precision: str) -> Denoiser:
         """Run the backbone in ``"float32"`` or under ``"bfloat16"`` autocast from now on.
 
-        bfloat16 keeps about 3 significant digits: x̂_0 moves by about 3e-3 of its norm
-        (``tests/test_models.py``, BENCHMARKS.md "Denoiser forward passes on the CPU",
-        where a CPU with AVX-512 BF16 runs a pass 1.8 × faster; hardware without
-        bfloat16 arithmetic may gain nothing). The conversion to x̂_0 and everything
-        after it stay in float32 or float64.
+        bfloat16 keeps about 3 significant digits: x̂_0 moves by about 2e-2 of its norm at
+        pure noise, 3e-3 at mid-range noise and under 3e-4 near the end
+        (``tests/test_models.py``; BENCHMARKS.md "Denoiser forward passes on the CPU",
+        where a CPU with AVX-512 BF16 runs a pass 1.7 × faster; hardware without
+        bfloat16 arithmetic may gain nothing). Outputs then depend on the batch within
+        that rounding, and vector-Jacobian products run through the bfloat16 backbone
+        too. The conversion to x̂_0 and everything after it stay in float32 or float64.
         """
         if precision not in PRECISIONS:
             raise GeodiffError(f"precision must be one of {PRECISIONS}, got {precision!r}")

@@ -96,6 +96,19 @@ def gaussian_start(cov, problem, schedule, step: int, generators: list, device) 
     the standard normal draw of ``generators[i]`` (the same draw :func:`start` makes), so
     it does not depend on the batch.
 
+    Parameters
+    ----------
+    cov : torch.Tensor, shape (d, d)
+        The Gaussian prior's covariance (MMPS's preconditioner), ``d = H*W``.
+    problem : LinearGaussianProblem
+        The observations, on ``device``.
+    schedule : NoiseSchedule
+    step : int
+        The step ``t`` of the state drawn.
+    generators : list of torch.Generator
+        One per row.
+    device : torch.device or str
+
     Returns
     -------
     torch.Tensor, float64, shape (B, 1, H, W)

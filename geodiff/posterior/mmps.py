@@ -255,7 +255,7 @@ def mmps_sample(
     eta : float
         DDIM's η (0 deterministic, 1 ancestral); only with ``integrator="ddim"``.
     start_sigma : float, optional
-        Start at the step whose noise level ``σ = √((1-ᾱ)/ᾱ)`` is nearest, from the exact
+        Start at the step (≥ 1) whose noise level ``σ = √((1-ᾱ)/ᾱ)`` is nearest, from the exact
         law of ``x_t`` there under the Gaussian prior ``N(0, preconditioner)``
         (:func:`~geodiff.posterior._steps.gaussian_start`), instead of pure noise at
         ``T-1``: the steps above it are skipped and ``steps`` are spaced over the rest.
@@ -288,6 +288,7 @@ def mmps_sample(
     else:
         if preconditioner is None:
             raise GeodiffError("start_sigma starts from the preconditioner's Gaussian: give one")
+        _check_start_sigma(start_sigma)
         if timesteps is None:
             timesteps = _timesteps(schedule, steps, integrator, start_sigma)
         first = int(torch.as_tensor(timesteps).reshape(-1)[0])
@@ -311,15 +312,23 @@ def mmps_sample(
 
 
 def _timesteps(schedule: NoiseSchedule, steps: int, integrator: str, start_sigma) -> torch.Tensor:
-    """The steps MMPS visits: ``steps`` from ``T-1``, or from the step nearest ``start_sigma``."""
+    """The steps MMPS visits, int64, shape (K,), decreasing to 0.
+
+    ``steps`` spaced (in log-SNR for ``dpm2m``, in t for ``ddim``) from ``T-1``, or from
+    the step nearest ``start_sigma`` (at least step 1).
+    """
     first = None
     if start_sigma is not None:
-        if isinstance(start_sigma, bool) or not float(start_sigma) > 0:
-            raise GeodiffError(f"start_sigma must be a positive number, got {start_sigma!r}")
-        first = max(1, int(schedule.nearest_step(float(start_sigma))))
+        first = max(1, int(schedule.nearest_step(_check_start_sigma(start_sigma))))
     if integrator == "dpm2m":
         return schedule.log_snr_timesteps(steps, first=first)
     return schedule.timesteps(steps, first=first)
+
+
+def _check_start_sigma(start_sigma) -> float:
+    if isinstance(start_sigma, bool) or not float(start_sigma) > 0:
+        raise GeodiffError(f"start_sigma must be a positive number, got {start_sigma!r}")
+    return float(start_sigma)
 
 
 def _prepare(model, problem: LinearGaussianProblem, options: dict) -> dict:
