@@ -103,9 +103,9 @@ FLAGS = {
     "--cg-iterations": _flag("mmps: CG iterations per step (0: no Jacobian)", _index),
     "--start-sigma": _flag("mmps: start at this noise level from the prior's Gaussian "
                            "(skips the steps above it)", _rate),
-    "--precision": _flag("the network's arithmetic; bfloat16 is faster on CPUs with AVX-512 "
-                         "BF16 or AMX and on GPUs", default="float32",
-                         choices=("float32", "bfloat16")),
+    "--precision": _flag("the network's arithmetic; bfloat16 ran 1.7x faster on a CPU with "
+                         "AVX-512 BF16 (BENCHMARKS.md)", default="float32",
+                         choices=("float32", "bfloat16")),  # geodiff.diffusion.network.PRECISIONS
     "--kriging": _flag("ordinary (fitted covariance) or simple (known --theta)",
                        default="ordinary", choices=("ordinary", "simple")),
     "--fit": _flag("ordinary kriging's covariance fit", default="ml", choices=("ml", "variogram")),
