@@ -186,6 +186,8 @@ def simple_kriging(
         raise GeodiffError(f"unknown kriging engine {engine!r}; choose from {_ENGINES}")
     started = time.perf_counter()
     theta = _check_inputs(prior, theta, obs)
+    if prior.kind == "spde" and not full_cov:
+        return _spde_kriging(prior, theta, obs, targets, started)
     check_dense("kriging", len(obs.operator.support), n_targets_of(targets), joint=full_cov)
     gstools_ok = (
         prior.is_stationary
@@ -214,6 +216,20 @@ def simple_kriging(
     check_finite(mean, "means", obs.values, advice="rescale them")
     check_finite(var, "variances", obs.values, advice="rescale them")
     return Prediction(points, mean, np.sqrt(var), None, grid, "simple kriging", info)
+
+
+def _spde_kriging(prior, theta: dict, obs: Observations, targets, started: float) -> Prediction:
+    """Simple kriging of an SPDE prior by sparse solves (:mod:`geodiff.baselines.spde_kriging`)."""
+    from geodiff.baselines.spde_kriging import spde_condition
+
+    cond = spde_condition(prior, theta, obs, targets)
+    info = {"engine": "spde", "sd_method": cond["sd_method"],
+            "sd_relative_error": cond["sd_relative_error"],
+            "theta": {k: v[0].tolist() for k, v in theta.items()},
+            "wall_time": time.perf_counter() - started}  # fmt: skip
+    check_finite(cond["mean"], "means", obs.values, advice="rescale them")
+    return Prediction(cond["points"], cond["mean"], cond["sd"], None, cond["grid"],
+                      "simple kriging", info)  # fmt: skip
 
 
 def gstools_model(prior, theta: dict) -> gstools.CovModel:
@@ -276,6 +292,12 @@ def conditional_simulation(
     if not isinstance(n, int) or n < 1:
         raise GeodiffError(f"number of draws must be a positive integer, got {n!r}")
     theta = _check_inputs(prior, theta, obs)
+    if prior.kind == "spde":  # exact sparse conditioning (perturbation-optimisation)
+        from geodiff.baselines.spde_kriging import spde_condition
+
+        cond = spde_condition(prior, theta, obs, targets, draws=n, seed=seed, with_sd=False)
+        draws = torch.as_tensor(cond["draws"])
+        return draws.reshape(n, *targets.shape) if isinstance(targets, Grid) else draws
     check_dense("conditional simulation", len(obs.operator.support), n_targets_of(targets),
                 joint=True)  # fmt: skip
     op, _, grid = target_operator(targets, obs, prior.domain)

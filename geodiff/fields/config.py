@@ -23,6 +23,16 @@ and, in a non-stationary prior, a parameter may be a map::
     log_sd = 0.4
 
 (``mean``/``sd`` instead of ``median``/``log_sd`` for the angle, which is not positive).
+
+An SPDE prior (``type = "spde"``, :mod:`geodiff.fields.spde`) takes ``cell_size`` (its
+resolution between arbitrary points) and ``margin`` (its lattice margin in practical
+ranges) at the top level, and maps stationary in physical units, given by a number of
+random waves instead of knots::
+
+    [parameters.angle]
+    map = { modes = 64, model = "gaussian", len_scale = 16.0 }
+    mean = { distribution = "uniform", low = 0.0, high = 3.141592653589793 }
+    sd = 0.8
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from pathlib import Path
 
 from geodiff.errors import ConfigError, GeodiffError
 from geodiff.fields.correlation import get_family
-from geodiff.fields.maps import MapPrior
+from geodiff.fields.maps import MapPrior, SpectralMapPrior
 from geodiff.fields.parameters import scalar_prior_from_config
 from geodiff.fields.prior import (
     BOUNDS,
@@ -51,9 +61,15 @@ else:  # pragma: no cover
 
 __all__ = ["builtin_priors", "load_prior", "load_theta", "prior_from_config"]
 
-_TYPES = {"stationary": StationaryPrior, "nonstationary": NonStationaryPrior}
 _TOP_KEYS = {"name", "type", "family", "domain", "parameters", "description"}
-_MAP_KEYS = {"knots", "model", "len_scale"}
+_SPDE_KEYS = {"cell_size", "margin"}
+_MAP_KINDS = ("nonstationary", "spde")
+
+
+def _prior_types() -> dict:
+    from geodiff.fields.spde import SPDEPrior
+
+    return {"stationary": StationaryPrior, "nonstationary": NonStationaryPrior, "spde": SPDEPrior}
 
 
 def builtin_priors() -> dict[str, Path]:
@@ -103,17 +119,17 @@ def prior_from_config(config: dict, source: str = "config") -> GRFPrior:
     """Build a prior from a parsed configuration (see the module docstring)."""
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: expected a table at the top level")
-    unknown = sorted(set(config) - _TOP_KEYS)
+    types = _prior_types()
+    kind = config.get("type")
+    top = _TOP_KEYS | (_SPDE_KEYS if kind == "spde" else set())
+    unknown = sorted(set(config) - top)
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {unknown}; expected some of {sorted(_TOP_KEYS)}"
-        )
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; expected some of {sorted(top)}")
     for key in ("type", "family", "parameters"):
         if key not in config:
             raise ConfigError(f"{source}: missing key {key!r}")
-    kind = config["type"]
-    if kind not in _TYPES:
-        raise ConfigError(f"{source}: 'type' must be one of {sorted(_TYPES)}, got {kind!r}")
+    if kind not in types:
+        raise ConfigError(f"{source}: 'type' must be one of {sorted(types)}, got {kind!r}")
     family = get_family(config["family"])
     domain = _domain(config.get("domain", [[0.0, 1.0], [0.0, 1.0]]), source)
     params = config["parameters"]
@@ -134,9 +150,10 @@ def prior_from_config(config: dict, source: str = "config") -> GRFPrior:
     for key, spec in params.items():
         where = f"{source}: parameters.{key}"
         if isinstance(spec, dict) and "map" in spec:
-            if kind != "nonstationary" or key not in LOCAL_PARAMETERS:
+            if kind not in _MAP_KINDS or key not in LOCAL_PARAMETERS:
                 raise ConfigError(
-                    f"{where}: only the local parameters of a nonstationary prior can be maps"
+                    f"{where}: only the local parameters of a nonstationary or spde prior "
+                    "can be maps"
                 )
             kwargs[key] = _map_prior(spec, key, domain, where)
         else:
@@ -144,8 +161,9 @@ def prior_from_config(config: dict, source: str = "config") -> GRFPrior:
             kwargs[key] = scalar_prior_from_config(
                 spec, where, lower=lower, upper=upper, strict_lower=strict
             )
+    kwargs.update({key: config[key] for key in _SPDE_KEYS if key in config})
     try:
-        return _TYPES[kind](family.name, domain=domain, name=config.get("name"), **kwargs)
+        return types[kind](family.name, domain=domain, name=config.get("name"), **kwargs)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from err
 
@@ -177,6 +195,10 @@ def _map_prior(spec: dict, key: str, domain, where: str) -> MapPrior:
         raise ConfigError(f"{where}.map: expected a table like {{ knots = 5, len_scale = 0.3 }}")
     if "len_scale" not in table:
         raise ConfigError(f"{where}.map: missing key 'len_scale'")
+    spectral = "modes" in table
+    if spectral and "knots" in table:
+        raise ConfigError(f"{where}.map: give either knots (a knot map) or modes (spectral)")
+    modes = table.pop("modes", None)
     knots = table.pop("knots", 5)
     model = table.pop("model", "gaussian")
     len_scale = table.pop("len_scale")
@@ -186,6 +208,8 @@ def _map_prior(spec: dict, key: str, domain, where: str) -> MapPrior:
         raise ConfigError(f"{where}.map: unknown key(s) {extra}")
     if not isinstance(len_scale, (int, float)) or isinstance(len_scale, bool) or not len_scale > 0:
         raise ConfigError(f"{where}.map.len_scale: must be a number > 0, got {len_scale!r}")
+    if spectral and (isinstance(modes, bool) or not isinstance(modes, int) or not 1 <= modes):
+        raise ConfigError(f"{where}.map.modes: must be an integer >= 1, got {modes!r}")
     if isinstance(knots, bool) or not isinstance(knots, int) or not 2 <= knots <= 32:
         raise ConfigError(f"{where}.map.knots: must be an integer in [2, 32], got {knots!r}")
     if log_scale:
@@ -198,6 +222,13 @@ def _map_prior(spec: dict, key: str, domain, where: str) -> MapPrior:
     spread = scalar_prior_from_config(
         spec[spread_key], f"{where}.{spread_key}", lower=0.0, strict_lower=False
     )
+    if spectral:
+        if family.name != "gaussian" or table:
+            raise ConfigError(f"{where}.map: a spectral map has model = 'gaussian' and no shape")
+        return SpectralMapPrior(
+            center=center, spread=spread, log_scale=log_scale, modes=modes,
+            len_scale=float(len_scale),
+        )  # fmt: skip
     return MapPrior(
         center=center,
         spread=spread,

@@ -17,6 +17,7 @@ NUTS likes best.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,7 @@ from geodiff.errors import ConfigError
 from geodiff.fields.correlation import get_family
 from geodiff.fields.parameters import ScalarPrior
 
-__all__ = ["MapPrior"]
+__all__ = ["MapPrior", "SpectralMapPrior"]
 
 _JITTER = 1e-8
 
@@ -107,6 +108,24 @@ class MapPrior:
         basis = np.linalg.solve(chol, c_pk.T).T
         return torch.as_tensor(basis, dtype=torch.float64)
 
+    def values(
+        self, points: torch.Tensor, center: torch.Tensor, spread: torch.Tensor, latent
+    ) -> torch.Tensor:
+        """Map values at ``points`` (any device: the basis is built on the host, once).
+
+        Parameters
+        ----------
+        points : torch.Tensor, shape (n, 2)
+        center, spread : torch.Tensor, shape (B,)
+        latent : torch.Tensor, shape (B, K**2)
+
+        Returns
+        -------
+        torch.Tensor, shape (B, n), on ``latent``'s device
+        """
+        basis = self.basis(torch.as_tensor(points).detach().cpu().numpy())
+        return self.evaluate(basis, center, spread, latent)
+
     def evaluate(
         self, basis: torch.Tensor, center: torch.Tensor, spread: torch.Tensor, latent: torch.Tensor
     ) -> torch.Tensor:
@@ -131,6 +150,123 @@ class MapPrior:
         keys = ("median", "log_sd") if self.log_scale else ("mean", "sd")
         map_table = {"knots": self.knots, "model": self.model, "len_scale": self.len_scale}
         map_table.update(self.model_kwargs)
+        return {
+            "map": map_table,
+            keys[0]: self.center.to_config(),
+            keys[1]: self.spread.to_config(),
+        }
+
+
+@dataclass(frozen=True)
+class SpectralMapPrior:
+    """Prior over a spatially varying parameter, stationary in physical coordinates.
+
+    ``z(s) = M^-1/2 sum_i (a_i cos(k_i . s) + b_i sin(k_i . s))`` with ``M`` random
+    waves: ``a_i, b_i ~ N(0, 1)`` and wave vectors ``k_i = g_i sqrt(pi / 2) / len_scale``,
+    ``g_i ~ N(0, I_2)`` — the spectral law of GSTools' Gaussian model
+    ``exp(-pi/4 (r / len_scale)^2)`` (GSTools' randomisation method). ``z`` has unit
+    variance and that correlation exactly; its law is the same under any shift of ``s``
+    (a shift rotates each ``(a_i, b_i)``, whose law is rotation invariant), so a window of
+    a large map has the prior of a map of the window's size: the map needs no domain.
+    All its randomness is the ``4 M`` standard normals ``(g, a, b)``, the whitened form
+    NUTS likes. With finitely many waves ``z`` is Gaussian given ``k`` only.
+
+    Parameters
+    ----------
+    center : ScalarPrior
+        Median of a log-scale map, mean of a linear one.
+    spread : ScalarPrior
+        Standard deviation of ``log m`` (log scale) or of ``m`` (linear).
+    log_scale : bool
+        Whether the map is ``center * exp(spread z)`` (True) or ``center + spread z``.
+    modes : int
+        Number of waves ``M``; the map has ``4 M`` latent values.
+    len_scale : float
+        Correlation length of ``z`` in physical units (GSTools' Gaussian model).
+    model : str
+        Only ``"gaussian"``.
+    """
+
+    center: ScalarPrior
+    spread: ScalarPrior
+    log_scale: bool
+    modes: int = 64
+    len_scale: float = 10.0
+    model: str = "gaussian"
+
+    def __post_init__(self):
+        if isinstance(self.modes, bool) or not isinstance(self.modes, int) or self.modes < 1:
+            raise ConfigError(f"map modes must be an integer >= 1, got {self.modes!r}")
+        if not self.len_scale > 0:
+            raise ConfigError(f"map len_scale must be > 0, got {self.len_scale!r}")
+        if self.model != "gaussian":
+            raise ConfigError(f"a spectral map has a 'gaussian' model, got {self.model!r}")
+
+    @property
+    def n_latent(self) -> int:
+        return 4 * self.modes
+
+    def values(
+        self, points: torch.Tensor, center: torch.Tensor, spread: torch.Tensor, latent
+    ) -> torch.Tensor:
+        """Map values at ``points``.
+
+        Parameters
+        ----------
+        points : torch.Tensor, shape (n, 2)
+        center, spread : torch.Tensor, shape (B,)
+        latent : torch.Tensor, shape (B, 4 M): ``(g_x, g_y, a, b)``, ``M`` each
+
+        Returns
+        -------
+        torch.Tensor, shape (B, n), on ``latent``'s device
+        """
+        m = self.modes
+        pts = torch.as_tensor(points).to(latent)
+        phase = pts @ self._waves(latent)  # (B, n, M)
+        a, b = latent[:, None, 2 * m : 3 * m], latent[:, None, 3 * m :]
+        z = (a * torch.cos(phase) + b * torch.sin(phase)).sum(-1) / math.sqrt(m)
+        return self._transform(z, center[:, None], spread[:, None])
+
+    def lattice_values(self, xs, ys, center, spread, latent) -> torch.Tensor:
+        """Map values on the lattice ``xs x ys``, separably (two matrix products).
+
+        ``cos(kx x + ky y) = cos kx x cos ky y - sin kx x sin ky y``, so the waves are
+        evaluated along each axis once: ``O((H + W) M + H W M)`` flops in two products.
+
+        Parameters
+        ----------
+        xs : torch.Tensor, shape (W,)
+        ys : torch.Tensor, shape (H,)
+        center, spread : torch.Tensor, shape (B,)
+        latent : torch.Tensor, shape (B, 4 M)
+
+        Returns
+        -------
+        torch.Tensor, shape (B, H, W)
+        """
+        m = self.modes
+        wave = self._waves(latent)  # (B, 2, M)
+        px = torch.as_tensor(xs).to(latent)[None, :, None] * wave[:, None, 0]  # (B, W, M)
+        py = torch.as_tensor(ys).to(latent)[None, :, None] * wave[:, None, 1]  # (B, H, M)
+        a, b = latent[:, None, 2 * m : 3 * m], latent[:, None, 3 * m :]
+        cx, sx, cy, sy = torch.cos(px), torch.sin(px), torch.cos(py), torch.sin(py)
+        z = cy @ (a * cx + b * sx).transpose(1, 2) + sy @ (b * cx - a * sx).transpose(1, 2)
+        return self._transform(z / math.sqrt(m), center[:, None, None], spread[:, None, None])
+
+    def _waves(self, latent: torch.Tensor) -> torch.Tensor:
+        """Wave vectors ``k``, shape (B, 2, M)."""
+        m = self.modes
+        return latent[:, : 2 * m].reshape(-1, 2, m) * (math.sqrt(math.pi / 2) / self.len_scale)
+
+    def _transform(self, z, center, spread):
+        if self.log_scale:
+            return center * torch.exp(spread * z)
+        return center + spread * z
+
+    def to_config(self) -> dict:
+        keys = ("median", "log_sd") if self.log_scale else ("mean", "sd")
+        map_table = {"modes": self.modes, "model": self.model, "len_scale": self.len_scale}
         return {
             "map": map_table,
             keys[0]: self.center.to_config(),

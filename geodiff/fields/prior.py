@@ -37,7 +37,7 @@ import torch
 
 from geodiff.errors import ConfigError
 from geodiff.fields.correlation import MAX_NU, CorrelationFamily, get_family
-from geodiff.fields.maps import MapPrior
+from geodiff.fields.maps import MapPrior, SpectralMapPrior
 from geodiff.fields.parameters import Fixed, ScalarPrior, Uniform, scalar_prior_from_config
 from geodiff.rng import derive_seed
 
@@ -56,6 +56,8 @@ BOUNDS = {
     "alpha": (0.0, 2.0, True),
 }
 _DTYPE = torch.float64
+#: the kinds of spatially varying parameter
+MAP_TYPES = (MapPrior, SpectralMapPrior)
 _DEFAULT_DOMAIN = ((0.0, 1.0), (0.0, 1.0))
 # elements per block of the CPU covariance loop: whole-matrix passes take 1.26 s for one
 # 64x64 non-stationary grid covariance on 2 cores, 2**16-element blocks 0.30 s
@@ -136,7 +138,7 @@ class GRFPrior:
         self.parameters: dict[str, ScalarPrior | MapPrior] = {}
         for key, value in local.items():
             self.parameters[key] = (
-                value if isinstance(value, MapPrior) else _as_scalar_prior(value, key)
+                value if isinstance(value, MAP_TYPES) else _as_scalar_prior(value, key)
             )
         self.parameters["nugget"] = _as_scalar_prior(nugget, "nugget")
         for key in self.family.shape_parameters:
@@ -149,15 +151,20 @@ class GRFPrior:
         return not self.map_parameters
 
     @property
+    def translation_invariant(self) -> bool:
+        """True when the prior is the same in law under any shift of the domain."""
+        return self.is_stationary
+
+    @property
     def map_parameters(self) -> tuple[str, ...]:
         """Names of the parameters that vary in space."""
-        return tuple(k for k, p in self.parameters.items() if isinstance(p, MapPrior))
+        return tuple(k for k, p in self.parameters.items() if isinstance(p, MAP_TYPES))
 
     def leaves(self) -> dict[str, ScalarPrior | int]:
         """Every entry of ``theta``: its scalar prior, or the latent length of a map."""
         out: dict[str, ScalarPrior | int] = {}
         for key, prior in self.parameters.items():
-            if isinstance(prior, MapPrior):
+            if isinstance(prior, MAP_TYPES):
                 c, s = ("median", "log_sd") if prior.log_scale else ("mean", "sd")
                 out[f"{key}.{c}"] = prior.center
                 out[f"{key}.{s}"] = prior.spread
@@ -335,9 +342,9 @@ class GRFPrior:
         out = {}
         for key in LOCAL_PARAMETERS:
             prior = self.parameters[key]
-            if isinstance(prior, MapPrior):
+            if isinstance(prior, MAP_TYPES):
                 ck, sk, lk = self._map_keys(key)
-                out[key] = prior.evaluate(prior.basis(pts.numpy()), theta[ck], theta[sk], theta[lk])
+                out[key] = prior.values(pts, theta[ck], theta[sk], theta[lk])
             else:
                 out[key] = theta[key][:, None].expand(-1, len(pts))
         return out
@@ -501,7 +508,7 @@ class StationaryPrior(GRFPrior):
     kind = "stationary"
 
     def __init__(self, family: str = "matern", **kwargs):
-        maps = [k for k, v in kwargs.items() if isinstance(v, MapPrior)]
+        maps = [k for k, v in kwargs.items() if isinstance(v, MAP_TYPES)]
         if maps:
             raise ConfigError(
                 f"a stationary prior cannot have spatially varying {maps}; use NonStationaryPrior"

@@ -7,9 +7,13 @@ Two exact engines, picked per prior:
   non-negative definite), sampled with two FFTs per field: exact in distribution,
   ``O(N log N)`` per field. A parameter draw whose embedding stays indefinite falls back
   to Cholesky.
-* ``"cholesky"`` (any prior): the dense grid covariance, factorised in float64, one
+* ``"cholesky"`` (any dense prior): the dense grid covariance, factorised in float64, one
   factorisation per parameter draw (shared by ``fields_per_theta`` fields), batched on
   the GPU when there is one.
+* ``"spde"`` (SPDE priors, :mod:`geodiff.fields.spde`): one sparse factorisation per
+  parameter draw on the CPU (SuperLU), shared by its fields; exact draws of the
+  discretised prior at any size. On a GPU machine the factorisation stays on the CPU and
+  the fields move to the device afterwards.
 
 Randomness comes from one generator per parameter draw and one per field, derived from
 ``(seed, index)``: field ``i`` is the same whatever ``start``, the batch size or the
@@ -33,7 +37,7 @@ __all__ = ["Simulation", "default_device", "simulate"]
 THETA_STREAM, NOISE_STREAM = 0, 1
 _EMBEDDING_FACTORS = (2, 4, 8)
 _EMBEDDING_TOLERANCE = 1e-9  # allowed negative eigenvalue, relative to the largest
-_METHODS = ("auto", "circulant", "cholesky")
+_METHODS = ("auto", "circulant", "cholesky", "spde")
 
 
 @dataclass
@@ -67,7 +71,7 @@ def default_device() -> torch.device:
 
 
 def _check_domain(prior, grid: Grid) -> None:
-    if prior.is_stationary:
+    if prior.translation_invariant:
         return
     (gx0, gx1), (gy0, gy1) = grid.extent
     (px0, px1), (py0, py1) = prior.domain
@@ -115,8 +119,9 @@ def simulate(
         conditional simulation and posterior predictive draws): a batch of 1 shared by
         every field, or a batch of ``n``, one per field. ``fields_per_theta`` is then
         ignored.
-    method : {"auto", "circulant", "cholesky"}
-        ``"auto"`` uses circulant embedding for stationary priors, else Cholesky.
+    method : {"auto", "circulant", "cholesky", "spde"}
+        ``"auto"`` uses the sparse engine for SPDE priors, circulant embedding for
+        stationary priors, else Cholesky.
     device : str or torch.device, optional
         Where to compute; the GPU when torch sees one.
     batch_size : int, optional
@@ -136,8 +141,14 @@ def simulate(
         raise GeodiffError(f"fields_per_theta must be a positive integer, got {fields_per_theta!r}")
     if method not in _METHODS:
         raise GeodiffError(f"unknown simulation method {method!r}; choose from {_METHODS}")
+    sparse = prior.kind == "spde"
     if method == "circulant" and not prior.is_stationary:
         raise GeodiffError("circulant embedding needs a stationary prior")
+    if sparse != (method in ("auto", "spde")) or (method == "spde" and not sparse):
+        raise GeodiffError(
+            f"method {method!r} does not fit a {prior.kind} prior: "
+            + ("SPDE priors simulate with 'spde'" if sparse else "'spde' needs an SPDE prior")
+        )
     _check_domain(prior, grid)
     check_simulation_memory(prior, grid, n, method)
     device = torch.device(device) if device is not None else default_device()
@@ -159,7 +170,7 @@ def simulate(
     if batch_size is None:
         # parameter draws per batch: bounded by the dense covariances held at once
         budget = 2**28 if device.type == "cuda" else 2**25
-        batch_size = 64 if use_circulant else max(1, budget // grid.n_nodes**2)
+        batch_size = 64 if use_circulant or sparse else max(1, budget // grid.n_nodes**2)
     bar = tqdm(total=n, desc="simulating", unit="field", disable=not progress, leave=False)
     for lo in range(0, len(groups), batch_size):
         batch_groups = groups[lo : lo + batch_size]
@@ -167,12 +178,16 @@ def simulate(
         members = [members_of[g] for g in batch_groups]
         samplers = _circulant_samplers(prior, grid, batch_theta) if use_circulant else None
         cholesky_groups = [
-            j for j in range(len(batch_groups)) if samplers is None or samplers[j] is None
-        ]
+            j for j in range(len(batch_groups))
+            if not sparse and (samplers is None or samplers[j] is None)
+        ]  # fmt: skip
         factors = _cholesky_factors(prior, grid, batch_theta, cholesky_groups)
         for j, field_positions in enumerate(members):
             gens = generators_for(seed, NOISE_STREAM, [indices[k] for k in field_positions])
-            if j in factors:  # (k, N) noise -> (k, H, W) fields in one product
+            if sparse:
+                x = _spde_draws(prior, grid, {k: v[j : j + 1] for k, v in batch_theta.items()},
+                                gens).to(device)  # fmt: skip
+            elif j in factors:  # (k, N) noise -> (k, H, W) fields in one product
                 z = torch.stack(
                     [torch.randn(grid.n_nodes, generator=g, dtype=torch.float64) for g in gens]
                 )
@@ -208,6 +223,9 @@ def check_simulation_memory(prior, grid: Grid, n: int, method: str = "auto") -> 
 
     h, w = grid.shape
     fields = 4.0 * n * h * w
+    if prior.kind == "spde":
+        check_memory(fields, f"{n} fields on a {h}x{w} grid", "simulate fewer --n at a time")
+        return  # each parameter draw checks its own lattice before it is built
     if method == "circulant" or (method == "auto" and prior.is_stationary):
         work = min(64, max(n, 1)) * 4.0 * h * w * 48
         what = f"simulating {n} fields on a {h}x{w} grid"
@@ -282,6 +300,20 @@ def _circulant_draws(sqrt_eig: torch.Tensor, grid: Grid, gens: list, device) -> 
     noise = noise.to(device)
     spectrum = sqrt_eig * torch.complex(noise[:, 0], noise[:, 1])
     return torch.fft.fft2(spectrum).real[:, : grid.shape[0], : grid.shape[1]]
+
+
+# -------------------------------------------------------------------------- spde
+def _spde_draws(prior, grid: Grid, theta: dict, gens: list) -> torch.Tensor:
+    """Fields of one parameter set: one sparse factorisation, one solve per field.
+
+    Each field's standard normals come from its own generator (lattice length), so a
+    field does not depend on the others drawn with it. Returns (k, H, W), float64, CPU.
+    """
+    grid_op = prior.grid_operator(grid, {k: v.cpu() for k, v in theta.items()})
+    size = grid_op.operator.size
+    z = torch.stack([torch.randn(size, generator=g, dtype=torch.float64) for g in gens])
+    x = grid_op.sample(z.numpy().T)  # (H * W, k)
+    return torch.as_tensor(x.T.copy()).reshape(len(gens), *grid.shape)
 
 
 # ---------------------------------------------------------------------- cholesky
