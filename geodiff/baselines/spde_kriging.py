@@ -88,7 +88,9 @@ class SPDEConditional:
             rhs = rhs + self.matrix.T @ (noisy_y / self.noise_var[:, None])
             return self.factor.solve(rhs)
         prior = self.operator.sample(z[:size])
-        residual = self.values[:, None] - self.matrix @ prior - np.sqrt(self.noise_var)[:, None] * z[size:]
+        residual = (
+            self.values[:, None] - self.matrix @ prior - np.sqrt(self.noise_var)[:, None] * z[size:]
+        )
         return prior + self.cross @ self._gram_solve(residual)
 
     def variance(self, targets: sp.csr_matrix) -> np.ndarray:

@@ -169,4 +169,3 @@ class SPDEMixtureOracle:
             z = torch.randn(op.operator.size, generator=gen, dtype=torch.float64).numpy()
             out[i] = torch.as_tensor(op.sample(z)) / self.scale
         return out.reshape(n, 1, *self.shape)
-

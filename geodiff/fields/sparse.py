@@ -104,9 +104,7 @@ class SparseFactor:
         self.inverse_order[order] = np.arange(len(order))
         coo = sp.coo_matrix(matrix)
         inverse = self.inverse_order
-        permuted = sp.csc_matrix(
-            (coo.data, (inverse[coo.row], inverse[coo.col])), shape=coo.shape
-        )
+        permuted = sp.csc_matrix((coo.data, (inverse[coo.row], inverse[coo.col])), shape=coo.shape)
         try:
             self._lu = spla.splu(
                 permuted,
@@ -173,7 +171,9 @@ def assemble(
     xx = 0.5 * (np.outer(a, a) + np.outer(b, b))
     yy = 0.5 * (np.outer(c, c) + np.outer(d, d))
     xy = 0.25 * (np.outer(p, q) + np.outer(q, p))
-    k2, e11, e12, e22 = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (kappa2, h11, h12, h22))
+    k2, e11, e12, e22 = (
+        np.asarray(v, dtype=np.float64).reshape(-1) for v in (kappa2, h11, h12, h22)
+    )
     local = area * (
         e11[:, None, None] * xx
         + e22[:, None, None] * yy
@@ -297,6 +297,8 @@ class SPDEOperator:
 
 def matern_variance(nu: float, kappa2, det_h) -> np.ndarray:
     """Marginal variance of the stationary solution: ``G(nu) / (G(nu+1) 4 pi kappa^2nu sqrt|H|)``."""
-    return math.gamma(nu) / (math.gamma(nu + 1) * 4 * math.pi) / (
-        np.asarray(kappa2) ** nu * np.sqrt(det_h)
+    return (
+        math.gamma(nu)
+        / (math.gamma(nu + 1) * 4 * math.pi)
+        / (np.asarray(kappa2) ** nu * np.sqrt(det_h))
     )

@@ -89,9 +89,7 @@ class SPDEGridOperator:
     def crop_matrix(self) -> sp.csr_matrix:
         """``E``, shape (H * W, N): grid values from lattice values."""
         n = len(self.crop)
-        return sp.csr_matrix(
-            (np.ones(n), (np.arange(n), self.crop)), shape=(n, self.operator.size)
-        )
+        return sp.csr_matrix((np.ones(n), (np.arange(n), self.crop)), shape=(n, self.operator.size))
 
     def covariance(self) -> np.ndarray:
         """The dense grid covariance ``E Q_x^-1 E^T`` (small grids only), shape (d, d)."""
