@@ -271,7 +271,7 @@ def _cmd_simulate(args) -> None:
     from geodiff.machine import resolve_device
 
     prior, device = load_prior(args.prior), args.device and resolve_device(args.device)
-    grid, started = Grid.parse(args.grid, prior.domain), time.perf_counter()
+    grid, started = prior.window(Grid.parse(args.grid).shape), time.perf_counter()
     path = write_store(
         args.out, prior, grid, args.n, args.seed, chunk_size=args.chunk_size,
         fields_per_theta=args.fields_per_theta, workers=args.workers, device=device,

@@ -69,7 +69,7 @@ def test_a_hand_written_file_loads(tmp_path):
                 "length_scale = 0.2",
                 "length_scale = { map = { len_scale = 0.3 }, median = 0.1, log_sd = 0.2 }",
             ),
-            "only the local parameters of a nonstationary prior can be maps",
+            "only the local parameters of a nonstationary or spde prior",
         ),
         (('family = "matern"', 'family = "matern"\ndomain = [[0, 1], [2, 1]]'), "min < max"),
     ],

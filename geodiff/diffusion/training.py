@@ -661,7 +661,7 @@ def train_command(
         source = StoredFields(store, config.batch_size, config.seed)
     else:
         prior = load_prior(prior)
-        grid = Grid.parse(grid or "32", prior.domain)
+        grid = prior.window(Grid.parse(grid or "32").shape)
         source = FreshFields(
             prior, grid, config.batch_size, config.seed,
             fields_per_theta=fields_per_theta, device=device,

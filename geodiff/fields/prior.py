@@ -39,6 +39,7 @@ from geodiff.errors import ConfigError
 from geodiff.fields.correlation import MAX_NU, CorrelationFamily, get_family
 from geodiff.fields.maps import MapPrior, SpectralMapPrior
 from geodiff.fields.parameters import Fixed, ScalarPrior, Uniform, scalar_prior_from_config
+from geodiff.grid import Grid
 from geodiff.rng import derive_seed
 
 __all__ = ["LOCAL_PARAMETERS", "GRFPrior", "NonStationaryPrior", "StationaryPrior"]
@@ -454,6 +455,10 @@ class GRFPrior:
         return {key: local[key].reshape(-1, *grid.shape) for key in self.map_parameters}
 
     # ----------------------------------------------------------------- simulation
+    def window(self, shape) -> Grid:
+        """The default grid of ``shape = (H, W)`` nodes for this prior: its domain."""
+        return Grid(shape, self.domain)
+
     def simulate(self, grid, n: int, seed: int = 0, **kwargs):
         """Exact simulation on a grid; see :func:`geodiff.fields.simulate.simulate`."""
         from geodiff.fields.simulate import simulate

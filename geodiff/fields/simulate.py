@@ -144,7 +144,7 @@ def simulate(
     sparse = prior.kind == "spde"
     if method == "circulant" and not prior.is_stationary:
         raise GeodiffError("circulant embedding needs a stationary prior")
-    if sparse != (method in ("auto", "spde")) or (method == "spde" and not sparse):
+    if (sparse and method not in ("auto", "spde")) or (method == "spde" and not sparse):
         raise GeodiffError(
             f"method {method!r} does not fit a {prior.kind} prior: "
             + ("SPDE priors simulate with 'spde'" if sparse else "'spde' needs an SPDE prior")

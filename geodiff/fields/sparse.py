@@ -296,7 +296,7 @@ class SPDEOperator:
 
 
 def matern_variance(nu: float, kappa2, det_h) -> np.ndarray:
-    """Marginal variance of the stationary solution: ``G(nu) / (G(nu+1) 4 pi kappa^2nu sqrt|H|)``."""
+    """Variance of the stationary solution, ``G(nu) / (G(nu+1) 4 pi kappa^2nu sqrt|H|)``."""
     return (
         math.gamma(nu)
         / (math.gamma(nu + 1) * 4 * math.pi)

@@ -49,6 +49,7 @@ __all__ = ["SPDEGridOperator", "SPDEPrior", "lattice_bytes"]
 SPDE_NU = (1.0, 3.0)
 PRACTICAL_RANGE = math.sqrt(8.0)  # practical range / length scale (kappa = sqrt(nu) / l)
 _MIN_RATIO = 1e-6  # anisotropy ratios below this make H(s) numerically singular
+_MARGIN_PROBES = 512  # grid lines per axis read for the margin's longest length scale
 _BYTES_PER_FILL = 12.0 * 6.0  # bytes per (node * log2 nodes) of LU fill, measured at 300^2
 
 
@@ -135,7 +136,7 @@ class SPDEPrior(GRFPrior):
                 raise ConfigError(f"{name} must be a number > 0, got {value!r}")
         self.cell_size, self.margin = float(cell_size), float(margin)
         self.nu = float(nu.value)
-        self.alpha = int(round(self.nu)) + 1
+        self.alpha = round(self.nu) + 1
 
     @property
     def translation_invariant(self) -> bool:
@@ -205,15 +206,23 @@ class SPDEPrior(GRFPrior):
         if next(iter(theta.values())).shape[0] != 1:
             raise GeodiffError("an SPDE operator takes one parameter set (a batch of 1)")
         spacing = grid.spacing  # (dy, dx)
-        ell = self.lattice_parameters(theta, grid.x, grid.y, keys=("length_scale",))
-        reach = self.margin * PRACTICAL_RANGE * float(ell["length_scale"].max())
-        my, mx = (int(math.ceil(reach / s)) for s in spacing)
+        hint = "choose a smaller --grid, or shorter length scales"
+        size = f"{grid.shape[0]}x{grid.shape[1]}"
+        check_memory(lattice_bytes(grid.n_nodes, self.alpha), f"the SPDE lattice of a {size} grid",
+                     hint)  # fmt: skip
+        # the margin follows the longest length scale on the grid (read every `stride`
+        # nodes on large grids: the maps vary over many cells)
+        stride = max(1, math.ceil(max(grid.shape) / _MARGIN_PROBES))
+        ell = self.lattice_parameters(theta, grid.x[::stride], grid.y[::stride],
+                                      keys=("length_scale",))["length_scale"]  # fmt: skip
+        reach = self.margin * PRACTICAL_RANGE * float(ell.max())
+        my, mx = (math.ceil(reach / s) for s in spacing)
         h, w = grid.shape[0] + 2 * my, grid.shape[1] + 2 * mx
         check_memory(
             lattice_bytes(h * w, self.alpha),
             f"the SPDE lattice of {h}x{w} nodes ({grid.shape[0]}x{grid.shape[1]} grid with "
             f"its margin)",
-            "choose a smaller --grid, or shorter length scales",
+            hint,
         )
         (x0, x1), (y0, y1) = grid.extent
         lattice = Grid(
@@ -244,6 +253,14 @@ class SPDEPrior(GRFPrior):
         scale = np.sqrt(at_nodes["variance"] / node_var).ravel()
         return SPDEOperator(stiffness, mass, scale, self.alpha, lattice.shape)
 
+    def window(self, shape) -> Grid:
+        """A grid of ``shape = (H, W)`` nodes at the prior's ``cell_size``, from the
+        domain's lower-left corner: a larger shape is a larger window, not finer cells."""
+        (x0, _), (y0, _) = self.domain
+        h, w = (int(s) for s in shape)
+        return Grid((h, w), ((x0, x0 + (w - 1) * self.cell_size),
+                             (y0, y0 + (h - 1) * self.cell_size)))  # fmt: skip
+
     def point_lattice(self, points) -> Grid:
         """The grid of spacing ``cell_size``, anchored at the origin, that covers the
         prior's domain and ``points``: the same for any points inside the domain, so that
@@ -255,7 +272,7 @@ class SPDEPrior(GRFPrior):
         lo = np.floor(np.minimum(pts.min(0, initial=np.inf), [dx0, dy0]) / h + 1e-9) * h
         hi = np.ceil(np.maximum(pts.max(0, initial=-np.inf), [dx1, dy1]) / h - 1e-9) * h
         hi = np.maximum(hi, lo + h)
-        shape = (int(round((hi[1] - lo[1]) / h)) + 1, int(round((hi[0] - lo[0]) / h)) + 1)
+        shape = (round((hi[1] - lo[1]) / h) + 1, round((hi[0] - lo[0]) / h) + 1)
         return Grid(shape, ((lo[0], hi[0]), (lo[1], hi[1])))
 
     # ---------------------------------------------------------------- covariance
