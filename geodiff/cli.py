@@ -355,7 +355,9 @@ def _cmd_krige(args) -> None:
         task = _task(args, theta=load_theta(args.theta))
         pred = _run(args, "kriging-oracle", task)
         pred.method = "simple kriging"
-        print(f"simple kriging with theta = {task.theta}")
+        shown = {k: (f"<{len(v)} values>" if isinstance(v, list) else v)
+                 for k, v in task.theta.items()}  # fmt: skip
+        print(f"simple kriging with theta = {shown}")
     else:
         task = _task(args)
         pred = _run(args, "kriging-ok", task, fit=args.fit, anisotropic=not args.isotropic)
