@@ -44,7 +44,7 @@ from geodiff.fields.prior import LOCAL_PARAMETERS, GRFPrior, _anisotropy, _point
 from geodiff.fields.sparse import SPDEOperator, assemble, matern_variance
 from geodiff.grid import Grid
 
-__all__ = ["SPDEGridOperator", "SPDEPrior", "lattice_bytes"]
+__all__ = ["SPDEGridOperator", "SPDEPrior", "lattice_bytes", "spde_operator"]
 
 SPDE_NU = (1.0, 3.0)
 PRACTICAL_RANGE = math.sqrt(8.0)  # practical range / length scale (kappa = sqrt(nu) / l)
@@ -235,23 +235,9 @@ class SPDEPrior(GRFPrior):
         return SPDEGridOperator(operator, lattice, crop, grid)
 
     def _operator(self, theta: dict, lattice: Grid) -> SPDEOperator:
-        dy, dx = lattice.spacing
         at_nodes = self.lattice_parameters(theta, lattice.x, lattice.y)
-        self._check_local(at_nodes, (dy, dx))
-        # a square's parameters: the mean of its four corners'
-        at_squares = {
-            k: 0.25 * (v[:-1, :-1] + v[:-1, 1:] + v[1:, :-1] + v[1:, 1:])
-            for k, v in at_nodes.items()
-        }
-        ratio, angle = (torch.as_tensor(at_squares[k]) for k in ("anis_ratio", "angle"))
-        h11, h12, h22, _ = (t.numpy() for t in _anisotropy(torch.ones_like(ratio), ratio, angle))
-        kappa2 = self.nu / at_squares["length_scale"] ** 2
-        stiffness, mass = assemble(lattice.shape, (dy, dx), kappa2, h11, h12, h22)
-        node_var = matern_variance(
-            self.nu, self.nu / at_nodes["length_scale"] ** 2, at_nodes["anis_ratio"] ** 2
-        )
-        scale = np.sqrt(at_nodes["variance"] / node_var).ravel()
-        return SPDEOperator(stiffness, mass, scale, self.alpha, lattice.shape)
+        self._check_local(at_nodes, lattice.spacing)
+        return spde_operator(lattice, self.nu, at_nodes)
 
     def window(self, shape) -> Grid:
         """A grid of ``shape = (H, W)`` nodes at the prior's ``cell_size``, from the
@@ -305,6 +291,34 @@ class SPDEPrior(GRFPrior):
         config["cell_size"] = self.cell_size
         config["margin"] = self.margin
         return config
+
+
+def spde_operator(lattice: Grid, nu: float, local: dict) -> SPDEOperator:
+    """The discretised SPDE of the module docstring for maps given at the lattice nodes.
+
+    Parameters
+    ----------
+    lattice : Grid
+    nu : float
+        1 or 3.
+    local : dict of str to numpy.ndarray, each (H, W)
+        ``variance, length_scale, anis_ratio, angle`` at the lattice nodes; a square
+        takes the mean of its four corners' values.
+
+    Returns
+    -------
+    SPDEOperator
+    """
+    at_squares = {
+        k: 0.25 * (v[:-1, :-1] + v[:-1, 1:] + v[1:, :-1] + v[1:, 1:]) for k, v in local.items()
+    }
+    ratio, angle = (torch.as_tensor(at_squares[k]) for k in ("anis_ratio", "angle"))
+    h11, h12, h22, _ = (t.numpy() for t in _anisotropy(torch.ones_like(ratio), ratio, angle))
+    kappa2 = nu / at_squares["length_scale"] ** 2
+    stiffness, mass = assemble(lattice.shape, lattice.spacing, kappa2, h11, h12, h22)
+    node_var = matern_variance(nu, nu / local["length_scale"] ** 2, local["anis_ratio"] ** 2)
+    scale = np.sqrt(local["variance"] / node_var).ravel()
+    return SPDEOperator(stiffness, mass, scale, round(nu) + 1, lattice.shape)
 
 
 def _weights(grid_op: SPDEGridOperator, points: np.ndarray) -> sp.csr_matrix:
