@@ -197,11 +197,18 @@ def main() -> None:
             "by dense Cholesky (the shipped Paciorek–Schervish prior), 64² only",
             "",
             markdown_table(
-                ["window", "SPDE fresh θ (fields/s)", "SPDE 8 per θ (fields/s)",
-                 "GSTools randmeth (fields/s)", "fresh / GSTools", "dense Cholesky (fields/s)",
-                 "fresh / dense", "peak RSS (MB)"],
+                [
+                    "window",
+                    "SPDE fresh θ (fields/s)",
+                    "SPDE 8 per θ (fields/s)",
+                    "GSTools randmeth (fields/s)",
+                    "fresh / GSTools",
+                    "dense Cholesky (fields/s)",
+                    "fresh / dense",
+                    "peak RSS (MB)",
+                ],
                 sim_rows,
-            ),  # fmt: skip
+            ),
             "",
             "**Exact SPDE kriging** (one θ, noisy observations, τ = 0.1): the mean over the "
             "grid; exact sds at 1,000 point targets (one solve each); Monte Carlo sds over "
@@ -209,10 +216,16 @@ def main() -> None:
             f"Peak RSS {krige[-1]['peak_rss_mb']:.0f} MB.",
             "",
             markdown_table(
-                ["grid", "observations", "mean (s)", "mean + exact sds at 1,000 points (s)",
-                 "mean + Monte Carlo grid sds (s)", "sd rel. error"],
+                [
+                    "grid",
+                    "observations",
+                    "mean (s)",
+                    "mean + exact sds at 1,000 points (s)",
+                    "mean + Monte Carlo grid sds (s)",
+                    "sd rel. error",
+                ],
                 krige_rows,
-            ),  # fmt: skip
+            ),
             "",
             "**Boundary effect of the margin** (32² window, exact variances): max / mean "
             "relative change of the variance against a 2-range margin, per θ draw; last "
@@ -220,10 +233,16 @@ def main() -> None:
             "variance map (the discretisation's own error, not the boundary's).",
             "",
             markdown_table(
-                ["θ seed", "margin 0", "0.25 range", "0.5 range", "1 range (default)",
-                 "variance vs map"],
+                [
+                    "θ seed",
+                    "margin 0",
+                    "0.25 range",
+                    "0.5 range",
+                    "1 range (default)",
+                    "variance vs map",
+                ],
                 bound,
-            ),  # fmt: skip
+            ),
         ]
     )
     if args.quick:

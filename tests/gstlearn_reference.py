@@ -18,7 +18,8 @@ regular triangulated grid rotated along the anisotropy axes, cell = practical_ra
 per axis, extended by `border` cells on each side, and pass it to simulateSPDE.  With a
 NoStat angle gstlearn makes that mesh isotropic with the smallest cell size (still rotated
 by the stationary angle, i.e. angle_rad).  With Cholesky (2D default, forced here with
-useCholesky=1) simulateSPDE draws EXACTLY from the discretised GMRF (Q = Lambda P(S) Lambda, integer alpha = nu + d/2 = 2, sparse Cholesky);
+useCholesky=1) simulateSPDE draws EXACTLY from the discretised GMRF
+(Q = Lambda P(S) Lambda, integer alpha = nu + d/2 = 2, sparse Cholesky);
 no Chebyshev approximation.  Values at grid nodes are then obtained by linear (P1)
 interpolation from the mesh vertices.  Outer boundary: natural (Neumann) FEM boundary of the
 extended mesh, hence the `margin` (in scale units) of extension.  gstlearn's own default
@@ -30,14 +31,15 @@ scales 6 / 1.8, angle 30 deg, refine=18:
   stationary (mesh rotated with the anisotropy): node variance 0.977..1.021 (mean 0.990),
   covariance errors <= 0.004 at lags 1..5;
   NoStat (isotropic mesh, cell = minor cell, angle_rad=0): variance 0.937 for a local
-  axis at 30 deg to the mesh (0.988 for 0 / 90 deg, mesh-aligned); error is O(h^2) (0.970 with cell 0.25).
+  axis at 30 deg to the mesh (0.988 for 0 / 90 deg, mesh-aligned); error is O(h^2)
+  (0.970 with cell 0.25).
   Use refine=27..36 for NoStat if that matters (100 sims 64x64: ~15 s / ~40 s vs ~6 s).
 """
 
 import math
 
-import numpy as np
 import gstlearn as gl
+import numpy as np
 
 _MATERN1_RANGE_FACTOR = 2.0 * math.sqrt(3.0)  # practical range / scale for nu = 1 in gstlearn
 
@@ -65,16 +67,16 @@ def _setup(shape, spacing, scale_main, scale_minor, angle_rad, angle_map, refine
     # anywhere -> Euclidean extension >= margin * scale_main.
     dxmin = min(smain, sminor) * _MATERN1_RANGE_FACTOR / refine
     if angle_map is None:
-        border = int(math.ceil(margin * refine / _MATERN1_RANGE_FACTOR))
+        border = math.ceil(margin * refine / _MATERN1_RANGE_FACTOR)
     else:
-        border = int(math.ceil(margin * max(smain, sminor) / dxmin))
+        border = math.ceil(margin * max(smain, sminor) / dxmin)
         amap = np.asarray(angle_map, dtype=float)
         if amap.shape != (H, W):
             raise ValueError(f"angle_map must have shape {(H, W)}, got {amap.shape}")
         # NoStat grid: same nodes as the output grid, edge-padded so that it covers the
         # whole extended mesh (vertices outside it would get the MEAN angle).  Values are
         # taken from the nearest node (so a jump between nodes j and j+1 sits at x=j+1/2).
-        pad = int(math.ceil((border * dxmin * 1.5) / spacing)) + 4
+        pad = math.ceil((border * dxmin * 1.5) / spacing) + 4
         apad = np.pad(np.degrees(amap), pad, mode="edge")
         nsgrid = gl.DbGrid.create(
             nx=[W + 2 * pad, H + 2 * pad],
@@ -119,7 +121,7 @@ def spde_simulate(
     """
     H, W = (int(s) for s in shape)
     n = int(n)
-    grid, model, cova, mesh = _setup(
+    grid, model, _cova, mesh = _setup(
         shape, spacing, scale_main, scale_minor, angle_rad, angle_map, refine, margin
     )
     meshes = gl.VectorMeshes([mesh])
@@ -158,7 +160,7 @@ def spde_discretised_cov(
     import scipy.sparse.linalg as spla
 
     H, W = (int(s) for s in shape)
-    grid, model, cova, mesh = _setup(
+    grid, _model, cova, mesh = _setup(
         shape, spacing, scale_main, scale_minor, angle_rad, angle_map, refine, margin
     )
     pop = gl.PrecisionOpMatrix(mesh, cova)  # keep references alive (SWIG ownership)
