@@ -42,7 +42,7 @@ from geodiff.errors import GeodiffError
 
 __all__ = ["SPDEOperator", "SparseFactor", "assemble", "matern_variance", "nested_dissection"]
 
-_LEAF = 64  # nodes per leaf block of the nested dissection
+_LEAF = 16  # nodes per leaf block of the nested dissection (16: 0.28 s, 64: 0.30 s at 294^2)
 # corner order of a square: (i, j), (i, j+1), (i+1, j), (i+1, j+1)
 _DX_BOTTOM = np.array([-1.0, 1.0, 0.0, 0.0])
 _DX_TOP = np.array([0.0, 0.0, -1.0, 1.0])
