@@ -6,6 +6,9 @@ Grid
     Regular grid over a rectangular domain; points <-> grid interpolation.
 StationaryPrior, NonStationaryPrior, MapPrior
     Priors over Gaussian random fields (GSTools conventions).
+SPDEPrior, SpectralMapPrior, spde_condition, SPDEMixtureOracle
+    The sparse-precision (SPDE) prior for any grid size, its translation-invariant maps,
+    its exact sparse kriging and its exact sparse denoiser (docs/spde.md).
 Fixed, Uniform, LogUniform, Normal, LogNormal, HalfNormal
     Priors over scalar parameters.
 load_prior, prior_from_config, builtin_priors
@@ -62,6 +65,7 @@ from geodiff.anamorphosis import back_transform, fit_transform
 from geodiff.baselines.fit import fit_covariance, ordinary_kriging, reml_noise
 from geodiff.baselines.kriging import conditional_simulation, simple_kriging
 from geodiff.baselines.mcmc import mcmc_posterior
+from geodiff.baselines.spde_kriging import spde_condition
 from geodiff.diffusion import (
     DiffusionModel,
     GaussianMixtureOracle,
@@ -70,6 +74,7 @@ from geodiff.diffusion import (
     load_model,
     train,
 )
+from geodiff.diffusion.spde_oracle import SPDEMixtureOracle
 from geodiff.errors import CheckpointError, ConfigError, GeodiffError, StoreError
 from geodiff.evaluate.crossval import CrossValidation, cross_validate
 from geodiff.evaluate.predictors import PREDICTORS, PredictionTask, run_predictor
@@ -78,10 +83,11 @@ from geodiff.evaluate.validate import run_validation
 from geodiff.fields.config import builtin_priors, load_prior, prior_from_config
 from geodiff.fields.datasets import SimulatedFieldDataset, StoreFieldDataset
 from geodiff.fields.from_data import prior_from_data
-from geodiff.fields.maps import MapPrior
+from geodiff.fields.maps import MapPrior, SpectralMapPrior
 from geodiff.fields.parameters import Fixed, HalfNormal, LogNormal, LogUniform, Normal, Uniform
 from geodiff.fields.prior import GRFPrior, NonStationaryPrior, StationaryPrior
 from geodiff.fields.simulate import Simulation, simulate
+from geodiff.fields.spde import SPDEPrior
 from geodiff.fields.store import FieldStore, open_store, write_store
 from geodiff.grid import Grid
 from geodiff.noise import NoisePrior
@@ -117,8 +123,11 @@ __all__ = [
     "PosteriorDraws",
     "Prediction",
     "PredictionTask",
+    "SPDEMixtureOracle",
+    "SPDEPrior",
     "SimulatedFieldDataset",
     "Simulation",
+    "SpectralMapPrior",
     "StationaryPrior",
     "StoreError",
     "StoreFieldDataset",
@@ -149,6 +158,7 @@ __all__ = [
     "run_validation",
     "simple_kriging",
     "simulate",
+    "spde_condition",
     "train",
     "write_store",
 ]

@@ -192,3 +192,15 @@ def test_a_map_over_another_domain_is_refused():
     wide = MapPrior(center=Fixed(0.2), spread=Fixed(0.1), log_scale=True, domain=((0, 2), (0, 1)))
     with pytest.raises(ConfigError, match="map spans"):
         NonStationaryPrior("matern", nu=1.5, length_scale=wide)
+
+
+def test_map_values_take_points_on_any_device_or_with_gradients():
+    """The knot basis is built on the host from a detached copy of the points (the CUDA
+    crash at ``pts.numpy()``); a tensor that requires grad exercises the same path here."""
+    prior = load_prior("nonstationary-anisotropy")
+    theta = prior.sample_theta(2, generator=0)
+    points = torch.rand(5, 2, dtype=torch.float64)
+    expected = prior.local_parameters(theta, points.numpy())
+    got = prior.local_parameters(theta, points.clone().requires_grad_(True))
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key])

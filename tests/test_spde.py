@@ -269,3 +269,24 @@ def test_config_round_trip():
     again = prior_from_config(prior.to_config())
     assert again.to_config() == prior.to_config()
     assert again.cell_size == 1.0 and again.alpha == 2
+
+
+# ------------------------------------------------------------- the rest of geodiff
+def test_training_takes_the_spde_prior_unchanged(tmp_path):
+    from geodiff.diffusion.data import FreshFields
+    from geodiff.diffusion.model import load_model
+    from geodiff.diffusion.network import network_config
+    from geodiff.diffusion.spde_oracle import SPDEMixtureOracle
+    from geodiff.diffusion.training import TrainingConfig, train
+
+    prior = load_prior("spde-anisotropy")
+    grid = prior.window((16, 16))
+    config = TrainingConfig(steps=2, batch_size=4, warmup_steps=1, checkpoint_every=2,
+                            validate_every=2, log_every=1, oracle_components=2,
+                            n_validation=4, n_preview=0)  # fmt: skip
+    train(tmp_path / "run", prior=prior, grid=grid, data=FreshFields(prior, grid, 4, 0),
+          network=network_config("tiny", 16), config=config, progress=False)  # fmt: skip
+    model = load_model(tmp_path / "run")
+    assert model.prior.to_config() == prior.to_config()
+    assert model.grid == grid
+    assert isinstance(model.oracle(2), SPDEMixtureOracle)

@@ -18,7 +18,7 @@ from geodiff.diffusion.checkpoint import (
 )
 from geodiff.diffusion.denoiser import PREDICTIONS
 from geodiff.diffusion.network import Denoiser
-from geodiff.diffusion.oracle import GaussianMixtureOracle
+from geodiff.diffusion.oracle import mixture_oracle
 from geodiff.diffusion.samplers import initial_noise
 from geodiff.diffusion.samplers import sample as run_sampler
 from geodiff.diffusion.schedule import NoiseSchedule
@@ -105,9 +105,9 @@ class DiffusionModel:
         """Write ``directory/name.safetensors`` and ``directory/name.json``."""
         return write_checkpoint(directory, name, self.denoiser.state_dict(), self.meta())
 
-    def oracle(self, n_components: int = 64, seed: int = 0) -> GaussianMixtureOracle:
+    def oracle(self, n_components: int = 64, seed: int = 0):
         """The exact denoiser of the training prior in the network's units."""
-        return GaussianMixtureOracle.from_prior(
+        return mixture_oracle(
             self.prior,
             self.grid,
             self.schedule,

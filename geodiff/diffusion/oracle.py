@@ -22,7 +22,19 @@ from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 from geodiff.rng import derive_seed
 
-__all__ = ["GaussianMixtureOracle"]
+__all__ = ["GaussianMixtureOracle", "mixture_oracle"]
+
+
+def mixture_oracle(prior, grid: Grid, schedule: NoiseSchedule, **options):
+    """The exact mixture denoiser of ``prior`` on ``grid``: dense eigendecompositions for
+    GRF priors, sparse factorisations (:class:`~geodiff.diffusion.spde_oracle.
+    SPDEMixtureOracle`) for SPDE priors. ``options`` as :meth:`GaussianMixtureOracle.from_prior`.
+    """
+    if prior.kind == "spde":
+        from geodiff.diffusion.spde_oracle import SPDEMixtureOracle
+
+        return SPDEMixtureOracle.from_prior(prior, grid, schedule, **options)
+    return GaussianMixtureOracle.from_prior(prior, grid, schedule, **options)
 
 
 class GaussianMixtureOracle:

@@ -27,7 +27,7 @@ from geodiff.diffusion.checkpoint import (
 )
 from geodiff.diffusion.model import DiffusionModel
 from geodiff.diffusion.network import Denoiser
-from geodiff.diffusion.oracle import GaussianMixtureOracle
+from geodiff.diffusion.oracle import mixture_oracle
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.diffusion.validation import denoising_mse, validation_steps
 from geodiff.errors import CheckpointError, GeodiffError
@@ -203,7 +203,7 @@ class _Validator:
         self.sigma = schedule.sigma(self.steps)
         self.oracle = None
         if config.oracle_components > 0:
-            self.oracle = GaussianMixtureOracle.from_prior(
+            self.oracle = mixture_oracle(
                 prior,
                 grid,
                 schedule,

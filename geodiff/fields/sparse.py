@@ -219,8 +219,11 @@ class SPDEOperator:
 
     @cached_property
     def order(self) -> np.ndarray:
-        """Nested-dissection order wide enough for the precision's stencil."""
-        return _order(self.lattice_shape, self.alpha // 2)
+        """Nested-dissection order wide enough for the precision's stencil (radius alpha).
+
+        Separators one line wide would not separate a radius-2 stencil: the posterior
+        precision at 256^2 then fills to 151M non-zeros (46 s) instead of 23M (1.9 s)."""
+        return _order(self.lattice_shape, self.alpha)
 
     @cached_property
     def factor(self) -> SparseFactor:
