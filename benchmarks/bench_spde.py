@@ -9,7 +9,7 @@ in a fresh process (so that its peak resident memory is its own):
   draw) and GSTools' randomisation method for a stationary Matérn (nu = 1) of the same
   median length scale (``gstools.SRF``, 1000 modes, structured grid);
 * exact SPDE kriging at 256^2 with 100 and 1,000 noisy observations: the factorisation
-  and the mean, and the sds (exact at 1,000 point targets; Monte Carlo over the grid);
+  and the mean, and the sds (exact at 256 point targets; Monte Carlo over the grid);
 * the boundary effect of the margin: on a 32^2 window, the exact variances
   ``diag(E Q^-1 E^T)`` for margins of 0 to 2 practical ranges, against the widest margin's.
 
