@@ -73,6 +73,27 @@ class SPDEConditional:
             self.cross = cross
             self.mean = cross @ self._gram_solve(self.values)
 
+    def log_likelihood(self) -> float:
+        """``log N(y; 0, A Q^-1 A^T + N)``, from the factors already made.
+
+        With noise: ``(log|Q| - log|P| - log|N| - m log 2 pi - y^T N^-1 y + b^T P^-1 b) / 2``
+        with ``b = A^T N^-1 y``; without: the Gaussian density in observation space.
+        """
+        y, m = self.values, len(self.values)
+        if self.noisy:
+            b = self.matrix.T @ (y / self.noise_var)
+            quad = float(y @ (y / self.noise_var) - b @ self.mean)
+            logdet = (
+                self.factor.logdet()
+                - self.operator.logdet_precision()
+                + float(np.log(self.noise_var).sum())
+            )
+        else:
+            half = np.linalg.solve(self.chol, y)
+            quad = float(half @ half)
+            logdet = 2.0 * float(np.log(np.diag(self.chol)).sum())
+        return -0.5 * (quad + logdet + m * np.log(2 * np.pi))
+
     def _gram_solve(self, rhs: np.ndarray) -> np.ndarray:
         half = np.linalg.solve(self.chol, rhs)
         return np.linalg.solve(self.chol.T, half)
