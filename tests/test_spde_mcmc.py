@@ -87,7 +87,8 @@ def test_slice_sampler_rejects_the_posterior_under_wrong_noise(chains):
 
 def test_posterior_predictive_draws(chains):
     result = chains[3]
-    draws = result.predict(GRID, n_draws=5, seed=0)
-    assert draws.shape == (5, GRID.n_nodes)
+    pred = result.predict(GRID, n_draws=5, seed=0)
+    assert pred.draws.shape == (5, GRID.n_nodes)
     again = result.predict(GRID, n_draws=5, seed=0)
-    np.testing.assert_array_equal(draws, again)
+    np.testing.assert_array_equal(pred.draws, again.draws)
+    assert "length_scale" in result.summary_text()

@@ -13,15 +13,18 @@ costs one factorisation of ``K`` and one of the posterior precision
 The posterior predictive is exact given each θ draw: one conditional draw of the field by
 perturbation-optimisation (:func:`geodiff.baselines.spde_kriging.spde_condition`).
 
-Cost: one likelihood is 0.03 s on a 32^2 window and 0.2 s at 64^2 (2 cores); a chain
-makes about 5 per iteration (``benchmarks/bench_spde.py`` does not time it; the figures
-are this module's test runs). The largest size it supports in minutes is therefore 64^2.
+Cost (2 cores): a transition makes 2-5 likelihood evaluations (2.1 on the test's one
+random parameter, 5.3 on ``spde-anisotropy``'s 770 whitened values); 100 transitions of
+``spde-anisotropy`` on a 32^2 window took 16 s (``geodiff mcmc ... --grid 32``). The
+770-dimensional chains mix slowly: R-hat needs thousands of transitions, minutes at 32^2;
+64^2 costs about 4x per likelihood, the largest size this reference is meant for.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +35,7 @@ from geodiff.baselines.spde_kriging import SPDEConditional, spde_condition
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 from geodiff.observe import Observations
+from geodiff.prediction import Prediction
 from geodiff.rng import derive_seed
 
 __all__ = ["SPDEPosterior", "spde_log_likelihood", "spde_mcmc"]
@@ -158,17 +162,23 @@ class SPDEPosterior:
         draws = [theta_from_white(self.prior, w) for w in flat]
         return {k: torch.cat([d[k] for d in draws]) for k in draws[0]}
 
-    def predict(self, targets, n_draws: int | None = None, seed: int = 0) -> np.ndarray:
+    @property
+    def wall_time(self) -> float:
+        return self.seconds
+
+    def predict(self, targets, n_draws: int | None = None, seed: int = 0) -> Prediction:
         """Posterior predictive draws of the field at ``targets`` (a Grid or (k, 2) points).
 
-        Draw ``i`` uses θ draw ``i`` of an even thinning and its own conditional draw.
+        Draw ``i`` uses θ draw ``i`` of an even thinning and its own exact conditional
+        draw of the field.
 
         Returns
         -------
-        numpy.ndarray, shape (n_draws, k)
+        Prediction
+            Represented by its draws, shape (n_draws, k).
         """
         flat = self.white.reshape(-1, self.white.shape[-1])
-        n = len(flat) if n_draws is None else int(n_draws)
+        n = len(flat) if n_draws is None else min(int(n_draws), len(flat))
         picks = np.linspace(0, len(flat) - 1, n).round().astype(int)
         out = []
         for i, k in enumerate(picks):
@@ -176,7 +186,38 @@ class SPDEPosterior:
             cond = spde_condition(self.prior, theta, self.obs, targets, draws=1,
                                   seed=derive_seed(seed, i), with_sd=False)  # fmt: skip
             out.append(cond["draws"][0])
-        return np.stack(out)
+        grid = targets if isinstance(targets, Grid) else None
+        points = grid.points() if grid is not None else np.asarray(targets, dtype=float)
+        info = {"wall_time": self.seconds, "max_rhat": self.max_rhat, "min_ess": self.min_ess,
+                "sampler": "elliptical slice"}  # fmt: skip
+        return Prediction.from_draws(points, np.stack(out), grid=grid, method="mcmc", info=info)
+
+    def summary(self) -> dict:
+        """Per scalar entry of θ and the log-likelihood: mean, sd, 5%/95%, R-hat, ESS."""
+        theta = self.theta()
+        values = {"log_likelihood": self.log_likelihood.reshape(-1)}
+        values.update({k: theta[k] for k in self.diagnostics if k in theta})
+        out = {}
+        for key, flat in values.items():
+            q05, q95 = torch.quantile(flat, torch.tensor([0.05, 0.95], dtype=flat.dtype))
+            out[key] = {"mean": float(flat.mean()), "sd": float(flat.std()), "q05": float(q05),
+                        "q95": float(q95), **self.diagnostics[key]}  # fmt: skip
+        return out
+
+    def summary_text(self) -> str:
+        """Chains, time and :meth:`summary` as a fixed-width table."""
+        chains, draws = self.log_likelihood.shape
+        lines = [
+            f"elliptical slice sampling: {chains} chains x {draws} draws in "
+            f"{self.seconds:.1f} s ({self.calls_per_draw:.1f} likelihoods per draw)",
+            f"{'parameter':24s}      mean        sd       q05       q95  R-hat    ESS",
+        ]
+        for key, row in self.summary().items():
+            lines.append(
+                f"{key:24s} {row['mean']:9.4g} {row['sd']:9.4g} {row['q05']:9.4g} "
+                f"{row['q95']:9.4g} {row['rhat']:6.3f} {row['ess']:6.0f}"
+            )
+        return "\n".join(lines)
 
 
 def spde_mcmc(
@@ -209,7 +250,7 @@ def spde_mcmc(
     -------
     SPDEPosterior
     """
-    from geodiff.baselines.mcmc import _diagnose
+    from geodiff.baselines.mcmc import RHAT_MAX, MCMCWarning, _diagnose
 
     if prior.kind != "spde":
         raise GeodiffError("spde_mcmc samples SPDE priors; use mcmc_posterior for the others")
@@ -244,8 +285,18 @@ def spde_mcmc(
         if width == 1:
             diagnostics[key] = _diagnose(states[:, :, pos])
         pos += width
-    return SPDEPosterior(
+    result = SPDEPosterior(
         prior, obs, grid, states, logliks, diagnostics,
         seconds=time.perf_counter() - started,
         calls_per_draw=calls / (chains * (warmup + samples)),
     )  # fmt: skip
+    if chains < 2 or result.max_rhat > RHAT_MAX:
+        worst = max(diagnostics, key=lambda k: diagnostics[k]["rhat"])
+        warnings.warn(
+            f"slice sampling has not converged: R-hat {result.max_rhat:.3f} on {worst} "
+            f"(more than {RHAT_MAX}; one chain cannot show it); run more --mcmc-warmup "
+            "and --mcmc-samples",
+            MCMCWarning,
+            stacklevel=2,
+        )
+    return result

@@ -254,6 +254,31 @@ def _oracle_kriging(task, *, draws, seed, key, progress):
     return task.to_physical(pred)
 
 
+def _spde_mcmc(task, obs, targets, noise_prior, *, draws, seed, key, progress, warmup, samples,
+               chains):  # fmt: skip
+    """The SPDE prior's reference posterior (:mod:`geodiff.baselines.spde_mcmc`)."""
+    from geodiff.baselines.spde_mcmc import spde_mcmc
+    from geodiff.grid import Grid
+
+    if noise_prior is not None:
+        raise GeodiffError("the SPDE reference posterior needs the noise: give --noise-sd "
+                           "(a number) or --noise-sd reml")  # fmt: skip
+    if isinstance(targets, Grid):
+        grid = targets
+    else:
+        grid = task.prior.point_lattice(np.concatenate([obs.operator.support, targets]))
+    chain_seed = derive_seed(seed, STREAMS["mcmc"], *key)
+    result = spde_mcmc(task.prior, obs, grid, chains=chains, warmup=warmup, samples=samples,
+                       seed=chain_seed, progress=progress)  # fmt: skip
+    pred = result.predict(targets, n_draws=draws,
+                          seed=derive_seed(seed, STREAMS["mcmc-draws"], *key))  # fmt: skip
+    pred.info.update(summary=result.summary(), summary_text=result.summary_text(),
+                     nuts_seconds=result.wall_time)  # fmt: skip
+    if task.noise == "reml":
+        pred.info["noise_sd"] = task.reml_noise.sd
+    return task.to_physical(pred)
+
+
 def _ordinary_kriging(task, *, draws, seed, key, progress, anisotropic=True, fit="ml"):
     from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
 
@@ -279,6 +304,10 @@ def _mcmc(
     if on_grid:
         grid = task.targets if task.on_model_grid else task.model.grid
         obs = obs.on_grid(grid)
+    if task.prior.kind == "spde":
+        options = {"warmup": warmup, "samples": samples, "chains": chains}
+        return _spde_mcmc(task, obs, targets, noise_prior, draws=draws, seed=seed, key=key,
+                          progress=progress, **options)  # fmt: skip
     result = mcmc_posterior(
         task.prior,
         obs,
