@@ -210,6 +210,15 @@ class ObservationOperator:
         values = torch.as_tensor(coo.data, dtype=dtype)
         return torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=True).coalesce()
 
+    def weights_on(self, grid: Grid) -> sp.csr_matrix:
+        """The operator as scipy weights on any grid that contains its support, (n, H*W).
+
+        Unlike :meth:`grid_matrix`, the grid may be a larger lattice around the one the
+        operator lives on (the SPDE engine's extended lattice): grid-node supports map to
+        their nearest lattice node, points and blocks as in :meth:`on_grid`.
+        """
+        return _grid_matrix(self, grid, self.method or "bilinear")
+
     def subset(self, keep) -> ObservationOperator:
         """The operator restricted to the functionals ``keep`` (indices or a mask)."""
         keep = np.arange(len(self))[keep]

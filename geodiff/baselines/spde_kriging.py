@@ -27,7 +27,7 @@ import torch
 
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
-from geodiff.observe import Observations, _grid_matrix
+from geodiff.observe import Observations
 from geodiff.rng import generators_for
 
 __all__ = ["SPDEConditional", "spde_condition"]
@@ -49,8 +49,7 @@ class SPDEConditional:
 
     def __init__(self, grid_op, obs: Observations):
         self.grid_op, self.operator = grid_op, grid_op.operator
-        method = obs.operator.method or "bilinear"
-        self.matrix = _grid_matrix(obs.operator, grid_op.lattice, method).tocsc()  # (m, N)
+        self.matrix = obs.operator.weights_on(grid_op.lattice).tocsc()  # (m, N)
         self.values = np.asarray(obs.values, dtype=np.float64)
         self.noise_var = np.asarray(obs.noise_variance, dtype=np.float64)
         self.noisy = bool(np.all(self.noise_var > 0))

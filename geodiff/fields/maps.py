@@ -32,6 +32,13 @@ __all__ = ["MapPrior", "SpectralMapPrior"]
 _JITTER = 1e-8
 
 
+def map_transform(z, center, spread, log_scale: bool):
+    """A map from its unit field ``z``: ``center exp(spread z)`` or ``center + spread z``."""
+    if log_scale:
+        return center * torch.exp(spread * z)
+    return center + spread * z
+
+
 @dataclass(frozen=True)
 class MapPrior:
     """Prior over a spatially varying parameter.
@@ -142,9 +149,7 @@ class MapPrior:
         torch.Tensor, shape (B, n)
         """
         z = latent @ basis.to(latent).T
-        if self.log_scale:
-            return center[:, None] * torch.exp(spread[:, None] * z)
-        return center[:, None] + spread[:, None] * z
+        return map_transform(z, center[:, None], spread[:, None], self.log_scale)
 
     def to_config(self) -> dict:
         keys = ("median", "log_sd") if self.log_scale else ("mean", "sd")
@@ -226,7 +231,7 @@ class SpectralMapPrior:
         phase = pts @ self._waves(latent)  # (B, n, M)
         a, b = latent[:, None, 2 * m : 3 * m], latent[:, None, 3 * m :]
         z = (a * torch.cos(phase) + b * torch.sin(phase)).sum(-1) / math.sqrt(m)
-        return self._transform(z, center[:, None], spread[:, None])
+        return map_transform(z, center[:, None], spread[:, None], self.log_scale)
 
     def lattice_values(self, xs, ys, center, spread, latent) -> torch.Tensor:
         """Map values on the lattice ``xs x ys``, separably (two matrix products).
@@ -252,17 +257,14 @@ class SpectralMapPrior:
         a, b = latent[:, None, 2 * m : 3 * m], latent[:, None, 3 * m :]
         cx, sx, cy, sy = torch.cos(px), torch.sin(px), torch.cos(py), torch.sin(py)
         z = cy @ (a * cx + b * sx).transpose(1, 2) + sy @ (b * cx - a * sx).transpose(1, 2)
-        return self._transform(z / math.sqrt(m), center[:, None, None], spread[:, None, None])
+        return map_transform(
+            z / math.sqrt(m), center[:, None, None], spread[:, None, None], self.log_scale
+        )
 
     def _waves(self, latent: torch.Tensor) -> torch.Tensor:
         """Wave vectors ``k``, shape (B, 2, M)."""
         m = self.modes
         return latent[:, : 2 * m].reshape(-1, 2, m) * (math.sqrt(math.pi / 2) / self.len_scale)
-
-    def _transform(self, z, center, spread):
-        if self.log_scale:
-            return center * torch.exp(spread * z)
-        return center + spread * z
 
     def to_config(self) -> dict:
         keys = ("median", "log_sd") if self.log_scale else ("mean", "sd")
