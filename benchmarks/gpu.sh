@@ -10,7 +10,8 @@
 #    the carried run directory runs/ns64, checkpointing every 250 steps,
 # 3. runs the GPU tests (`pytest -m gpu`),
 # 4. times unconditional and posterior sampling on the GPU and on the CPU of the same
-#    machine (ratios in the same run),
+#    machine (ratios in the same run), and the SPDE prior's simulation (its sparse
+#    factorisations use the machine's CPU cores, one thread per parameter draw),
 # 5. writes under $OUT what must come back: the log, the timings, and the run directory
 #    as a tar in parts of at most 15 MiB (the device returns 8 files of 16 MiB at most).
 #    Reassemble here with `cat $FILES/ns64.tar.part-* | tar x`, then rerun.
@@ -18,7 +19,7 @@
 # DRY=1 runs every stage on the CPU with tiny settings (a syntax and plumbing check).
 set -uo pipefail
 OUT=${OUT:-runs/gpu-out}
-TRAIN_S=${TRAIN_S:-330}
+TRAIN_S=${TRAIN_S:-270}  # 330 before step 4b (SPDE simulation, at most 60 s) was added
 RUN=runs/ns64
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu.log") 2>&1
@@ -83,6 +84,26 @@ for dev in dict.fromkeys([device, "cpu"]):
         if dev == "cuda":
             torch.cuda.synchronize()
         rows[f"{label} on {dev}"] = time.perf_counter() - t
+json.dump(rows, open(out, "w"), indent=1)
+print(json.dumps(rows, indent=1))
+PY
+
+echo "== 4b. SPDE simulation on this machine's CPU cores, fields moved to the GPU ($(left) s left)"
+timeout 60 python - "$OUT/spde.json" "$device" <<'PY'
+import json, sys, time
+from geodiff import simulate
+from geodiff.fields.config import load_prior
+
+out, device = sys.argv[1:3]
+prior, rows = load_prior("spde-anisotropy"), {}
+for size in (256, 512):
+    grid = prior.window((size, size))
+    for per in (1, 8):
+        n = 64 if size == 256 else 16
+        simulate(prior, grid, 2, seed=0, fields_per_theta=per, device=device)  # warm-up
+        t = time.perf_counter()
+        simulate(prior, grid, n, seed=1, fields_per_theta=per, device=device)
+        rows[f"{size}^2, {per} per theta (fields/s)"] = n / (time.perf_counter() - t)
 json.dump(rows, open(out, "w"), indent=1)
 print(json.dumps(rows, indent=1))
 PY
