@@ -136,6 +136,25 @@ def test_stationary_spde_is_gstools_matern_within_the_discretisation_error():
     assert wider > 0.015  # power: a 10% wider GSTools model is outside the fine bound
 
 
+def test_rectangular_cells_match_gstools_matern():
+    """Cells of 1 x 0.5 (x by y): the stencil's spacings enter separately."""
+    ell, ratio, angle = 8.0, 0.5, 0.6
+    prior = _stationary(length_scale=ell, ratio=ratio, angle=angle, variance=1.0)
+    grid = Grid((121, 61), ((0.0, 60.0), (0.0, 60.0)))
+    grid_op = prior.grid_operator(grid, _theta(prior))
+    unit = np.zeros(grid_op.operator.size)
+    unit[grid_op.crop[60 * 61 + 30]] = 1.0
+    column = grid_op.operator.covariance_apply(unit)[grid_op.crop].reshape(121, 61)
+    lags = np.array([[0, 0], [2, 0], [0, 2], [3, 3], [-3, 3], [5, 1], [0, 6]], dtype=float)
+    got = grid.interpolate(torch.as_tensor(column), np.array([30.0, 30.0]) + lags).numpy()
+    model = gstools.Matern(dim=2, var=1.0, len_scale=[ell, ratio * ell], angles=angle, nu=1.0)
+    wider = gstools.Matern(dim=2, var=1.0, len_scale=[1.1 * ell, 1.1 * ratio * ell],
+                           angles=angle, nu=1.0)  # fmt: skip
+    exact = model.cov_spatial(lags.T)
+    assert np.abs(got - exact).max() < 0.015  # the 8-cells-per-l bound of the table above
+    assert np.abs(wider.cov_spatial(lags.T) - exact).max() > 0.015  # power
+
+
 # ----------------------------------------------------------- exact conditioning
 def _explicit_conditioning(cov, a, y, noise_var):
     gram = a @ cov @ a.T + np.diag(noise_var)
