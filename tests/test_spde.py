@@ -100,11 +100,11 @@ def test_same_fields_for_any_batch_or_start():
 
 
 # ---------------------------------------------------------- stationary: Matérn
-def _matern_errors(cells_per_length: float):
+def _matern_errors(cells_per_length: float, nu: float = 1.0):
     """Max |C_spde - C_gstools| over lags up to 2 l along both axes, and the 10%-wider
     GSTools model's distance to the exact one, at ``cells_per_length`` cells per l."""
     ell, ratio, angle = cells_per_length, 0.5, 0.6
-    prior = _stationary(length_scale=ell, ratio=ratio, angle=angle, variance=1.0)
+    prior = _stationary(length_scale=ell, ratio=ratio, angle=angle, variance=1.0, nu=nu)
     n = int(6 * ell) | 1
     grid = Grid.square(n, ((0.0, n - 1.0), (0.0, n - 1.0)))
     grid_op = prior.grid_operator(grid, _theta(prior))
@@ -118,22 +118,29 @@ def _matern_errors(cells_per_length: float):
     lags = np.concatenate([steps[:, None] * main, steps[:, None] * minor * ratio])
     pts = np.array([n // 2, n // 2]) + lags  # (x, y) in cells
     spde = grid.interpolate(torch.as_tensor(column), pts).numpy()
-    model = gstools.Matern(dim=2, var=1.0, len_scale=[ell, ratio * ell], angles=angle, nu=1.0)
+    model = gstools.Matern(dim=2, var=1.0, len_scale=[ell, ratio * ell], angles=angle, nu=nu)
     wider = gstools.Matern(dim=2, var=1.0, len_scale=[1.1 * ell, 1.1 * ratio * ell],
-                           angles=angle, nu=1.0)  # fmt: skip
+                           angles=angle, nu=nu)  # fmt: skip
     exact = model.cov_spatial(lags.T)
     return np.abs(spde - exact).max(), np.abs(wider.cov_spatial(lags.T) - exact).max()
 
 
-def test_stationary_spde_is_gstools_matern_within_the_discretisation_error():
-    coarse, _ = _matern_errors(3.0)
-    fine, wider = _matern_errors(12.0)
-    # the discretisation error, deterministic and stated in docs/spde.md: 0.071 of the
-    # sill at 3 cells per length scale, 0.011 at 12 (about h^1.3)
-    assert coarse < 0.08
-    assert fine < 0.015
-    assert fine < 0.25 * coarse
-    assert wider > 0.015  # power: a 10% wider GSTools model is outside the fine bound
+# the discretisation error, deterministic and stated in docs/spde.md: at nu = 1, 0.071 of
+# the sill at 3 cells per length scale and 0.011 at 12 (about h^1.3); at nu = 3, 0.029 at
+# 4 cells and 0.004 at 12 (about h^2)
+@pytest.mark.parametrize(
+    ("nu", "coarse_cells", "coarse_bound", "fine_bound"),
+    [(1.0, 3.0, 0.08, 0.015), (3.0, 4.0, 0.035, 0.006)],
+)
+def test_stationary_spde_is_gstools_matern_within_the_discretisation_error(
+    nu, coarse_cells, coarse_bound, fine_bound
+):
+    coarse, _ = _matern_errors(coarse_cells, nu)
+    fine, wider = _matern_errors(12.0, nu)
+    assert coarse < coarse_bound
+    assert fine < fine_bound
+    assert fine < 0.25 * coarse  # it shrinks with the cell size
+    assert wider > fine_bound  # power: a 10% wider GSTools model is outside the fine bound
 
 
 def test_rectangular_cells_match_gstools_matern():
