@@ -242,3 +242,32 @@ def test_ddim_step_is_the_ddim_update():
     )
     torch.testing.assert_close(step, expected, rtol=1e-12, atol=1e-12)
     assert 0 < sigma and keep**2 + sigma**2 == pytest.approx(1 - ab_next)
+
+
+def test_ddim_coefficients_have_known_values():
+    """Independent of the code under test: hand-computed numbers, and DDPM's own
+    posterior (Ho et al. 2020, eq. 7) written from the betas.
+
+    At ``eta = 1`` between consecutive steps, DDIM is DDPM's ancestral step: its variance
+    is ``beta~_t = beta_t (1 - ab_{t-1}) / (1 - ab_t)`` and its coefficient of ``x_t`` is
+    ``sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t)``. A 10% error in ``sigma`` fails both.
+    """
+    from geodiff.diffusion.samplers import ddim_coefficients
+
+    # by hand: ab = 0.5, ab_next = 0.8, eta = 1: sigma^2 = (0.2 / 0.5)(1 - 0.5 / 0.8) = 0.15
+    keep, sigma = ddim_coefficients(0.5, 0.8, 1.0)
+    assert sigma == pytest.approx(math.sqrt(0.15), rel=1e-12)
+    assert keep == pytest.approx(math.sqrt(0.05), rel=1e-12)
+    keep, sigma = ddim_coefficients(0.5, 0.8, 0.0)  # deterministic DDIM
+    assert sigma == 0.0 and keep == pytest.approx(math.sqrt(0.2), rel=1e-12)
+
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)  # the linear schedule
+    alpha_bar = torch.cumprod(1 - betas, 0)
+    for t in (1, 10, 500, 999):
+        ab, ab_prev, beta = float(alpha_bar[t]), float(alpha_bar[t - 1]), float(betas[t])
+        keep, sigma = ddim_coefficients(ab, ab_prev, 1.0)
+        assert sigma**2 == pytest.approx(beta * (1 - ab_prev) / (1 - ab), rel=1e-9)
+        x_coefficient = keep / math.sqrt(1 - ab)  # eps_hat = (x_t - sqrt(ab) x0) / sqrt(1 - ab)
+        assert x_coefficient == pytest.approx(
+            math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab), rel=1e-9
+        )
