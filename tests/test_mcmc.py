@@ -49,18 +49,41 @@ def _exact_posterior(obs):
     return ells, weights / weights.sum()
 
 
-def test_nuts_matches_the_exact_posterior_by_quadrature():
-    obs = _data()
-    ells, weights = _exact_posterior(obs)
+@pytest.fixture(scope="module")
+def nuts_run():
+    obs = _data(n=30)  # 12 observations leave l too loosely known for noise x 3 to show
+    result = mcmc_posterior(PRIOR, obs, num_samples=400, warmup_steps=300, seed=1, progress=False)
+    return obs, result
+
+
+def _moment_z(result, exact_obs) -> tuple[float, float]:
+    """z of the NUTS draws' mean and sd of l against the exact posterior given exact_obs."""
+    ells, weights = _exact_posterior(exact_obs)
     mean = weights @ ells
     sd = math.sqrt(weights @ (ells - mean) ** 2)
-    result = mcmc_posterior(PRIOR, obs, num_samples=400, warmup_steps=300, seed=1, progress=False)
     draws = result.samples["length_scale"].reshape(-1).numpy()
     ess = result.diagnostics["length_scale"]["ess"]
-    assert result.max_rhat < 1.05 and sum(result.divergences) == 0
     # mean: Monte Carlo error sd/sqrt(ESS); sd: about sd/sqrt(2 ESS) for near-Gaussian draws
-    assert abs(draws.mean() - mean) / (sd / math.sqrt(ess)) < Z_MAX
-    assert abs(draws.std() - sd) / (sd / math.sqrt(2 * ess)) < Z_MAX
+    return (
+        (draws.mean() - mean) / (sd / math.sqrt(ess)),
+        (draws.std() - sd) / (sd / math.sqrt(2 * ess)),
+    )
+
+
+def test_nuts_power_the_posterior_under_a_wrong_noise_is_rejected(nuts_run):
+    """The same statistics reject the exact posterior computed with the noise sd x 3."""
+    obs, result = nuts_run
+    wrong = Observations.at_points(obs.locations, obs.values, 3 * obs.noise_sd)
+    assert max(abs(z) for z in _moment_z(result, wrong)) > Z_MAX
+
+
+def test_nuts_matches_the_exact_posterior_by_quadrature(nuts_run):
+    obs, result = nuts_run
+    ells, weights = _exact_posterior(obs)
+    assert result.max_rhat < 1.05 and sum(result.divergences) == 0
+    z_mean, z_sd = _moment_z(result, obs)
+    assert abs(z_mean) < Z_MAX and abs(z_sd) < Z_MAX
+    ess = result.diagnostics["length_scale"]["ess"]
     # the predictive mean at a target marginalises kriging over the posterior
     keep = weights > 1e-6 * weights.max()
     krige = [
