@@ -6,9 +6,9 @@
 #
 # 1. installs geodiff into the device's Python (its own CUDA torch; the other wheels from
 #    a carried wheelhouse `.whl/`, made here with `pip download -d .whl -e .[test]`),
-# 2. continues (or starts) the 64² non-stationary prior in bf16 for TRAIN_S seconds from
+# 2. runs the GPU tests (`pytest -m gpu`) and stops there if one fails,
+# 3. continues (or starts) the 64² non-stationary prior in bf16 for TRAIN_S seconds from
 #    the carried run directory runs/ns64, checkpointing every 250 steps,
-# 3. runs the GPU tests (`pytest -m gpu`),
 # 4. times unconditional and posterior sampling on the GPU and on the CPU of the same
 #    machine (ratios in the same run), and the SPDE prior's simulation (its sparse
 #    factorisations use the machine's CPU cores, one thread per parameter draw),
@@ -36,15 +36,18 @@ steps=30000
 grid=64
 [ -n "${DRY:-}" ] && { device=cpu; steps=4; grid=16; TRAIN_S=60; RUN=runs/ns64-dry; }
 
-echo "== 2. train the ${grid}² non-stationary prior for at most ${TRAIN_S} s"
+echo "== 2. GPU tests first: nothing else runs on a device path that fails them"
+if [ -z "${DRY:-}" ]; then
+    timeout 120 python -m pytest -q -m gpu -p no:cacheprovider \
+        || { echo "GPU tests failed: stopping before training and timings"; exit 1; }
+fi
+
+echo "== 3. train the ${grid}² non-stationary prior for at most ${TRAIN_S} s ($(left) s left)"
 timeout "$TRAIN_S" geodiff train --prior nonstationary-anisotropy --grid "$grid" \
     --network small --train-steps "$steps" --batch-size 128 --fields-per-theta 8 --lr 5e-4 \
     --lr-warmup 200 --ema 0.999 --checkpoint-every 250 --validate-every 2000 \
     --oracle-components 8 --device "$device" --quiet --out "$RUN"
 echo "train exit $? (124: stopped by the time box, resumes next time)"
-
-echo "== 3. GPU tests ($(left) s left)"
-[ -z "${DRY:-}" ] && timeout 120 python -m pytest -q -m gpu -p no:cacheprovider
 
 echo "== 4. sampling and posterior timings ($(left) s left)"
 timeout 120 python - "$OUT/timings.json" "$device" "$RUN" <<'PY'
