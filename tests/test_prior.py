@@ -8,7 +8,7 @@ import torch
 from numpy.testing import assert_allclose
 from shared import random_nu_prior
 
-from geodiff import Fixed, MapPrior, NonStationaryPrior, StationaryPrior
+from geodiff import Fixed, Grid, MapPrior, NonStationaryPrior, StationaryPrior
 from geodiff.fields.config import load_prior
 from geodiff.fields.correlation import FAMILIES
 
@@ -204,3 +204,17 @@ def test_map_values_take_points_on_any_device_or_with_gradients():
     got = prior.local_parameters(theta, points.clone().requires_grad_(True))
     for key in expected:
         torch.testing.assert_close(got[key], expected[key])
+
+
+@pytest.mark.parametrize("name", ["stationary-matern", "nonstationary-anisotropy"])
+def test_covariance_keeps_theta_on_its_device(name):
+    """Parameters on the data-less ``meta`` device: any host transfer of a tensor that
+    depends on theta (``.numpy()``, ``.cpu()``, ``.item()``) raises here, as it would
+    crash on a GPU. The old ``prior.basis(pts.numpy())`` on device points fails it."""
+    prior = load_prior(name)
+    theta = {k: v.to("meta") for k, v in prior.sample_theta(2, generator=0).items()}
+    points = Grid.square(6).points()
+    cov = prior.covariance(points, points[:5], theta)
+    assert cov.device.type == "meta" and cov.shape == (2, 36, 5)
+    local = prior.local_parameters(theta, points)
+    assert all(v.device.type == "meta" for v in local.values())

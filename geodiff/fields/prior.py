@@ -399,17 +399,19 @@ class GRFPrior:
         -------
         torch.Tensor, float64, shape (B, n, m)
         """
-        x, y = _points(x), _points(y)
+        # points are data: the maps' bases are built from them on the host, once, and
+        # everything that depends on theta stays on theta's device
+        x_host, y_host = _points(x).cpu(), _points(y).cpu()
         device = next(iter(theta.values())).device
-        x, y = x.to(device), y.to(device)
+        x, y = x_host.to(device), y_host.to(device)
         shape = self._shape_arguments(theta)
         if self.is_stationary:
             ax, bx, cx, _ = _anisotropy(*(theta[k][:, None, None] for k in LOCAL_PARAMETERS[1:]))
             ay, by, cy = ax, bx, cx
             var_x = var_y = theta["variance"][:, None, None]
         else:
-            px = self.local_parameters(theta, x)
-            py = px if y is x else self.local_parameters(theta, y)
+            px = self.local_parameters(theta, x_host)
+            py = self.local_parameters(theta, y_host)
             ax, bx, cx, det_x = (t[:, :, None] for t in _anisotropy(*_local_triplet(px)))
             ay, by, cy, det_y = (t[:, None, :] for t in _anisotropy(*_local_triplet(py)))
             # sigma(s) |Sigma(s)|^1/4, the per-point part of the normalising factor
