@@ -83,7 +83,11 @@ FLAGS = {
     "--domain": _flag("physical domain mapped onto the model's: model, auto (the data's box "
                       "plus --margin) or x_min,x_max,y_min,y_max", _domain_box, "model"),
     "--margin": _flag("--domain auto: widening, fraction of the box's longer side", _size, 0.1),
-    "--standardise": _switch("map values to the model's units by their mean and sd"),
+    "--standardise": {
+        "action": argparse.BooleanOptionalAction, "default": None,
+        "help": "map values to the model's units by their mean and sd (default: when "
+        "--domain is mapped and they sit far from the prior's scale, with a warning)",
+    },
     "--n": _flag("number of fields", _count, required=True),
     "--n-obs": _flag("observations per synthetic dataset", _count, 30),
     "--draws": _flag("posterior draws", _count, 100),
@@ -297,7 +301,8 @@ def _task(args, model=None, theta=None):
     prior = load_prior(args.prior) if model is None else None
     return build_task(
         obs, targets, prior=prior, model=model, noise=noise, transform=args.transform,
-        domain=args.domain, margin=args.margin, standardise=args.standardise,
+        domain=args.domain, margin=args.margin,
+        standardise="auto" if args.standardise is None else args.standardise,
         grid=getattr(args, "grid", "64"), theta=theta,
     )  # fmt: skip
 

@@ -129,3 +129,25 @@ def test_data_no_method_can_use_get_one_clear_error(model, points, values, messa
     obs = Observations.at_points(points, values, 0.0)
     with pytest.raises(GeodiffError, match=message):
         build_task(obs, "grid", model=model, noise="bayes", domain="auto", standardise=True)
+
+
+def test_values_far_from_the_prior_scale_are_standardised_with_a_warning(model):
+    """A new user's rain gauges (mean 8, sd 8 mm) on a unit-variance prior: the safe path
+    is the default. The same values near the prior's scale are left alone (the check's
+    power runs both ways), and ``standardise=False`` keeps far values as they are."""
+    from geodiff.evaluate.tasks import ValueScaleWarning
+
+    obs, _ = _obs(origin=(5.0, 45.0), metres=0.8, shift=8.0, scale=8.0)
+    with pytest.warns(ValueScaleWarning, match="far from the prior's scale"):
+        task = build_task(obs, "grid", model=model, noise="given", domain="auto")
+    assert task.domain_map.value_shift == pytest.approx(np.mean(obs.values))
+    near, _ = _obs(origin=(5.0, 45.0), metres=0.8)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ValueScaleWarning)
+        kept = build_task(near, "grid", model=model, noise="given", domain="auto")
+        raw = build_task(obs, "grid", model=model, noise="given", domain="auto",
+                         standardise=False)  # fmt: skip
+    assert kept.domain_map.value_shift == 0.0 and kept.domain_map.value_scale == 1.0
+    assert raw.domain_map.value_shift == 0.0

@@ -14,8 +14,12 @@ physical coordinates and units the same way (:func:`build_task`):
 3. **Coordinates and units.** ``domain="model"``: the data are in the prior's (or
    model's) coordinates and units already. ``"auto"`` or a box: the physical domain is
    mapped onto the prior's by :meth:`~geodiff.transform.DomainMap.fit` (same scale on
-   both axes) and, with ``standardise``, the values by their mean and sd. Predictions
-   come back in physical coordinates and units.
+   both axes) and, with ``standardise``, the values by their mean and sd. By default
+   (``"auto"``) the values are standardised, with a :class:`ValueScaleWarning`, when
+   they sit far from the prior's scale — their mean more than 3 prior sds from 0, or
+   their sd more than 3 times off — since a zero-mean prior would otherwise pull every
+   prediction towards 0 without a word. Predictions come back in physical coordinates
+   and units.
 4. **Targets.** ``"grid"`` is a grid over the physical domain (the model's own grid for a
    trained model); otherwise (m, 2) physical points.
 """
@@ -33,9 +37,21 @@ from geodiff.noise import noise_mode
 from geodiff.observe import MissingNoiseError, Observations
 from geodiff.transform import DomainMap
 
-__all__ = ["build_task", "prior_data_scale", "read_observations", "transform_observations"]
+__all__ = [
+    "ValueScaleWarning",
+    "build_task",
+    "prior_data_scale",
+    "read_observations",
+    "transform_observations",
+]
 
 _DATA_SCALE_DRAWS = 256
+#: "far from the prior's scale": |mean| above this many prior sds, or sd off by this factor
+_SCALE_FACTOR = 3.0
+
+
+class ValueScaleWarning(UserWarning):
+    """The values were standardised because they sit far from the prior's scale."""
 
 
 def read_observations(path, noise_sd=None, *, duplicates: str = "reject"):
@@ -105,7 +121,7 @@ def build_task(
     transform: str = "none",
     domain="model",
     margin: float = 0.1,
-    standardise: bool = False,
+    standardise: bool | str = "auto",
     grid: str | tuple = "64",
     theta: dict | None = None,
     target_noise_sd=None,
@@ -126,8 +142,10 @@ def build_task(
     domain : "model", "auto" or ((x0, x1), (y0, y1))
     margin : float
         Widening of an ``"auto"`` domain (fraction of the data box's longer side).
-    standardise : bool
-        Map values by their mean and sd onto the prior's.
+    standardise : bool or "auto"
+        Map values by their mean and sd onto the prior's; ``"auto"`` does so (with a
+        :class:`ValueScaleWarning`) when they sit far from the prior's scale and the
+        domain is mapped (``domain != "model"``).
     grid : str
         ``"N"`` or ``"HxW"`` for grid targets without a model.
     theta : dict, optional
@@ -144,7 +162,9 @@ def build_task(
         raise GeodiffError("a task needs a prior or a trained model")
     prior = prior if prior is not None else model.prior
     extent = model.grid.extent if model is not None else prior.domain
-    _check_stations(obs, inferred=noise != "given" or standardise or transform != "none")
+    if standardise not in (True, False, "auto"):
+        raise GeodiffError(f"standardise must be True, False or 'auto', got {standardise!r}")
+    _check_stations(obs, inferred=noise != "given" or standardise is True or transform != "none")
     points = None if _is_grid(targets) else _points(targets)
     if domain == "model":
         try:
@@ -158,6 +178,8 @@ def build_task(
     dmap = None
     if domain != "model":
         scale = model.data_scale if model is not None else prior_data_scale(prior)
+        if standardise == "auto":
+            standardise = _far_from_prior_scale(obs.values, scale)
         dmap = DomainMap.fit(
             obs, extent, targets=points, domain=None if domain == "auto" else domain,
             margin=margin, standardise=standardise, data_scale=scale,
@@ -176,6 +198,26 @@ def build_task(
         domain_map=dmap, noise=noise, target_noise_sd=target_noise, transform=value_transform,
         grid_field=False,
     )  # fmt: skip
+
+
+def _far_from_prior_scale(values: np.ndarray, scale: float) -> bool:
+    """Whether values are far from a zero-mean prior of sd ``scale`` (warns when so)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2 or np.ptp(values) == 0:
+        return False
+    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    far = abs(mean) > _SCALE_FACTOR * scale or not (
+        scale / _SCALE_FACTOR <= sd <= _SCALE_FACTOR * scale
+    )
+    if far:
+        warnings.warn(
+            f"the values (mean {mean:.4g}, sd {sd:.4g}) are far from the prior's scale "
+            f"(mean 0, sd {scale:.4g}): standardising them by their mean and sd (give "
+            "--no-standardise to keep them as they are)",
+            ValueScaleWarning,
+            stacklevel=3,
+        )
+    return far
 
 
 def _check_stations(obs: Observations, inferred: bool) -> None:
