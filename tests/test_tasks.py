@@ -151,3 +151,22 @@ def test_values_far_from_the_prior_scale_are_standardised_with_a_warning(model):
                          standardise=False)  # fmt: skip
     assert kept.domain_map.value_shift == 0.0 and kept.domain_map.value_scale == 1.0
     assert raw.domain_map.value_shift == 0.0
+
+
+def test_coordinates_that_look_like_degrees_get_a_warning(model):
+    """Rain gauges in longitude/latitude at 47 N: one scale for both axes would stretch
+    east-west distances by 1.47 without a word. Projected coordinates (metres) of the same
+    stations pass silently (the check does not fire on every small box)."""
+    import warnings
+
+    from geodiff.evaluate.tasks import DegreesWarning
+
+    obs, _ = _obs(origin=(7.0, 46.5), metres=1.5)
+    with pytest.warns(DegreesWarning, match=r"1/cos\(47°\) = 1.47"):
+        build_task(obs, "grid", model=model, noise="given", domain="auto", standardise=False)
+    metres, _ = _obs(origin=(4.2e5, 5.15e6), metres=1.1e5)
+    equator, _ = _obs(origin=(30.0, -1.0), metres=1.5)  # near the equator: no distortion
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegreesWarning)
+        build_task(metres, "grid", model=model, noise="given", domain="auto", standardise=False)
+        build_task(equator, "grid", model=model, noise="given", domain="auto", standardise=False)

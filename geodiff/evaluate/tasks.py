@@ -38,6 +38,7 @@ from geodiff.observe import MissingNoiseError, Observations
 from geodiff.transform import DomainMap
 
 __all__ = [
+    "DegreesWarning",
     "ValueScaleWarning",
     "build_task",
     "prior_data_scale",
@@ -52,6 +53,15 @@ _SCALE_FACTOR = 3.0
 
 class ValueScaleWarning(UserWarning):
     """The values were standardised because they sit far from the prior's scale."""
+
+
+class DegreesWarning(UserWarning):
+    """The coordinates look like longitude and latitude in degrees."""
+
+
+#: coordinates "look like degrees": inside [-180, 180] x [-90, 90], a box at most this
+#: many units wide, at a latitude where one scale for both axes distorts by over 5 %
+_DEGREES_BOX, _DEGREES_DISTORTION = 20.0, 1.05
 
 
 def read_observations(path, noise_sd=None, *, duplicates: str = "reject"):
@@ -180,6 +190,7 @@ def build_task(
         scale = model.data_scale if model is not None else prior_data_scale(prior)
         if standardise == "auto":
             standardise = _far_from_prior_scale(obs.values, scale)
+        _warn_if_degrees(obs.locations if points is None else np.vstack([obs.locations, points]))
         dmap = DomainMap.fit(
             obs, extent, targets=points, domain=None if domain == "auto" else domain,
             margin=margin, standardise=standardise, data_scale=scale,
@@ -198,6 +209,30 @@ def build_task(
         domain_map=dmap, noise=noise, target_noise_sd=target_noise, transform=value_transform,
         grid_field=False,
     )  # fmt: skip
+
+
+def _warn_if_degrees(points: np.ndarray) -> None:
+    """Warn when mapped coordinates look like longitude/latitude degrees.
+
+    One scale for both axes then stretches east-west distances by ``1 / cos(latitude)``
+    (1.47 at 47 degrees N): the covariance's geometry is wrong without a word. Projected
+    coordinates (metres, km) are what the domain map expects.
+    """
+    lo, hi = points.min(0), points.max(0)
+    inside = lo[0] >= -180 and hi[0] <= 180 and lo[1] >= -90 and hi[1] <= 90
+    if not inside or max(hi - lo) > _DEGREES_BOX:
+        return
+    latitude = float(np.mean(points[:, 1]))
+    stretch = 1.0 / max(np.cos(np.radians(latitude)), 1e-9)
+    if stretch > _DEGREES_DISTORTION:
+        warnings.warn(
+            f"the coordinates look like longitude/latitude in degrees (x in [{lo[0]:.4g}, "
+            f"{hi[0]:.4g}], y in [{lo[1]:.4g}, {hi[1]:.4g}]): one scale for both axes "
+            f"stretches east-west distances by 1/cos({latitude:.0f}°) = {stretch:.2f}; "
+            "project them to metres (e.g. UTM) before predicting",
+            DegreesWarning,
+            stacklevel=3,
+        )
 
 
 def _far_from_prior_scale(values: np.ndarray, scale: float) -> bool:
