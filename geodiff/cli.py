@@ -119,7 +119,7 @@ FLAGS = {
     "--mcmc-samples": _flag("MCMC draws per chain", _count, 500),
     "--no-jit": _switch("do not JIT-compile the NUTS potential"),
     "--network": _flag("backbone: tiny, small (CPU, 32²) or base (GPU, 64²); default by grid"),
-    "--prediction": _flag("network target", default="v", choices=("eps", "v", "x0")),
+    "--target": _flag("the network's training target", default="v", choices=("eps", "v", "x0")),
     "--schedule": _flag("noise schedule", default="cosine", choices=("cosine", "linear")),
     "--timesteps": _flag("diffusion steps T", _count, 1000),
     "--train-steps": _flag("optimiser steps", _count, 20000),
@@ -142,7 +142,7 @@ FLAGS = {
                            choices=("random", "blocked")),
     "--block-size": _flag("side of the spatial blocks (default: see geodiff.evaluate.folds)",
                           _rate),
-    "--methods": _flag("comma-separated methods", default="diffusion,kriging-ok,mcmc"),
+    "--predictors": _flag("comma-separated predictors", default="diffusion,kriging-ok,mcmc"),
     "--from-data": _flag("observations CSV the prior is fitted to", Path, required=True),
     "--out": _flag("output path", Path, required=True),
     "--draws-out": _flag("NetCDF file of the draws (default: OUT with .draws.nc)", Path),
@@ -155,10 +155,22 @@ FLAGS = {
     "--quiet": _switch("no progress messages or bars"),
 }  # fmt: skip
 
+#: renamed flags: the old name still works for one release and prints one line
+DEPRECATED = {"--prediction": "--target", "--methods": "--predictors"}
+
 _OBSERVATIONS = ("--obs", "--noise-sd", "--merge-duplicates", "--transform", "--domain",
                  "--margin", "--standardise")  # fmt: skip
 _SUMMARY = ("--out", "--quantiles", "--threshold", "--plot", "--overwrite")
 _RUN = ("--seed", "--device", "--quiet")
+
+
+class _Deprecated(argparse.Action):
+    """An old flag name: stores into the new flag's destination and says so, once."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = DEPRECATED[option_string]
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -173,7 +185,10 @@ def _command(sub, name, func, text, flags, changes=None) -> argparse.ArgumentPar
         kwargs = {**FLAGS[flag], **(changes or {}).get(flag, {})}
         if kwargs.get("default") not in (None, False, []) and "default" not in kwargs["help"]:
             kwargs["help"] += " (default %(default)s)"
-        p.add_argument(flag, **kwargs)
+        action = p.add_argument(flag, **kwargs)
+        for old in (o for o, n in DEPRECATED.items() if n == flag):
+            p.add_argument(old, dest=action.dest, action=_Deprecated, help=argparse.SUPPRESS,
+                           type=kwargs.get("type"), choices=kwargs.get("choices"))  # fmt: skip
     p.set_defaults(func=func)
     return p
 
@@ -198,7 +213,8 @@ def _parser() -> argparse.ArgumentParser:
               "--theta", "--predict", *_SUMMARY, "--quiet"),
              {"--prior": {"default": "stationary-matern", "help": FLAGS["--prior"]["help"]
                           + "; ordinary kriging takes its family and shape"}})  # fmt: skip
-    _command(sub, "mcmc", _cmd_mcmc, "fully Bayesian predictions: NUTS over the parameters",
+    _command(sub, "mcmc", _cmd_mcmc, "fully Bayesian predictions: MCMC over the parameters "
+             "(NUTS; slice sampling for SPDE priors)",
              (*_OBSERVATIONS, "--prior", "--at", "--grid", "--mcmc-chains", "--mcmc-warmup",
               "--mcmc-samples", "--draws", "--no-jit", "--predict", *_SUMMARY, *_RUN),
              {"--prior": required_prior, "--draws": {"default": 200}})  # fmt: skip
@@ -210,7 +226,7 @@ def _parser() -> argparse.ArgumentParser:
              "observations in physical units; print and write the table",
              ("--model", "--precision", "--obs", "--noise-sd", "--merge-duplicates", "--transform",
               "--domain",
-              "--margin", "--methods", "--folds", "--fold-scheme", "--block-size",
+              "--margin", "--predictors", "--folds", "--fold-scheme", "--block-size",
               "--method", "--steps", "--draws", "--mcmc-warmup", "--mcmc-samples", "--predict",
               "--out", "--overwrite", *_RUN),
              {**method, "--draws": {"default": 39}, "--mcmc-warmup": {"default": 300},
@@ -244,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--prior-only", action="store_true", help="skip the posterior checks")
     which.add_argument("--posterior-only", action="store_true", help="skip the prior checks")
     p = _command(sub, "train", _cmd_train, "train a diffusion prior (resumes an interrupted run)",
-                 ("--grid", "--out", "--network", "--prediction", "--schedule", "--timesteps",
+                 ("--grid", "--out", "--network", "--target", "--schedule", "--timesteps",
                   "--train-steps", "--batch-size", "--lr", "--lr-warmup", "--ema",
                   "--checkpoint-every", "--validate-every", "--oracle-components",
                   "--fields-per-theta", "--no-amp", *_RUN),
@@ -394,7 +410,7 @@ def _cmd_train(args) -> None:
     started = time.perf_counter()
     model = train_command(
         args.out, config, prior=args.prior, data=args.data, grid=args.grid,
-        network=args.network, prediction=args.prediction, schedule=args.schedule,
+        network=args.network, prediction=args.target, schedule=args.schedule,
         timesteps=args.timesteps, fields_per_theta=args.fields_per_theta, device=args.device,
         progress=not args.quiet,
     )  # fmt: skip
@@ -467,7 +483,7 @@ def _cmd_crossval(args) -> None:
     duplicates = "merge" if args.merge_duplicates else "reject"
     table = run_crossval_command(
         _model(args), args.obs, args.out, noise_sd=args.noise_sd, duplicates=duplicates,
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        methods=tuple(m.strip() for m in args.predictors.split(",") if m.strip()),
         folds=args.folds, scheme=args.fold_scheme, block_size=args.block_size,
         transform=args.transform, domain=args.domain, margin=args.margin, draws=args.draws,
         diffusion_method=args.method, steps=args.steps, mcmc_warmup=args.mcmc_warmup,

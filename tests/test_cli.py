@@ -77,3 +77,22 @@ def test_bad_numbers_are_rejected_by_the_parser(tmp_path, capsys):
         main(["simulate", "--prior", "stationary-matern", "--n", "0", "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2
     assert "expected an integer > 0, got" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "argv", "dest", "value"),
+    [
+        ("--prediction", "--target", ["train", "--prior", "stationary-matern", "--out", "o"],
+         "target", "eps"),
+        ("--methods", "--predictors", ["crossval", "--model", "m", "--obs", "o.csv", "--out",
+         "t.md"], "predictors", "kriging-ok"),
+    ],
+)  # fmt: skip
+def test_renamed_flags_keep_their_old_name_for_one_release(capsys, old, new, argv, dest, value):
+    from geodiff.cli import _parser
+
+    args = _parser().parse_args([*argv, old, value])
+    assert getattr(args, dest) == value
+    assert capsys.readouterr().err.strip().endswith(f"{old} is deprecated; use {new}")
+    assert getattr(_parser().parse_args([*argv, new, value]), dest) == value
+    assert capsys.readouterr().err == ""  # the new name is silent
