@@ -96,7 +96,7 @@ def test_prior_from_data_then_krige_without_a_domain_map(files, tmp_path, capsys
 def test_crossval_command_writes_the_table_and_the_points(files, tmp_path, capsys):
     out = tmp_path / "cv.md"
     code = main(["crossval", "--model", MODEL, "--obs", str(files / "obs.csv"),
-                 "--methods", "kriging-ok,diffusion", "--folds", "3", "--fold-scheme", "blocked",
+                 "--predictors", "kriging-ok,diffusion", "--folds", "3", "--fold-scheme", "blocked",
                  "--steps", "3", "--draws", "19", "--transform", "log", "--out", str(out),
                  "--quiet"])  # fmt: skip
     printed = capsys.readouterr()
