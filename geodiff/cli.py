@@ -56,6 +56,14 @@ _noise = _typed(lambda s: s if s in ("reml", "bayes") else float(s),
                 "a number >= 0, reml or bayes", lambda v: isinstance(v, str) or v >= 0)  # fmt: skip
 
 
+def _fit_name(text: str) -> str:
+    """``--fit``'s value; ``ml``, its former name, still works and says so."""
+    if text == "ml":
+        print("geodiff: warning: --fit ml is now --fit reml", file=sys.stderr)
+        return "reml"
+    return text
+
+
 def _flag(help: str, type=None, default=None, **more) -> dict:
     return {"help": help, "default": default, **({"type": type} if type else {}), **more}
 
@@ -112,7 +120,8 @@ FLAGS = {
                          choices=("float32", "bfloat16")),  # geodiff.diffusion.network.PRECISIONS
     "--kriging": _flag("ordinary (fitted covariance) or simple (known --theta)",
                        default="ordinary", choices=("ordinary", "simple")),
-    "--fit": _flag("ordinary kriging's covariance fit", default="ml", choices=("ml", "variogram")),
+    "--fit": _flag("ordinary kriging's covariance fit", _fit_name, "reml",
+                   choices=("reml", "variogram")),
     "--isotropic": _switch("ordinary kriging: fit no anisotropy"),
     "--mcmc-chains": _flag("MCMC chains (NUTS; slice sampling for SPDE priors)", _count, 2),
     "--mcmc-warmup": _flag("MCMC warm-up steps per chain", _count, 500),

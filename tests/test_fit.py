@@ -44,7 +44,7 @@ def _numpy_reml(fit, obs, params):
 
 def test_reml_fit_is_a_maximum_of_the_explicit_likelihood():
     obs = _observed_field()
-    fit = fit_covariance(obs, method="ml")
+    fit = fit_covariance(obs, method="reml")
     best = _numpy_reml(fit, obs, fit.params)
     assert fit.score == pytest.approx(best, abs=1e-6)
     truth = {**fit.params, **TRUTH, "nugget": 0.0}
@@ -61,7 +61,7 @@ def test_reml_fit_is_a_maximum_of_the_explicit_likelihood():
 
 def test_ordinary_kriging_equals_explicit_universal_kriging_formula():
     obs = _observed_field(n=60)
-    fit = fit_covariance(obs, method="ml")
+    fit = fit_covariance(obs, method="reml")
     targets = np.random.default_rng(2).uniform(0, 1, (15, 2))
     pred = ordinary_kriging(obs, targets, fit=fit)
     pts, y = obs.locations, obs.values
@@ -94,7 +94,7 @@ def test_unidentifiable_data_warn_instead_of_collapsing_silently():
     rng = np.random.default_rng(3)
     obs = Observations.at_points(rng.uniform(0, 1, (40, 2)), rng.normal(size=40), 0.0)
     with pytest.warns(FitWarning):
-        fit_covariance(obs, method="ml")
+        fit_covariance(obs, method="reml")
 
 
 def test_fit_bad_input():
@@ -109,3 +109,16 @@ def test_fit_bad_input():
         fit_covariance(blocks)
     with pytest.raises(GeodiffError, match="fitting method"):
         fit_covariance(_observed_field(n=20), method="eyeball")
+
+
+def test_the_former_name_ml_still_fits_reml_and_says_so(capsys):
+    from geodiff.cli import _parser
+
+    obs = _observed_field()
+    with pytest.warns(DeprecationWarning, match="now called 'reml'"):
+        old = fit_covariance(obs, method="ml", anisotropic=False)
+    new = fit_covariance(obs, method="reml", anisotropic=False)
+    assert old.method == "reml" and old.params == new.params
+    args = _parser().parse_args(["krige", "--obs", "o.csv", "--out", "k.csv", "--fit", "ml"])
+    assert args.fit == "reml"
+    assert capsys.readouterr().err.strip() == "geodiff: warning: --fit ml is now --fit reml"

@@ -81,7 +81,7 @@ def test_calibration_check_has_power(replicates):
 
 def test_single_dataset_anisotropic_fit_covers_the_truth_and_rejects_a_wrong_one():
     est = reml_noise(_simulate(1))
-    assert isinstance(est, NoiseEstimate) and est.fit.method == "ml"
+    assert isinstance(est, NoiseEstimate) and est.fit.method == "reml"
     assert abs(est.sd - TAU) < 3 * est.sd_se, est.describe()
     assert est.variance == pytest.approx(est.sd**2)
     assert est.variance_se == pytest.approx(2 * est.sd * est.sd_se)  # delta method

@@ -2,7 +2,7 @@
 
 Two ways to fit a stationary model with a constant unknown mean:
 
-* ``"ml"`` (default): restricted maximum likelihood (REML, the mean profiled out),
+* ``"reml"`` (default): restricted maximum likelihood (the mean profiled out),
   variance, length scale, nugget and — with ``anisotropic=True`` — anisotropy ratio and
   angle, by L-BFGS-B with exact torch gradients from several starting points;
 * ``"variogram"``: GSTools' empirical isotropic variogram and ``CovModel.fit_variogram``.
@@ -46,7 +46,9 @@ __all__ = [
     "reml_noise",
 ]
 
-_METHODS = ("ml", "variogram")
+_METHODS = ("reml", "variogram")
+#: the former name of ``"reml"``, accepted with a DeprecationWarning for one release
+_RENAMED = {"ml": "reml"}
 _DEFAULT_SHAPE = {"matern": {"nu": 1.5}, "stable": {"alpha": 1.5}}
 _MIN_RATIO = 0.1  # smallest anisotropy ratio fitted
 _R2_WARN = 0.5
@@ -71,12 +73,12 @@ class CovarianceFit:
         ``mean, variance, length_scale, anis_ratio, angle, nugget`` and the family's
         shape parameter, in the data's units.
     method : str
-        ``"ml"`` or ``"variogram"``.
+        ``"reml"`` or ``"variogram"``.
     score : float
-        REML log-likelihood (``"ml"``) or the variogram fit's R² (``"variogram"``).
+        REML log-likelihood (``"reml"``) or the variogram fit's R² (``"variogram"``).
     warnings : list of str
     standard_errors : dict of str to float
-        ``"ml"`` only (empty for variogram fits): asymptotic standard errors, in the
+        ``"reml"`` only (empty for variogram fits): asymptotic standard errors, in the
         data's units, from the observed information (the Hessian of the negative REML
         log-likelihood in the log-parameters at the optimum), by the delta method:
         ``variance, length_scale, nugget, noise_sd`` (= sqrt(nugget)), ``mean`` (GLS,
@@ -116,11 +118,22 @@ def _geometry(obs: Observations) -> tuple[float, float]:
     return diameter, float(np.median(dist[:, 1]))
 
 
+def fit_method_name(method: str) -> str:
+    """The fitting method's name, ``"ml"`` mapped to ``"reml"`` (what it runs) with a warning."""
+    if method in _RENAMED:
+        warnings.warn(f"fit method {method!r} is now called {_RENAMED[method]!r}",
+                      DeprecationWarning, stacklevel=3)  # fmt: skip
+        method = _RENAMED[method]
+    if method not in _METHODS:
+        raise GeodiffError(f"unknown fitting method {method!r}; choose from {_METHODS}")
+    return method
+
+
 def fit_covariance(
     obs: Observations,
     family: str = "matern",
     *,
-    method: str = "ml",
+    method: str = "reml",
     anisotropic: bool = True,
     shape: dict | None = None,
 ) -> CovarianceFit:
@@ -133,9 +146,10 @@ def fit_covariance(
     family : str
         GSTools family (``matern``, ``exponential``, ``gaussian``, ``stable``,
         ``spherical``).
-    method : {"ml", "variogram"}
+    method : {"reml", "variogram"}
+        (``"ml"``, the former name of ``"reml"``, still works and warns.)
     anisotropic : bool
-        Fit an anisotropy ratio and angle too (``"ml"`` only; variogram fits are
+        Fit an anisotropy ratio and angle too (``"reml"`` only; variogram fits are
         isotropic).
     shape : dict, optional
         The family's shape parameter, held fixed (default ``nu = 1.5`` for Matérn,
@@ -145,15 +159,14 @@ def fit_covariance(
     -------
     CovarianceFit
     """
-    if method not in _METHODS:
-        raise GeodiffError(f"unknown fitting method {method!r}; choose from {_METHODS}")
+    method = fit_method_name(method)
     if obs.operator.kind != "points":
         raise GeodiffError("covariance fitting needs point observations off any grid")
     fam = get_family(family)
     shape = dict(_DEFAULT_SHAPE.get(fam.name, {}) if shape is None else shape)
     if set(shape) != set(fam.shape_parameters):
         raise GeodiffError(f"family {fam.name!r} needs shape parameter(s) {fam.shape_parameters}")
-    aniso = anisotropic and method == "ml"
+    aniso = anisotropic and method == "reml"
     n_params = 6 if aniso else 4  # mean, variance, length scale, nugget (+ ratio, angle)
     if len(obs) <= n_params:
         raise GeodiffError(
@@ -163,7 +176,7 @@ def fit_covariance(
         )
     if np.ptp(obs.values) == 0:
         raise GeodiffError("all observed values are equal: no covariance can be fitted")
-    if method == "ml":
+    if method == "reml":
         fit = _fit_reml(obs, fam, shape, anisotropic)
     else:
         fit = _fit_variogram(obs, fam, shape)
@@ -228,7 +241,7 @@ def _fit_reml(obs: Observations, fam, shape: dict, anisotropic: bool) -> Covaria
         messages.append(f"the REML likelihood is flat in some direction: {notes[-1]}")
     ses = _data_standard_errors(params, se_log, anisotropic)
     ses["mean"] = scale * _gls_mean_sd(model, pts, noise, torch.as_tensor(z), shape, anisotropic)
-    return CovarianceFit(fam.name, params, "ml", score, messages, ses, notes)
+    return CovarianceFit(fam.name, params, "reml", score, messages, ses, notes)
 
 
 def _reml_bounds(diameter: float, spacing: float, anisotropic: bool) -> list:
@@ -603,7 +616,7 @@ def reml_noise(
     """Estimate the measurement noise of point observations as a REML nugget.
 
     Fits a stationary covariance with an unknown constant mean and a nugget
-    (:func:`fit_covariance`, ``method="ml"``) to ``obs`` taken as noiseless, so that the
+    (:func:`fit_covariance`, ``method="reml"``) to ``obs`` taken as noiseless, so that the
     nugget is the whole noise (measurement error plus any variation below the sampling
     scale), and gives its standard error from the observed information.
 
@@ -627,7 +640,7 @@ def reml_noise(
     if obs.operator.kind == "points" and np.any(obs.noise_sd > 0):
         logger.info("reml_noise ignores the given noise sd: the nugget is the noise")
     exact = Observations(obs.operator, obs.values, 0.0)
-    fit = fit_covariance(exact, family, method="ml", anisotropic=anisotropic, shape=shape)
+    fit = fit_covariance(exact, family, method="reml", anisotropic=anisotropic, shape=shape)
     ses, nugget = fit.standard_errors, fit.params["nugget"]
     if not np.isfinite(ses["noise_sd"]):
         message = "the REML noise sd has no finite standard error: " + "; ".join(fit.se_notes)
@@ -709,7 +722,7 @@ def ordinary_kriging(
     *,
     fit: CovarianceFit | None = None,
     family: str = "matern",
-    method: str = "ml",
+    method: str = "reml",
     anisotropic: bool = True,
     shape: dict | None = None,
 ) -> Prediction:

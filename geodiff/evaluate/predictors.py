@@ -279,7 +279,7 @@ def _spde_mcmc(task, obs, targets, noise_prior, *, draws, seed, key, progress, w
     return task.to_physical(pred)
 
 
-def _ordinary_kriging(task, *, draws, seed, key, progress, anisotropic=True, fit="ml"):
+def _ordinary_kriging(task, *, draws, seed, key, progress, anisotropic=True, fit="reml"):
     from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
 
     # a random shape parameter is held at its prior median for the plug-in fit

@@ -179,7 +179,7 @@ def _fit(pts: np.ndarray, obs: Observations, family: str, shape: dict | None):
     scaled = Observations(point_operator((pts - lo) / side), obs.values, obs.noise_sd)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # kept in fit.warnings and logged below
-        fit = fit_covariance(scaled, family, method="ml", anisotropic=False, shape=shape)
+        fit = fit_covariance(scaled, family, method="reml", anisotropic=False, shape=shape)
     for message in fit.warnings:
         logger.warning("covariance fit for the prior: %s", message)
     return fit, side
@@ -581,7 +581,7 @@ def _data_length_scale(prior, domain_map, obs: Observations) -> tuple[float | No
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # kept in fit.warnings
             fit = fit_covariance(
-                model_obs, prior.family.name, method="ml", anisotropic=False, shape=shape
+                model_obs, prior.family.name, method="reml", anisotropic=False, shape=shape
             )
     except GeodiffError as err:
         return None, [str(err)]
