@@ -71,7 +71,7 @@ def test_ordinary_kriging_command_writes_netcdf_and_plot(files, capsys):
         ]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    assert "ordinary kriging, ml fit" in capsys.readouterr().out
+    assert "ordinary kriging, reml fit" in capsys.readouterr().out
     with xr.open_dataset(out, engine="scipy") as ds:
         assert ds["mean"].shape == (24, 24) and float(ds["sd"].min()) >= 0
     assert (root / "ok.png").stat().st_size > 10_000
