@@ -92,14 +92,16 @@ print(json.dumps(rows, indent=1))
 PY
 
 echo "== 4b. SPDE simulation on this machine's CPU cores, fields moved to the GPU ($(left) s left)"
-timeout 60 python - "$OUT/spde.json" "$device" <<'PY'
+sizes="256 512"
+[ -n "${DRY:-}" ] && sizes="32"
+timeout 60 python - "$OUT/spde.json" "$device" $sizes <<'PY'
 import json, sys, time
 from geodiff import simulate
 from geodiff.fields.config import load_prior
 
 out, device = sys.argv[1:3]
 prior, rows = load_prior("spde-anisotropy"), {}
-for size in (256, 512):
+for size in map(int, sys.argv[3:]):
     grid = prior.window((size, size))
     for per in (1, 8):
         n = 64 if size == 256 else 16
