@@ -235,7 +235,7 @@ def main() -> None:
             markdown_table(
                 [
                     "θ seed",
-                    "margin 0",
+                    "1 cell",
                     "0.25 range",
                     "0.5 range",
                     "1 range (default)",
