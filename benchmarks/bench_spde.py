@@ -11,7 +11,7 @@ in a fresh process (so that its peak resident memory is its own):
 * exact SPDE kriging at 256^2 with 100 and 1,000 noisy observations: the factorisation
   and the mean, and the sds (exact at 256 point targets; Monte Carlo over the grid);
 * the boundary effect of the margin: on a 32^2 window, the exact variances
-  ``diag(E Q^-1 E^T)`` for margins of 0 to 2 practical ranges, against the widest margin's.
+  ``diag(E Q^-1 E^T)`` for margins from one cell to 2 practical ranges, against the widest.
 
 Usage::
 

@@ -162,6 +162,23 @@ def test_rectangular_cells_match_gstools_matern():
     assert np.abs(wider.cov_spatial(lags.T) - exact).max() > 0.015  # power
 
 
+def test_point_covariance_is_the_discretised_prior_on_the_cell_size_lattice():
+    """Between arbitrary points the prior is the bilinear interpolant of the lattice of
+    ``cell_size`` over its domain: at nodes, the grid's own (dense-inverse) covariance;
+    between nodes, the bilinear weights of it."""
+    prior = load_prior("spde-anisotropy")
+    theta = _theta(prior, 2)
+    grid = prior.window((32, 32))  # the domain [0, 31]^2 at cell_size 1
+    dense = _dense_grid_covariance(prior.grid_operator(grid, theta))
+    nodes = np.array([0, 33, 500, 1023])
+    got = prior.covariance(grid.points()[nodes], grid.points()[nodes], theta)[0].numpy()
+    np.testing.assert_allclose(got, dense[np.ix_(nodes, nodes)], rtol=0, atol=1e-10)
+    between = np.array([[3.25, 7.5], [20.0, 11.75]])
+    weights = grid.interpolation_matrix(between).to_dense().numpy()
+    got = prior.covariance(between, between, theta)[0].numpy()
+    np.testing.assert_allclose(got, weights @ dense @ weights.T, rtol=0, atol=1e-10)
+
+
 # ----------------------------------------------------------- exact conditioning
 def _explicit_conditioning(cov, a, y, noise_var):
     gram = a @ cov @ a.T + np.diag(noise_var)
