@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy import linalg
 
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
@@ -63,8 +64,8 @@ class SPDEConditional:
             cross = self.operator.covariance_apply(self.matrix.T.toarray())  # Sigma A^T, (N, m)
             gram = self.matrix @ cross + np.diag(self.noise_var)
             try:
-                self.chol = np.linalg.cholesky(gram)
-            except np.linalg.LinAlgError:
+                self.chol = linalg.cholesky(gram, lower=True)
+            except linalg.LinAlgError:
                 raise GeodiffError(
                     "the covariance of the observations is singular: observations coincide "
                     "on the lattice; merge them or give them noise"
@@ -88,14 +89,13 @@ class SPDEConditional:
                 + float(np.log(self.noise_var).sum())
             )
         else:
-            half = np.linalg.solve(self.chol, y)
+            half = linalg.solve_triangular(self.chol, y, lower=True)
             quad = float(half @ half)
             logdet = 2.0 * float(np.log(np.diag(self.chol)).sum())
         return -0.5 * (quad + logdet + m * np.log(2 * np.pi))
 
     def _gram_solve(self, rhs: np.ndarray) -> np.ndarray:
-        half = np.linalg.solve(self.chol, rhs)
-        return np.linalg.solve(self.chol.T, half)
+        return linalg.cho_solve((self.chol, True), rhs)
 
     def draws(self, generators) -> np.ndarray:
         """Exact posterior draws of the lattice field, one per generator, shape (N, n)."""
@@ -126,7 +126,7 @@ class SPDEConditional:
                 out[lo : lo + _SOLVE_CHUNK] = np.einsum("nk,nk->k", dense, solved)
             else:
                 prior = np.einsum("nk,nk->k", dense, self.operator.covariance_apply(dense))
-                half = np.linalg.solve(self.chol, (rows @ self.cross).T)
+                half = linalg.solve_triangular(self.chol, (rows @ self.cross).T, lower=True)
                 out[lo : lo + _SOLVE_CHUNK] = prior - (half * half).sum(0)
         return np.clip(out, 0.0, None)
 
