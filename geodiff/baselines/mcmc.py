@@ -208,17 +208,9 @@ class MCMCResult:
 
     def summary_text(self) -> str:
         """Chains, time, :meth:`summary` as a fixed-width table, and the divergences."""
-        columns = ("mean", "sd", "q05", "q95")
         chains, draws = next(iter(self.samples.values())).shape[:2]
-        lines = [
-            f"NUTS: {chains} chains x {draws} draws in {self.wall_time:.1f} s",
-            f"{'parameter':24s} " + " ".join(f"{c:>9s}" for c in columns) + "  R-hat    ESS",
-        ]
-        for key, row in self.summary().items():
-            lines.append(
-                f"{key:24s} {row['mean']:9.4g} {row['sd']:9.4g} {row['q05']:9.4g} "
-                f"{row['q95']:9.4g} {row['rhat']:6.3f} {row['ess']:6.0f}"
-            )
+        lines = [f"NUTS: {chains} chains x {draws} draws in {self.wall_time:.1f} s"]
+        lines += summary_table(self.summary())
         lines.append(f"divergences per chain: {self.divergences}")
         return "\n".join(lines)
 
@@ -321,6 +313,18 @@ def mcmc_posterior(
     for message in result.warnings:
         warnings.warn(message, MCMCWarning, stacklevel=2)
     return result
+
+
+def summary_table(summary: dict) -> list[str]:
+    """A posterior summary (``{name: {mean, sd, q05, q95, rhat, ess}}``) as fixed-width lines."""
+    columns = ("mean", "sd", "q05", "q95")
+    lines = [f"{'parameter':24s} " + " ".join(f"{c:>9s}" for c in columns) + "  R-hat    ESS"]
+    for key, row in summary.items():
+        lines.append(
+            f"{key:24s} {row['mean']:9.4g} {row['sd']:9.4g} {row['q05']:9.4g} "
+            f"{row['q95']:9.4g} {row['rhat']:6.3f} {row['ess']:6.0f}"
+        )
+    return lines
 
 
 def _diagnose(value: torch.Tensor) -> dict:

@@ -208,17 +208,13 @@ class SPDEPosterior:
     def summary_text(self) -> str:
         """Chains, time and :meth:`summary` as a fixed-width table."""
         chains, draws = self.log_likelihood.shape
-        lines = [
+        from geodiff.baselines.mcmc import summary_table
+
+        head = (
             f"elliptical slice sampling: {chains} chains x {draws} draws in "
-            f"{self.seconds:.1f} s ({self.calls_per_draw:.1f} likelihoods per draw)",
-            f"{'parameter':24s}      mean        sd       q05       q95  R-hat    ESS",
-        ]
-        for key, row in self.summary().items():
-            lines.append(
-                f"{key:24s} {row['mean']:9.4g} {row['sd']:9.4g} {row['q05']:9.4g} "
-                f"{row['q95']:9.4g} {row['rhat']:6.3f} {row['ess']:6.0f}"
-            )
-        return "\n".join(lines)
+            f"{self.seconds:.1f} s ({self.calls_per_draw:.1f} likelihoods per draw)"
+        )
+        return "\n".join([head, *summary_table(self.summary())])
 
 
 def spde_mcmc(
