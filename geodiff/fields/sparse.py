@@ -24,8 +24,10 @@ diagonal scale ``S`` (the variance map) makes the field ``x = S u``, of precisio
 ``S^-1 Q S^-1``: applied exactly.
 
 Factorisations use SuperLU (scipy) on a nested-dissection ordering of the lattice,
-computed geometrically: on a 300 x 300 lattice it factorises ``K`` in 0.31 s where
-SuperLU's own minimum-degree ordering takes 0.55 s and COLAMD 1.05 s (2 cores, see
+computed geometrically, with separators as wide as the matrix's stencil: at 294 x 294 it
+factorises ``K`` in 0.27 s, as fast as SuperLU's minimum-degree order and twice as fast
+as COLAMD; the posterior precision (radius 2) takes 0.23 s at 128^2 with 1,000
+observations on two-line separators and 3.3 s on one-line ones (2 cores,
 ``benchmarks/bench_spde.py``).
 """
 
@@ -42,7 +44,7 @@ from geodiff.errors import GeodiffError
 
 __all__ = ["SPDEOperator", "SparseFactor", "assemble", "matern_variance", "nested_dissection"]
 
-_LEAF = 16  # nodes per leaf block of the nested dissection (16: 0.28 s, 64: 0.30 s at 294^2)
+_LEAF = 16  # nodes per leaf block of the nested dissection
 # corner order of a square: (i, j), (i, j+1), (i+1, j), (i+1, j+1)
 _DX_BOTTOM = np.array([-1.0, 1.0, 0.0, 0.0])
 _DX_TOP = np.array([0.0, 0.0, -1.0, 1.0])
@@ -222,7 +224,7 @@ class SPDEOperator:
         """Nested-dissection order wide enough for the precision's stencil (radius alpha).
 
         Separators one line wide would not separate a radius-2 stencil: the posterior
-        precision at 256^2 then fills to 151M non-zeros (46 s) instead of 23M (1.9 s)."""
+        precision's factorisation then takes 14x longer (``benchmarks/bench_spde.py``)."""
         return _order(self.lattice_shape, self.alpha)
 
     @cached_property
