@@ -333,3 +333,15 @@ def test_training_takes_the_spde_prior_unchanged(tmp_path):
     assert model.prior.to_config() == prior.to_config()
     assert model.grid == grid
     assert isinstance(model.oracle(2), SPDEMixtureOracle)
+
+
+def test_a_paciorek_schervish_prior_takes_spectral_maps_too():
+    """Spectral maps are defined everywhere, so the dense non-stationary prior accepts them
+    (no domain to match); its covariance stays positive definite."""
+    config = load_prior("nonstationary-anisotropy").to_config()
+    config["parameters"]["angle"]["map"] = {"modes": 16, "model": "gaussian", "len_scale": 0.4}
+    prior = prior_from_config(config)
+    assert isinstance(prior.parameters["angle"], SpectralMapPrior)
+    points = Grid.square(6).points()
+    cov = prior.covariance(points, points, prior.sample_theta(2, generator=0)).numpy()
+    assert np.linalg.eigvalsh(cov).min() > 0

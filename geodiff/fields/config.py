@@ -53,6 +53,7 @@ from geodiff.fields.prior import (
     NonStationaryPrior,
     StationaryPrior,
 )
+from geodiff.fields.spde import SPDEPrior
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,12 +65,7 @@ __all__ = ["builtin_priors", "load_prior", "load_theta", "prior_from_config"]
 _TOP_KEYS = {"name", "type", "family", "domain", "parameters", "description"}
 _SPDE_KEYS = {"cell_size", "margin"}
 _MAP_KINDS = ("nonstationary", "spde")
-
-
-def _prior_types() -> dict:
-    from geodiff.fields.spde import SPDEPrior
-
-    return {"stationary": StationaryPrior, "nonstationary": NonStationaryPrior, "spde": SPDEPrior}
+_TYPES = {"stationary": StationaryPrior, "nonstationary": NonStationaryPrior, "spde": SPDEPrior}
 
 
 def builtin_priors() -> dict[str, Path]:
@@ -119,7 +115,7 @@ def prior_from_config(config: dict, source: str = "config") -> GRFPrior:
     """Build a prior from a parsed configuration (see the module docstring)."""
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: expected a table at the top level")
-    types = _prior_types()
+    types = _TYPES
     kind = config.get("type")
     top = _TOP_KEYS | (_SPDE_KEYS if kind == "spde" else set())
     unknown = sorted(set(config) - top)

@@ -530,8 +530,11 @@ class NonStationaryPrior(GRFPrior):
 
     def __init__(self, family: str = "matern", **kwargs):
         super().__init__(family, **kwargs)
-        for key in self.map_parameters:
-            if self.parameters[key].domain != self.domain:
+        for key in self.map_parameters:  # knot maps span a domain; spectral maps need none
+            if (
+                isinstance(self.parameters[key], MapPrior)
+                and self.parameters[key].domain != self.domain
+            ):
                 raise ConfigError(
                     f"the {key} map spans {self.parameters[key].domain}, "
                     f"not the prior's domain {self.domain}"
