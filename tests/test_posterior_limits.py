@@ -38,7 +38,9 @@ THETA = {"length_scale": 0.3, "anis_ratio": 0.6, "angle": 0.5}
 ALPHA = 1e-3  # false-rejection rate of each acceptance test
 DRAWS = 400
 #: MMPS with noisy data: enough draws that a Tweedie covariance 10% off inside MMPS is
-#: rejected (p < 1e-7 at 6,000 draws, 0.09 at 400; with exact data its scale cancels)
+#: rejected. To reproduce the mutation experiment, write ``scale = 1.1 * (1 - ab) / ab**0.5``
+#: in geodiff/posterior/mmps.py and run this test: p < 1e-7 at 6,000 draws, 0.09 at 400.
+#: With exact data the covariance's scale cancels, so those cases keep 400 draws.
 MMPS_DRAWS = 6000
 STEPS = 20
 #: MMPS's warm start: from the exact Gaussian law of x_t at this noise level

@@ -13,12 +13,11 @@ costs one factorisation of ``K`` and one of the posterior precision
 The posterior predictive is exact given each θ draw: one conditional draw of the field by
 perturbation-optimisation (:func:`geodiff.baselines.spde_kriging.spde_condition`).
 
-Cost (2 cores): a transition makes 2-5 likelihood evaluations (2.1 on the test's one
-random parameter, 5.3 on ``spde-anisotropy``'s 770 whitened values); 100 transitions of
-``spde-anisotropy`` on a 32^2 window took 16 s (``geodiff mcmc ... --grid 32``). The
-770-dimensional chains mix slowly: R-hat needs thousands of transitions. One likelihood
-with 100 observations takes 0.026 s at 32^2, 0.083 s at 64^2 and 0.30 s at 128^2, so 64^2
-is the largest size at which chains of thousands of transitions take minutes, not hours.
+Cost (2 cores, ``benchmarks/bench_spde.py``, section "The reference posterior"): one
+likelihood with 100 observations takes about 0.03 s at 32^2, 0.09 s at 64^2 and 0.3 s at
+128^2; a transition of ``spde-anisotropy``'s 770 whitened values makes about 4 of them.
+Such chains mix slowly (R-hat needs thousands of transitions), so 64^2 is the largest size
+at which a reference run takes minutes, not hours.
 """
 
 from __future__ import annotations

@@ -309,9 +309,9 @@ def _circulant_draws(sqrt_eig: torch.Tensor, grid: Grid, gens: list, device) -> 
 def _spde_batch(prior, grid: Grid, theta: dict, members: list, indices: list, seed: int) -> list:
     """:func:`_spde_draws` of each parameter draw of a batch, in threads.
 
-    SuperLU releases the GIL, so the draws' factorisations run side by side (1.25x for 4
-    draws at 256^2 on 2 cores, ``benchmarks/bench_spde.py``); each draw depends on its own
-    generators only.
+    SuperLU releases the GIL, so the draws' factorisations run side by side (1.25-1.4x for
+    4 draws at 256^2 on 2 cores, ``benchmarks/bench_spde.py``); each draw depends on its
+    own generators only.
     """
     from concurrent.futures import ThreadPoolExecutor
 

@@ -25,10 +25,9 @@ diagonal scale ``S`` (the variance map) makes the field ``x = S u``, of precisio
 
 Factorisations use SuperLU (scipy) on a nested-dissection ordering of the lattice,
 computed geometrically, with separators as wide as the matrix's stencil: at 294 x 294 it
-factorises ``K`` in 0.27 s, as fast as SuperLU's minimum-degree order and twice as fast
-as COLAMD; the posterior precision (radius 2) takes 0.23 s at 128^2 with 1,000
-observations on two-line separators and 3.3 s on one-line ones (2 cores,
-``benchmarks/bench_spde.py``).
+factorises ``K`` at least as fast as SuperLU's minimum-degree order and twice as fast as
+COLAMD, and the posterior precision (radius 2) 15x faster on two-line separators than on
+one-line ones (``benchmarks/bench_spde.py``, section "The engine's choices").
 """
 
 from __future__ import annotations
