@@ -13,14 +13,25 @@ from geodiff.diffusion.denoiser import PREDICTIONS, training_target, x0_from_out
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
 
-__all__ = ["NETWORKS", "PRECISIONS", "PREDICTIONS", "Denoiser", "network_config"]
+__all__ = [
+    "FULLY_CONVOLUTIONAL",
+    "NETWORKS",
+    "PRECISIONS",
+    "PREDICTIONS",
+    "Denoiser",
+    "is_fully_convolutional",
+    "network_config",
+    "size_multiple",
+]
 
 #: the arithmetic the network may run in at inference (:meth:`Denoiser.set_precision`)
 PRECISIONS = ("float32", "bfloat16")
 
 #: Explicit backbone sizes (diffusers' defaults are far too large for these fields):
 #: ``small`` (1.1 M parameters) trains on a CPU at 32²; ``base`` (6.3 M, 25 MB in float32,
-#: attention at 16² and 8²) is the 64² GPU model; ``tiny`` is for tests.
+#: attention at 16² and 8²) is the 64² GPU model; ``tiny`` is for tests. ``conv`` (2.9 M,
+#: four levels, no attention) is fully convolutional: trained on windows of a
+#: translation-invariant prior, it denoises grids of any size (:data:`FULLY_CONVOLUTIONAL`).
 NETWORKS = {
     "tiny": {
         "block_out_channels": [16, 32],
@@ -43,7 +54,29 @@ NETWORKS = {
         "layers_per_block": 1,
         "norm_num_groups": 16,
     },
+    "conv": {
+        "block_out_channels": [32, 64, 64, 128],
+        "down_block_types": ["DownBlock2D"] * 4,
+        "up_block_types": ["UpBlock2D"] * 4,
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+    },
 }
+
+#: networks whose output at a node depends on its neighbourhood only (no attention): the
+#: same weights apply to any grid whose sides are multiples of :func:`size_multiple`
+FULLY_CONVOLUTIONAL = ("conv",)
+
+
+def size_multiple(config: dict) -> int:
+    """The number every grid side must be a multiple of for the network ``config``."""
+    return 2 ** (len(config["block_out_channels"]) - 1)
+
+
+def is_fully_convolutional(config: dict) -> bool:
+    """Whether the network ``config`` has no attention (so no tie to its training size)."""
+    blocks = [*config.get("down_block_types", ()), *config.get("up_block_types", ())]
+    return bool(blocks) and not any("Attn" in b for b in blocks)
 
 
 def network_config(name: str, size: int) -> dict:
@@ -51,9 +84,10 @@ def network_config(name: str, size: int) -> dict:
     if name not in NETWORKS:
         raise GeodiffError(f"network must be one of {sorted(NETWORKS)}, got {name!r}")
     config = dict(NETWORKS[name], sample_size=int(size), in_channels=1, out_channels=1)
-    levels = len(config["block_out_channels"])
-    if size % 2 ** (levels - 1):
-        raise GeodiffError(f"network {name!r} needs a grid size divisible by {2 ** (levels - 1)}")
+    if size % size_multiple(config):
+        raise GeodiffError(
+            f"network {name!r} needs a grid size divisible by {size_multiple(config)}"
+        )
     return config
 
 

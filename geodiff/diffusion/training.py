@@ -632,7 +632,8 @@ def train_command(
     grid : str, optional
         ``N`` or ``HxW`` with ``prior`` (default 32); not with ``data``.
     network : str, optional
-        Backbone size (``tiny``, ``small``, ``base``); default by grid size.
+        Backbone (a key of :data:`~geodiff.diffusion.network.NETWORKS`); default ``conv``
+        for a translation-invariant prior (a model for any grid size), else by grid size.
     prediction, schedule, timesteps :
         The network's target and the noise schedule.
     fields_per_theta : int
@@ -668,9 +669,16 @@ def train_command(
         )  # fmt: skip
     if grid.shape[0] != grid.shape[1]:
         raise GeodiffError(f"the denoiser needs a square grid, got {grid.shape}")
-    name = network or ("small" if grid.shape[0] <= 32 else "base")
+    name = network or _default_network(prior, grid)
     return train(
         out, prior=prior, grid=grid, data=source, network=network_config(name, grid.shape[0]),
         schedule=NoiseSchedule(schedule, timesteps), prediction=prediction, config=config,
         device=device, progress=progress,
     )  # fmt: skip
+
+
+def _default_network(prior, grid: Grid) -> str:
+    """``conv`` for a translation-invariant prior, else ``small`` up to 32², ``base`` above."""
+    if prior.translation_invariant:
+        return "conv"
+    return "small" if grid.shape[0] <= 32 else "base"
