@@ -112,7 +112,9 @@ FLAGS = {
     "--eta": _flag("DDIM's η (0: deterministic)", _size),
     "--particles": _flag("mcgdiff: particles per draw", _count),
     "--step-size": _flag("dps: step size ζ'", _size),
-    "--cg-iterations": _flag("mmps: CG iterations per step (0: no Jacobian)", _index),
+    "--cg-iterations": _flag("mmps: CG iterations per step, the most with --cg-tolerance "
+                             "(0: no Jacobian)", _index),
+    "--cg-tolerance": _flag("mmps: stop CG at this residual relative to its start", _rate),
     "--start-sigma": _flag("mmps: start at this noise level from the prior's Gaussian "
                            "(skips the steps above it)", _rate),
     "--precision": _flag("the network's arithmetic; bfloat16 ran 1.7x faster on a CPU with "
@@ -171,6 +173,10 @@ DEPRECATED = {"--prediction": "--target", "--methods": "--predictors"}
 _OBSERVATIONS = ("--obs", "--noise-sd", "--merge-duplicates", "--transform", "--domain",
                  "--margin", "--standardise")  # fmt: skip
 _SUMMARY = ("--out", "--quantiles", "--threshold", "--plot", "--overwrite")
+#: --grid for a trained model: a window of any size at its resolution (conv networks)
+_MODEL_GRID = {"default": None, "help": "grid HxW at the model's resolution: a larger grid is "
+               "a larger area (conv models of a translation-invariant prior; default: the "
+               "training window)"}  # fmt: skip
 _RUN = ("--seed", "--device", "--quiet")
 
 
@@ -229,9 +235,10 @@ def _parser() -> argparse.ArgumentParser:
               "--mcmc-samples", "--draws", "--no-jit", "--predict", *_SUMMARY, *_RUN),
              {"--prior": required_prior, "--draws": {"default": 200}})  # fmt: skip
     _command(sub, "predict", _cmd_predict, "posterior draws and predictions from a trained model",
-             ("--model", "--precision", *_OBSERVATIONS, "--at", "--method", "--draws", "--steps",
-              "--particles", "--step-size", "--cg-iterations", "--start-sigma", "--eta",
-              "--batch-size", "--predict", *_SUMMARY, "--draws-out", *_RUN), method)  # fmt: skip
+             ("--model", "--precision", *_OBSERVATIONS, "--grid", "--at", "--method", "--draws",
+              "--steps", "--particles", "--step-size", "--cg-iterations", "--cg-tolerance",
+              "--start-sigma", "--eta", "--batch-size", "--predict", *_SUMMARY, "--draws-out",
+              *_RUN), {**method, "--grid": _MODEL_GRID})  # fmt: skip
     _command(sub, "crossval", _cmd_crossval, "K-fold cross-validation of every method on "
              "observations in physical units; print and write the table",
              ("--model", "--precision", "--obs", "--noise-sd", "--merge-duplicates", "--transform",
@@ -280,10 +287,10 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--prior", help=FLAGS["--prior"]["help"] + "; fresh simulations")
     source.add_argument("--data", type=Path, help="a zarr store of simulated fields")
     _command(sub, "sample", _cmd_sample, "unconditional fields from a trained diffusion prior",
-             ("--model", "--precision", "--n", "--sampler", "--steps", "--eta", "--batch-size",
-              "--out", "--plot", "--overwrite", *_RUN),
+             ("--model", "--precision", "--grid", "--n", "--sampler", "--steps", "--eta",
+              "--batch-size", "--out", "--plot", "--overwrite", *_RUN),
              {"--steps": {"default": 50}, "--eta": {"default": 0.0},
-              "--batch-size": {"default": 256}})  # fmt: skip
+              "--batch-size": {"default": 256}, "--grid": _MODEL_GRID})  # fmt: skip
     return parser
 
 
@@ -347,9 +354,13 @@ def _noise_line(pred) -> str:
 
 def _model(args):
     from geodiff.diffusion.model import load_model
+    from geodiff.grid import Grid
     from geodiff.machine import resolve_device
 
-    return load_model(args.model, resolve_device(args.device), precision=args.precision)
+    model = load_model(args.model, resolve_device(args.device), precision=args.precision)
+    if getattr(args, "grid", None) is not None:
+        model = model.on_grid(Grid.parse(args.grid).shape)
+    return model
 
 
 def _finish_prediction(args, pred, obs, details: dict) -> None:
@@ -470,8 +481,12 @@ def _cmd_predict(args) -> None:
     model = _model(args)
     task = _task(args, model=model)
     if task.domain_map is not None:
-        print(check_prior_coverage(model.prior, task.domain_map, task.obs).message())
-    names = ("steps", "particles", "step_size", "eta", "cg_iterations", "start_sigma", "batch_size")
+        check_prior_coverage(model.prior, task.domain_map, task.obs)  # logged, or a warning
+        cell = model.resolution / task.domain_map.coordinate_scale
+        h, w = model.grid.shape
+        print(f"grid {h}x{w} at the model's resolution: cells of {cell:.4g} physical units")
+    names = ("steps", "particles", "step_size", "eta", "cg_iterations", "cg_tolerance",
+             "start_sigma", "batch_size")  # fmt: skip
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     pred = _run(args, "diffusion", task, method=args.method, keep_posterior=True, **options)
     post, seconds = pred.info.pop("posterior"), pred.info["wall_time_s"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 
 from geodiff.diffusion.checkpoint import (
@@ -17,7 +18,7 @@ from geodiff.diffusion.checkpoint import (
     write_checkpoint,
 )
 from geodiff.diffusion.denoiser import PREDICTIONS
-from geodiff.diffusion.network import Denoiser
+from geodiff.diffusion.network import Denoiser, is_fully_convolutional, size_multiple
 from geodiff.diffusion.oracle import mixture_oracle
 from geodiff.diffusion.samplers import initial_noise
 from geodiff.diffusion.samplers import sample as run_sampler
@@ -64,15 +65,77 @@ class DiffusionModel:
         data_scale: float,
         info: dict | None = None,
     ):
-        if tuple(grid.shape) != (denoiser.config["sample_size"],) * 2:
+        trained = (denoiser.config["sample_size"],) * 2
+        if tuple(grid.shape) != trained and not is_fully_convolutional(denoiser.config):
             raise GeodiffError(f"grid {grid.shape} does not match the network's size")
         self.denoiser, self.grid, self.prior_config = denoiser, grid, prior_config
         self.data_scale, self.info = float(data_scale), dict(info or {})
         self._prior_covariances: dict = {}
+        self._lag_covariances: dict = {}
 
     @property
     def schedule(self) -> NoiseSchedule:
         return self.denoiser.schedule
+
+    @property
+    def resolution(self) -> float:
+        """The grid's cell size in the prior's units (its node spacing; square cells)."""
+        dy, dx = self.grid.spacing
+        return float(dx) if np.isclose(dx, dy, rtol=1e-6) else float(min(dx, dy))
+
+    @property
+    def any_size(self) -> bool:
+        """Whether the model is a prior for grids of any size at its :attr:`resolution`:
+        a fully convolutional network trained on windows of a translation-invariant prior."""
+        return is_fully_convolutional(self.denoiser.config) and self.prior.translation_invariant
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        """The grid the network was trained on, ``(H, W)``."""
+        return (int(self.denoiser.config["sample_size"]),) * 2
+
+    def grid_shapes_text(self) -> str:
+        """Which grid shapes :meth:`on_grid` takes, in words."""
+        if not self.any_size:
+            return f"only its own {self.grid.shape[0]}x{self.grid.shape[1]} grid"
+        m, (h, w) = size_multiple(self.denoiser.config), self.window_shape
+        return f"any grid of at least {h}x{w} nodes whose sides are multiples of {m}"
+
+    def on_grid(self, shape) -> DiffusionModel:
+        """This prior on a window of ``shape = (H, W)`` nodes at the model's resolution.
+
+        The window starts at the prior's domain's lower-left corner
+        (:meth:`~geodiff.fields.prior.GRFPrior.window`); a larger shape is a larger area,
+        not finer cells. The network is shared, not copied.
+
+        Raises
+        ------
+        GeodiffError
+            A model tied to its grid (:attr:`any_size` false), a shape smaller than the
+            training window or with a side that is not a multiple of the network's.
+        """
+        shape = tuple(int(s) for s in shape)
+        if shape == tuple(self.grid.shape):
+            return self
+        if len(shape) != 2 or not self.any_size:
+            raise GeodiffError(
+                f"this model takes {self.grid_shapes_text()}, not {shape}: its network has "
+                "attention or its prior is not translation invariant"
+                if len(shape) == 2 else f"a grid shape is (H, W), got {shape}"
+            )  # fmt: skip
+        m, (h0, w0) = size_multiple(self.denoiser.config), self.window_shape
+        if shape[0] < h0 or shape[1] < w0 or shape[0] % m or shape[1] % m:
+            near = tuple(max(s0, -(-s // m) * m) for s, s0 in zip(shape, (h0, w0), strict=True))
+            raise GeodiffError(
+                f"this model takes {self.grid_shapes_text()}, not {shape[0]}x{shape[1]}; "
+                f"the nearest is {near[0]}x{near[1]}"
+            )
+        grid = self.prior.window(shape)
+        if not np.isclose(grid.spacing, self.grid.spacing, rtol=1e-6).all():
+            raise GeodiffError("the prior's window spacing differs from the model's grid")
+        model = DiffusionModel(self.denoiser, grid, self.prior_config, self.data_scale, self.info)
+        model._lag_covariances = self._lag_covariances  # shared: the same prior
+        return model
 
     @property
     def prior(self):
@@ -127,6 +190,48 @@ class DiffusionModel:
             cov = self.prior.marginal_covariance(self.grid.points(), n_components, seed)
             self._prior_covariances[key] = cov / self.data_scale**2
         return self._prior_covariances[key]
+
+    def lag_covariance(self, radius: int = 32, n_theta: int = 64, seed: int = 0) -> np.ndarray:
+        """The prior's covariance by lag, ``c(h) = E_θ[C_θ(s, s + h)]``, network units.
+
+        For a translation-invariant prior this does not depend on ``s``; it is a Monte
+        Carlo mean over ``n_theta`` parameter draws of the exact covariance between one
+        node and the nodes within ``radius`` cells, kept for later calls.
+
+        Returns
+        -------
+        numpy.ndarray, float64, shape (2 radius + 1, 2 radius + 1)
+            ``[radius + dy, radius + dx]`` is the lag ``(dy, dx)`` in cells.
+        """
+        key = (radius, n_theta, seed)
+        if key not in self._lag_covariances:
+            if not self.prior.translation_invariant:
+                raise GeodiffError("a lag covariance needs a translation-invariant prior")
+            lags = self.prior.window((2 * radius + 1, 2 * radius + 1))
+            centre = lags.points()[[(2 * radius + 1) * radius + radius]]
+            prior = self.prior
+            gen = torch.Generator().manual_seed(seed)
+            theta = prior.sample_theta(n_theta, generator=gen)
+            total = np.zeros(lags.n_nodes)
+            for lo in range(0, n_theta, 8):
+                part = {k: v[lo : lo + 8] for k, v in theta.items()}
+                cov = prior.covariance(lags.points(), centre, part, nugget=False)
+                total += cov[:, :, 0].sum(0).cpu().numpy()
+            self._lag_covariances[key] = total.reshape(lags.shape) / n_theta / self.data_scale**2
+        return self._lag_covariances[key]
+
+    def prior_gaussian(self):
+        """The Gaussian that MMPS preconditions with and warm-starts from, network units.
+
+        A model for any grid size gets the :class:`~geodiff.posterior.gaussian.StationaryGaussian`
+        of :meth:`lag_covariance` (no ``d × d`` object); others the dense
+        :meth:`prior_covariance`.
+        """
+        from geodiff.posterior.gaussian import DenseGaussian, StationaryGaussian
+
+        if self.any_size:
+            return StationaryGaussian(self.lag_covariance(), self.grid.shape)
+        return DenseGaussian(self.prior_covariance().to(self.device))
 
     @torch.no_grad()
     def sample(

@@ -19,6 +19,7 @@ __all__ = [
     "PRECISIONS",
     "PREDICTIONS",
     "Denoiser",
+    "graph_bytes",
     "is_fully_convolutional",
     "network_config",
     "size_multiple",
@@ -77,6 +78,17 @@ def is_fully_convolutional(config: dict) -> bool:
     """Whether the network ``config`` has no attention (so no tie to its training size)."""
     blocks = [*config.get("down_block_types", ()), *config.get("up_block_types", ())]
     return bool(blocks) and not any("Attn" in b for b in blocks)
+
+
+#: bytes per grid node of one field's forward pass held for a vector-Jacobian product, per
+#: channel of the first level (measured 10.3 KB per node for ``conv``, 32 channels, at 128²
+#: and 256² on the CPU: ``python benchmarks/bench_any_size.py``)
+_GRAPH_BYTES_PER_NODE_CHANNEL = 330
+
+
+def graph_bytes(config: dict, n_nodes: int) -> float:
+    """Bytes one field's denoiser call holds with its graph (for a gradient), estimated."""
+    return _GRAPH_BYTES_PER_NODE_CHANNEL * config["block_out_channels"][0] * n_nodes
 
 
 def network_config(name: str, size: int) -> dict:

@@ -69,7 +69,7 @@ from scipy.spatial import cKDTree
 
 from geodiff.errors import GeodiffError
 from geodiff.fields.correlation import get_family
-from geodiff.fields.maps import MapPrior
+from geodiff.fields.maps import MapPrior, SpectralMapPrior
 from geodiff.fields.parameters import ScalarPrior
 from geodiff.observe import Observations, point_operator
 from geodiff.transform import padded_box
@@ -471,7 +471,7 @@ def length_scale_range(prior) -> tuple[float, float]:
         ``(low, high)``, ``0 < low <= high``.
     """
     param = prior.parameters["length_scale"]
-    if isinstance(param, MapPrior):
+    if isinstance(param, (MapPrior, SpectralMapPrior)):
         lo, hi = _scalar_range(param.center)
         spread = float(_scalar_range_any(param.spread)[1])
         return lo * math.exp(-MAP_SDS * spread), hi * math.exp(MAP_SDS * spread)
@@ -604,7 +604,8 @@ def check_prior_coverage(prior, domain_map, obs: Observations, *, unit: str = ""
     PriorCoverage
     """
     coverage = prior_coverage(prior, domain_map, obs, unit=unit)
-    logger.info("%s", coverage.message())
     if coverage.inside is False:
         warnings.warn(coverage.message(), PriorRangeWarning, stacklevel=2)
+    else:
+        logger.info("%s", coverage.message())
     return coverage

@@ -15,7 +15,6 @@ import torch
 
 from geodiff.diffusion.samplers import initial_noise
 from geodiff.errors import GeodiffError
-from geodiff.linalg import robust_cholesky
 
 
 class PosteriorSample(NamedTuple):
@@ -54,6 +53,9 @@ class SamplerSpec:
         ``fields_per_draw(options) -> int``: fields per draw in one denoiser call.
     summary : callable, optional
         ``summary(infos) -> dict``: one summary of the batches' diagnostics.
+    matrix_free : bool
+        Whether it only applies ``A`` and ``Aᵀ`` and forms no ``d × d`` object (it then
+        gets a sparse ``A`` and runs on grids of any size).
     """
 
     name: str
@@ -65,6 +67,7 @@ class SamplerSpec:
     cost: Callable | None = None
     fields_per_draw: Callable[[dict], int] = lambda options: 1
     summary: Callable | None = None
+    matrix_free: bool = False
 
     #: options every sampler takes
     COMMON = ("steps", "timesteps", "device", "callback")
@@ -87,19 +90,21 @@ def start(shape, generators: list, device) -> torch.Tensor:
     return initial_noise((1, *shape), generators, device, torch.float64)
 
 
-def gaussian_start(cov, problem, schedule, step: int, generators: list, device) -> torch.Tensor:
-    """``x_t`` at ``step`` drawn from its exact law under the Gaussian prior ``N(0, cov)``.
+def gaussian_start(
+    gaussian, problem, schedule, step: int, generators: list, device
+) -> torch.Tensor:
+    """``x_t`` at ``step`` drawn from its exact law given the observations under a Gaussian.
 
-    Given the observations that law is ``N(√ᾱ μ, ᾱ P + (1-ᾱ) I)`` with ``(μ, P)`` the
-    posterior of ``N(0, cov)`` (:func:`~geodiff.posterior.exact.gaussian_posterior`); a
+    Under ``N(0, Σ̄)`` that law is ``N(√ᾱ μ, ᾱ P + (1-ᾱ) I)`` with ``(μ, P)`` the
+    posterior of ``N(0, Σ̄)`` (:func:`~geodiff.posterior.exact.gaussian_posterior`); a
     sampler started there skips the steps above it. Row ``i`` is a fixed linear map of
-    the standard normal draw of ``generators[i]`` (the same draw :func:`start` makes), so
-    it does not depend on the batch.
+    the standard normal draw of ``generators[i]`` (for a dense ``Σ̄`` the same draw
+    :func:`start` makes), so it does not depend on the batch.
 
     Parameters
     ----------
-    cov : torch.Tensor, shape (d, d)
-        The Gaussian prior's covariance (MMPS's preconditioner), ``d = H*W``.
+    gaussian : torch.Tensor of shape (d, d), or a Gaussian of :mod:`geodiff.posterior.gaussian`
+        ``Σ̄`` (MMPS's preconditioner), ``d = H*W``.
     problem : LinearGaussianProblem
         The observations, on ``device``.
     schedule : NoiseSchedule
@@ -113,16 +118,15 @@ def gaussian_start(cov, problem, schedule, step: int, generators: list, device) 
     -------
     torch.Tensor, float64, shape (B, 1, H, W)
     """
-    from geodiff.posterior.exact import gaussian_posterior
+    from geodiff.posterior.gaussian import as_gaussian
 
-    z = start(problem.shape, generators, device)
-    cov = torch.as_tensor(cov, dtype=torch.float64, device=device)
-    mean, post = gaussian_posterior(cov, problem)
+    if not generators:
+        raise GeodiffError("need at least one generator (one per posterior draw)")
+    gaussian = as_gaussian(gaussian)
+    shape = gaussian.start_noise_shape(len(problem), problem.shape)
+    z = initial_noise((1, *shape), generators, device, torch.float64)[:, 0]
     ab = float(schedule.alpha_bar[step])
-    eye = torch.eye(len(mean), dtype=mean.dtype, device=device)
-    law = ab * 0.5 * (post + post.T) + (1 - ab) * eye
-    chol = robust_cholesky(law, "the warm start's Gaussian")  # eigenvalues >= 1 - ᾱ > 0
-    return (ab**0.5 * mean + flat(z) @ chol.T).reshape(z.shape)
+    return gaussian.start(problem, ab, z).reshape(len(z), 1, *problem.shape)
 
 
 def flat(x: torch.Tensor) -> torch.Tensor:

@@ -54,7 +54,7 @@ def daps_sample(
         no diagnostics.
     """
     problem = problem.to(device)
-    a, y, tau = problem.matrix, problem.values, problem.noise_sd
+    a, y, tau = problem.dense_matrix(), problem.values, problem.noise_sd
     gram, noise_var = a @ a.T, torch.diag(tau**2)
     x = start(problem.shape, generators, device)
     alpha_bar = schedule.alpha_bar

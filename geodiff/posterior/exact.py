@@ -61,7 +61,7 @@ def condition_gaussian(cov, matrix, values, noise_var) -> tuple[torch.Tensor, to
 
 def gaussian_posterior(cov, problem: LinearGaussianProblem) -> tuple[torch.Tensor, torch.Tensor]:
     """The exact posterior of the field ``N(0, cov)`` given ``problem``; shapes (d,), (d, d)."""
-    return condition_gaussian(cov, problem.matrix, problem.values, problem.noise_sd**2)
+    return condition_gaussian(cov, problem.dense_matrix(), problem.values, problem.noise_sd**2)
 
 
 def mcgdiff_limit(
@@ -112,7 +112,7 @@ class _OracleMatrices:
 
 def _observed(problem: LinearGaussianProblem):
     """``(A, y, τ²)`` of the problem."""
-    return problem.matrix, problem.values, problem.noise_sd**2
+    return problem.dense_matrix(), problem.values, problem.noise_sd**2
 
 
 def _identity(problem: LinearGaussianProblem) -> torch.Tensor:

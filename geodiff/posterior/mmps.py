@@ -40,8 +40,8 @@ from geodiff.diffusion.samplers import (
 )
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
-from geodiff.linalg import robust_cholesky
 from geodiff.posterior._steps import PosteriorSample, SamplerSpec, flat, gaussian_start, start
+from geodiff.posterior.gaussian import as_gaussian
 from geodiff.posterior.problem import LinearGaussianProblem
 
 __all__ = ["INTEGRATORS", "SPEC", "conditional_denoiser", "mmps_cost", "mmps_sample"]
@@ -65,6 +65,7 @@ def conditional_denoiser(
     problem: LinearGaussianProblem,
     *,
     cg_iterations: int | None = None,
+    cg_tolerance: float = _CG_TOLERANCE,
     preconditioner=None,
     jacobian_sigma_max: float = math.inf,
 ):
@@ -83,8 +84,12 @@ def conditional_denoiser(
         residual of 1e-10 or ``4 n`` iterations; ``n`` are exact in exact arithmetic).
         0 takes ``V`` to be the preconditioner's ``V̄`` (no Jacobian, no gradient: exact
         only for a Gaussian prior equal to ``Σ̄``).
-    preconditioner : torch.Tensor, shape (d, d), optional
-        A covariance ``Σ̄`` close to the prior's (for example its marginal covariance):
+    cg_tolerance : float
+        A row's iterations stop once its residual ``‖y - A x̂_0 - K w‖`` is this fraction
+        of its start (0: the default 1e-10).
+    preconditioner : torch.Tensor of shape (d, d), or a Gaussian, optional
+        A covariance ``Σ̄`` close to the prior's (for example its marginal covariance), or a
+        :class:`~geodiff.posterior.gaussian.StationaryGaussian` on large grids:
         the iterations are preconditioned by ``A V̄ Aᵀ + diag(τ²)`` with ``V̄`` the exact
         ``Cov[x_0 | x_t]`` of ``N(0, Σ̄)``, so a Gaussian prior equal to ``Σ̄`` needs one
         iteration. It changes the speed of convergence, never the converged answer.
@@ -100,7 +105,9 @@ def conditional_denoiser(
         A denoiser ``(x_t, t) -> E[x_0 | x_t, y]``, the shape and dtype of ``x_t``,
         without a graph.
     """
-    a, y, tau2 = problem.matrix, problem.values, problem.noise_sd**2
+    y = problem.values
+    if not (isinstance(cg_tolerance, (int, float)) and 0 <= cg_tolerance < 1):
+        raise GeodiffError(f"cg_tolerance must be a number in [0, 1), got {cg_tolerance!r}")
     iterations = _CONVERGED_ITERATIONS * len(problem) if cg_iterations is None else cg_iterations
     if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
         raise GeodiffError(f"cg_iterations must be a non-negative integer, got {cg_iterations!r}")
@@ -108,7 +115,7 @@ def conditional_denoiser(
         raise GeodiffError("cg_iterations=0 uses the preconditioner's covariance: give one")
     if not jacobian_sigma_max > 0:
         raise GeodiffError(f"jacobian_sigma_max must be > 0, got {jacobian_sigma_max!r}")
-    gaussian = None if preconditioner is None else _GaussianGuess(preconditioner, a, tau2)
+    gaussian = None if preconditioner is None else as_gaussian(preconditioner).guess(problem)
     alpha_bar = schedule.alpha_bar
 
     def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -118,57 +125,40 @@ def conditional_denoiser(
         if iterations == 0 or guess:  # V ≈ V̄: no Jacobian, no graph
             with torch.no_grad():
                 x0 = flat(denoiser(x_t, step_tensor(step, x_t)).to(torch.float64))
-            solve, guess_times = gaussian.at(ab)
-            correction = guess_times(solve(y - x0 @ a.T))
+            solve, guess_times = gaussian(ab)
+            correction = guess_times(solve(y - problem.apply(x0)))
             return (x0 + correction).reshape(x_t.shape).to(x_t.dtype)
         x0, leaf = denoise_with_grad(denoiser, x_t, step)
         scale = (1 - ab) / ab**0.5  # V = scale · J
 
         def cov_times(v: torch.Tensor) -> torch.Tensor:  # (B, n) -> V Aᵀ v, (B, d)
-            pull = (v @ a).reshape(x0.shape).to(x0.dtype)
+            pull = problem.adjoint(v).reshape(x0.shape).to(x0.dtype)
             (jt,) = torch.autograd.grad(x0, leaf, grad_outputs=pull, retain_graph=True)
             return scale * flat(jt.to(torch.float64))
 
         x0_flat = flat(x0.detach().to(torch.float64))
-        residual = y - x0_flat @ a.T
-        solve = (lambda r: r) if gaussian is None else gaussian.at(ab)[0]
-        correction = _conjugate_gradients(cov_times, a, tau2, residual, solve, iterations)
+        residual = y - problem.apply(x0_flat)
+        solve = (lambda r: r) if gaussian is None else gaussian(ab)[0]
+        correction = _conjugate_gradients(
+            cov_times, problem, residual, solve, iterations, cg_tolerance or _CG_TOLERANCE
+        )
         return (x0_flat + correction).reshape(x_t.shape).to(x_t.dtype)
 
     return denoise
 
 
-class _GaussianGuess:
-    """``V̄ = Cov[x_0 | x_t]`` of ``N(0, Σ̄)`` and ``M = A V̄ Aᵀ + diag(τ²)``, per noise level."""
-
-    def __init__(self, cov, a: torch.Tensor, tau2: torch.Tensor):
-        cov = torch.as_tensor(cov, dtype=torch.float64, device=a.device)
-        d = a.shape[1]
-        if cov.shape != (d, d):
-            raise GeodiffError(
-                f"the preconditioner must have shape ({d}, {d}), got {tuple(cov.shape)}"
-            )
-        eigval, self.eigvec = torch.linalg.eigh(0.5 * (cov + cov.T))
-        self.eigval = eigval.clamp_min(0.0)
-        self.a_u, self.tau2 = a @ self.eigvec, tau2  # A U, (n, d)
-
-    def at(self, ab: float):
-        """``(r -> M⁻¹ r, v -> V̄ Aᵀ v)`` at ``ᾱ``, both on rows (B, n)."""
-        post_var = self.eigval * (1 - ab) / (ab * self.eigval + 1 - ab)  # V̄ along U
-        m = (self.a_u * post_var) @ self.a_u.T + torch.diag(self.tau2)
-        chol = robust_cholesky(0.5 * (m + m.T), "MMPS's preconditioner")
-        v_at = (self.eigvec * post_var) @ self.a_u.T  # V̄ Aᵀ, (d, n)
-        return (lambda r: torch.cholesky_solve(r.T, chol).T), (lambda v: v @ v_at.T)
-
-
-def _conjugate_gradients(cov_times, a, tau2, rhs, solve, iterations: int) -> torch.Tensor:
+def _conjugate_gradients(
+    cov_times, problem, rhs, solve, iterations: int, tolerance: float
+) -> torch.Tensor:
     """``V Aᵀ w`` with ``w ≈ K⁻¹ rhs`` by preconditioned CG, one system per row of ``rhs``.
 
-    ``rhs`` is (B, n); ``solve`` applies ``M⁻¹`` to (B, n). A direction with
+    ``rhs`` is (B, n); ``solve`` applies ``M⁻¹`` to (B, n). A row stops once its residual
+    is ``tolerance`` times its start or after ``iterations``. A direction with
     ``pᵀ K p ≤ 0`` (a network Jacobian that is not positive) ends that row's iterations,
     keeping what it has.
     """
-    correction = rhs.new_zeros(rhs.shape[0], a.shape[1])
+    tau2 = problem.noise_sd**2
+    correction = rhs.new_zeros(rhs.shape[0], problem.dim)
     residual = rhs.clone()
     direction = solve(residual)
     rz = (residual * direction).sum(-1)
@@ -178,13 +168,13 @@ def _conjugate_gradients(cov_times, a, tau2, rhs, solve, iterations: int) -> tor
         if not active.any():
             break
         v_dir = cov_times(direction)  # V Aᵀ p, (B, d)
-        k_dir = v_dir @ a.T + tau2 * direction  # K p, (B, n)
+        k_dir = problem.apply(v_dir) + tau2 * direction  # K p, (B, n)
         curvature = (direction * k_dir).sum(-1)
         active = active & (curvature > 0)
         step = torch.where(active, rz / curvature.where(active, 1.0), 0.0)
         correction = correction + step[:, None] * v_dir
         residual = residual - step[:, None] * k_dir
-        active = active & ((residual * residual).sum(-1) > _CG_TOLERANCE**2 * start_norm)
+        active = active & ((residual * residual).sum(-1) > tolerance**2 * start_norm)
         z = solve(residual)
         new_rz = (residual * z).sum(-1)
         beta = torch.where(active, new_rz / rz.where(active, 1.0), 0.0)
@@ -225,6 +215,7 @@ def mmps_sample(
     *,
     steps: int = 25,
     cg_iterations: int | None = 1,
+    cg_tolerance: float = 0.0,
     preconditioner=None,
     jacobian_sigma_max: float = JACOBIAN_SIGMA_MAX,
     integrator: str = "dpm2m",
@@ -246,7 +237,10 @@ def mmps_sample(
         Conjugate-gradient iterations (vector-Jacobian products) per step; None runs
         them to convergence, which is exact for a Gaussian prior; 0 uses the
         preconditioner's covariance instead of the denoiser's Jacobian.
-    preconditioner : torch.Tensor, shape (d, d), optional
+    cg_tolerance : float
+        Stop a draw's iterations once its residual is this fraction of its start
+        (0: 1e-10); ``cg_iterations`` is then the most it may take.
+    preconditioner : torch.Tensor of shape (d, d), or a Gaussian, optional
         A covariance close to the prior's, see :func:`conditional_denoiser`.
     jacobian_sigma_max : float
         See :func:`conditional_denoiser` (used only with a preconditioner).
@@ -278,6 +272,7 @@ def mmps_sample(
         schedule,
         problem,
         cg_iterations=cg_iterations,
+        cg_tolerance=cg_tolerance,
         preconditioner=preconditioner,
         jacobian_sigma_max=jacobian_sigma_max,
     )
@@ -332,10 +327,11 @@ def _check_start_sigma(start_sigma) -> float:
 
 
 def _prepare(model, problem: LinearGaussianProblem, options: dict) -> dict:
-    """With a trained model, precondition by its prior covariance unless told otherwise."""
+    """With a trained model, precondition by its prior's Gaussian unless told otherwise
+    (:meth:`~geodiff.diffusion.model.DiffusionModel.prior_gaussian`)."""
     if options.get("preconditioner") is not None:
         return options
-    return dict(options, preconditioner=model.prior_covariance().to(model.device))
+    return dict(options, preconditioner=model.prior_gaussian())
 
 
 def _cost(schedule: NoiseSchedule, problem: LinearGaussianProblem, options: dict) -> dict:
@@ -349,6 +345,7 @@ SPEC = SamplerSpec(
     steps=25,
     options={
         "cg_iterations": 1,
+        "cg_tolerance": 0.0,
         "preconditioner": None,
         "jacobian_sigma_max": JACOBIAN_SIGMA_MAX,
         "integrator": "dpm2m",
@@ -358,4 +355,5 @@ SPEC = SamplerSpec(
     gradients=True,
     prepare=_prepare,
     cost=_cost,
+    matrix_free=True,
 )

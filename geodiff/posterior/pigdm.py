@@ -58,7 +58,7 @@ def pigdm_sample(
         Draws, float64, shape (B, 1, H, W); no diagnostics.
     """
     problem = problem.to(device)
-    a, y = problem.matrix, problem.values
+    a, y = problem.dense_matrix(), problem.values
     gram, noise_var = a @ a.T, torch.diag(problem.noise_sd**2)
     x = start(problem.shape, generators, device)
     alpha_bar = schedule.alpha_bar

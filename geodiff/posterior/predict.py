@@ -20,7 +20,7 @@ import torch
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
 from geodiff.logs import progress_bar
-from geodiff.machine import check_dense
+from geodiff.machine import check_dense, check_memory
 from geodiff.noise import (
     NoisePrior,
     NoiseWarning,
@@ -36,7 +36,13 @@ from geodiff.prediction import Prediction, check_finite
 from geodiff.rng import generators_for
 from geodiff.transform import DomainMap
 
-__all__ = ["DEFAULT_METHOD", "PosteriorDraws", "diffusion_posterior", "predict"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "PosteriorDraws",
+    "diffusion_posterior",
+    "posterior_memory",
+    "predict",
+]
 
 #: the method ``geodiff predict`` uses unless told otherwise (chosen in BENCHMARKS.md)
 DEFAULT_METHOD = "mmps"
@@ -210,10 +216,20 @@ def diffusion_posterior(
         raise GeodiffError(f"batch size must be a positive integer, got {batch_size!r}")
     given = options if steps is None else dict(options, steps=steps)
     sampler.check(given)
-    check_dense("posterior sampling", len(obs), model.grid.n_nodes, copies=4)
     noise = noise_mode(noise)
+    if sampler.matrix_free:
+        check_memory(
+            posterior_memory(model, len(obs), samples, batch_size),
+            f"{method} on a {model.grid.shape[0]}x{model.grid.shape[1]} grid with {len(obs)} "
+            "observations",
+            "use a smaller --grid or fewer observations",
+        )
+    else:
+        check_dense("posterior sampling", len(obs), model.grid.n_nodes, copies=4)
     dmap, model_obs = _model_observations(model, obs, domain_map)
-    problem = LinearGaussianProblem.from_observations(model_obs, model.grid, model.data_scale)
+    problem = LinearGaussianProblem.from_observations(
+        model_obs, model.grid, model.data_scale, sparse=sampler.matrix_free
+    )
     started = time.perf_counter()
     run = _Runner(sampler, model, problem, given, seed, batch_size)
     noise_sd, noise_info = None, {"mode": noise}
@@ -262,6 +278,39 @@ def diffusion_posterior(
     return PosteriorDraws(fields, dmap.physical_grid(model.grid), dmap, method, info, noise_sd)
 
 
+#: memory the denoiser's graphs may take per batch: posterior draws are batched below it
+#: (a fraction of a GPU's own memory on a GPU)
+GRAPH_BUDGET_BYTES = 2.0e9
+
+
+def _fields_per_batch(model, sampler, options: dict, batch_size: int) -> int:
+    """Fields per batch: ``batch_size`` fields, fewer where their graphs exceed the budget."""
+    from geodiff.diffusion.network import graph_bytes
+
+    per_draw = sampler.fields_per_draw(options)
+    per_batch = max(1, batch_size // per_draw)
+    if sampler.gradients:
+        budget = GRAPH_BUDGET_BYTES
+        if model.device.type == "cuda":
+            budget = 0.5 * torch.cuda.get_device_properties(model.device).total_memory
+        field = graph_bytes(model.denoiser.config, model.grid.n_nodes) * per_draw
+        per_batch = max(1, min(per_batch, int(budget // field)))
+    return per_batch
+
+
+def posterior_memory(model, n_observations: int, samples: int, batch_size: int = 64) -> float:
+    """Bytes :func:`diffusion_posterior` needs with MMPS, estimated before anything is made:
+    the prior's Gaussian (``n × n`` matrices, FFT buffers), the batches' graphs
+    (at most :data:`GRAPH_BUDGET_BYTES`) and the draws (float64 then float32)."""
+    from geodiff.diffusion.network import graph_bytes
+    from geodiff.posterior.methods import spec
+
+    d = model.grid.n_nodes
+    per_batch = _fields_per_batch(model, spec("mmps"), {}, batch_size)
+    gaussian = 8.0 * (3 * n_observations**2 + 8 * 4 * d) + 2**27
+    return gaussian + per_batch * graph_bytes(model.denoiser.config, d) + 12.0 * samples * d
+
+
 def _noise_summary(noise_sd: np.ndarray) -> dict:
     q05, q95 = np.quantile(noise_sd, [0.05, 0.95])
     return {"sd_mean": float(noise_sd.mean()), "sd_q05": float(q05), "sd_q95": float(q95)}
@@ -278,7 +327,7 @@ def _reml_noise_sd(model, model_obs: Observations, mode: str) -> float:
 def _gibbs(run, prior: NoisePrior, start: float, samples: int, sweeps: int, progress: bool):
     """:func:`gibbs_noise` with the sampler as the field step (model units)."""
     base, infos = run.problem, []
-    matrix, values = base.matrix.numpy(), base.values.numpy()
+    values = base.values.numpy()
     bar = progress_bar(samples + 3, enabled=progress, desc=f"{run.sampler.name} + noise",
                        unit="draw")  # fmt: skip
 
@@ -289,7 +338,9 @@ def _gibbs(run, prior: NoisePrior, start: float, samples: int, sweeps: int, prog
         return np.concatenate(batches)
 
     def residuals(field):
-        return (values - matrix @ (field.reshape(-1) / run.model.data_scale)) * run.model.data_scale
+        scaled = torch.from_numpy(np.asarray(field, dtype=np.float64).reshape(1, -1))
+        fitted = base.apply(scaled / run.model.data_scale)[0].numpy()
+        return (values - fitted) * run.model.data_scale
 
     result = gibbs_noise(draw, residuals, prior, start, samples, sweeps=sweeps, burn_in=3,
                          seed=run.seed, stream=_NOISE_STREAM)  # fmt: skip
@@ -349,7 +400,7 @@ def _model_observations(model, obs: Observations, domain_map: DomainMap | None):
 
 def _run_batches(sampler, model, problem, options, indices, seed, batch_size, progress):
     """The draws of ``indices``, batches of (b, H, W) on the model's grid times ``data_scale``."""
-    per_batch = max(1, batch_size // sampler.fields_per_draw(options))
+    per_batch = _fields_per_batch(model, sampler, options, batch_size)
     model.denoiser.eval()
     draws, infos = [], []
     bar = progress_bar(len(indices), enabled=progress, desc=f"{sampler.name} posterior",

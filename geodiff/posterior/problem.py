@@ -2,6 +2,9 @@
 
 ``y = A x + eps`` with ``x`` a field on an ``(H, W)`` grid flattened row-major (``d = H*W``),
 ``A`` of shape ``(n, d)`` and ``eps ~ N(0, diag(tau^2))``, ``tau >= 0`` (0 is noiseless).
+``A`` is dense, or sparse (CSR) for large grids: :meth:`LinearGaussianProblem.apply` and
+:meth:`~LinearGaussianProblem.adjoint` work with both; samplers that need the dense
+matrix ask for :meth:`~LinearGaussianProblem.dense_matrix`.
 Built from :class:`~geodiff.observe.Observations` with
 :meth:`LinearGaussianProblem.from_observations`, which also divides values and noise by
 the model's data scale, so that samplers see the units the denoiser was trained in.
@@ -59,7 +62,7 @@ class LinearGaussianProblem:
     Attributes
     ----------
     matrix : torch.Tensor, float64, shape (n, d)
-        ``A``, acting on row-major flattened fields.
+        ``A``, acting on row-major flattened fields: dense, or sparse CSR.
     values : torch.Tensor, float64, shape (n,)
         ``y``.
     noise_sd : torch.Tensor, float64, shape (n,)
@@ -74,7 +77,13 @@ class LinearGaussianProblem:
     shape: tuple[int, int]
 
     def __post_init__(self):
-        a = torch.as_tensor(self.matrix, dtype=torch.float64)
+        a = self.matrix
+        if isinstance(a, torch.Tensor) and a.layout != torch.strided:
+            a = _to_csr(a.to(torch.float64))
+            entries = a.values()
+        else:
+            a = torch.as_tensor(a, dtype=torch.float64)
+            entries = a
         y = torch.as_tensor(self.values, dtype=torch.float64).reshape(-1)
         tau = torch.as_tensor(self.noise_sd, dtype=torch.float64).reshape(-1)
         if tau.numel() == 1:
@@ -87,7 +96,9 @@ class LinearGaussianProblem:
             )
         if tau.shape != y.shape:
             raise GeodiffError(f"need one noise sd per observation, got {tuple(tau.shape)}")
-        if not (torch.isfinite(a).all() and torch.isfinite(y).all() and torch.isfinite(tau).all()):
+        if not (
+            torch.isfinite(entries).all() and torch.isfinite(y).all() and torch.isfinite(tau).all()
+        ):
             raise GeodiffError("the operator, values and noise must be finite")
         if (tau < 0).any():
             raise GeodiffError("noise standard deviations must be >= 0")
@@ -100,7 +111,7 @@ class LinearGaussianProblem:
 
     @classmethod
     def from_observations(
-        cls, obs, grid: Grid, scale: float = 1.0, method: str = "bilinear"
+        cls, obs, grid: Grid, scale: float = 1.0, method: str = "bilinear", *, sparse=False
     ) -> LinearGaussianProblem:
         """The observations of a field on ``grid``, divided by ``scale``.
 
@@ -113,10 +124,13 @@ class LinearGaussianProblem:
         scale : float
             The model's data scale (values and noise are divided by it).
         method : {"bilinear", "nearest"}
+        sparse : bool
+            Keep ``A`` sparse (for samplers that only apply it, on large grids).
         """
         if not scale > 0:
             raise GeodiffError(f"scale must be positive, got {scale}")
-        a = obs.operator.grid_matrix(grid, method).to_dense()
+        a = obs.operator.grid_matrix(grid, method)
+        a = _to_csr(a) if sparse else a.to_dense()
         return cls(a, obs.values / scale, obs.noise_sd / scale, grid.shape)
 
     def __len__(self) -> int:
@@ -130,10 +144,52 @@ class LinearGaussianProblem:
     def noiseless(self) -> bool:
         return bool((self.noise_sd == 0).all())
 
+    @property
+    def is_sparse(self) -> bool:
+        return self.matrix.layout != torch.strided
+
+    def dense_matrix(self) -> torch.Tensor:
+        """``A`` as a dense tensor, float64, shape (n, d)."""
+        return self.matrix.to_dense() if self.is_sparse else self.matrix
+
     def apply(self, fields: torch.Tensor) -> torch.Tensor:
         """``A x`` for fields of shape (B, 1, H, W) or (B, H, W) or (B, d); returns (B, n)."""
         flat = fields.reshape(fields.shape[0], -1)
-        return flat @ self.matrix.to(flat.device, flat.dtype).T
+        a = self.matrix.to(flat.device)
+        if self.is_sparse:
+            return (a @ flat.T.to(torch.float64)).T.to(flat.dtype)
+        return flat @ a.to(flat.dtype).T
+
+    def adjoint(self, values: torch.Tensor) -> torch.Tensor:
+        """``Aᵀ v`` for rows ``v`` of shape (B, n); returns (B, d), float64."""
+        v = values.to(torch.float64)
+        if self.is_sparse:
+            return (self._transposed().to(v.device) @ v.T).T
+        return v @ self.matrix.to(v.device)
+
+    def _transposed(self) -> torch.Tensor:
+        """``Aᵀ`` as sparse CSR (made once)."""
+        cached = self.__dict__.get("_at")
+        if cached is None:
+            cached = _to_csr(self.matrix.to_sparse_coo().t().coalesce())
+            object.__setattr__(self, "_at", cached)
+        return cached
+
+    def rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row of ``A`` as (node indices, weights), both (n, k), zero-padded to the
+        longest row's ``k`` nonzeros (index 0, weight 0)."""
+        a = self.matrix if self.is_sparse else _to_csr(self.matrix)
+        crow, col, val = a.crow_indices(), a.col_indices(), a.values()
+        counts = crow[1:] - crow[:-1]
+        k = max(1, int(counts.max())) if len(counts) else 1
+        slot = torch.arange(len(col), device=col.device) - torch.repeat_interleave(
+            crow[:-1], counts
+        )
+        row = torch.repeat_interleave(torch.arange(len(counts), device=col.device), counts)
+        index = torch.zeros(len(counts), k, dtype=torch.long, device=col.device)
+        weight = torch.zeros(len(counts), k, dtype=torch.float64, device=col.device)
+        index[row, slot], weight[row, slot] = col, val
+        return index, weight
 
     def to(self, device) -> LinearGaussianProblem:
         return LinearGaussianProblem(
@@ -160,7 +216,7 @@ class LinearGaussianProblem:
                 "give the noiseless ones a small noise sd"
             )
         weight = torch.ones_like(tau) if zero.all() else 1.0 / tau
-        a, y = self.matrix * weight[:, None], self.values * weight
+        a, y = self.dense_matrix() * weight[:, None], self.values * weight
         u, s, vh = torch.linalg.svd(a, full_matrices=False)
         keep = s > _RANK_TOLERANCE * s.max()
         u, s, vh = u[:, keep], s[keep], vh[keep]
@@ -176,3 +232,12 @@ class LinearGaussianProblem:
         else:
             noise = 1.0 / s
         return SpectralProblem(vh.T.contiguous(), projected / s, noise)
+
+
+def _to_csr(matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix`` as sparse CSR, without torch's one-time "beta" notice."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        return matrix.to_sparse_csr()
