@@ -142,3 +142,23 @@ def test_cg_tolerance_is_checked():
     with pytest.raises(GeodiffError, match="cg_tolerance"):
         posterior_sample("mmps", oracle, SCHEDULE, problem, generators_for(0, 7, [0]),
                          cg_tolerance=2.0)  # fmt: skip
+
+
+def test_spde_oracle_is_differentiable_for_one_component():
+    """Its vector-Jacobian product equals the finite difference along a direction (the map
+    is linear, so the difference is exact up to rounding)."""
+    from geodiff.diffusion.spde_oracle import SPDEMixtureOracle
+
+    prior = load_prior("spde-anisotropy")
+    grid = prior.window((16, 16))
+    oracle = SPDEMixtureOracle.from_prior(prior, grid, SCHEDULE, n_components=1)
+    rng = np.random.default_rng(0)
+    x, u, v = (torch.as_tensor(rng.normal(size=(1, 1, 16, 16))) for _ in range(3))
+    leaf = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(oracle(leaf, 300), leaf, grad_outputs=u)
+    step = 1e-3
+    diff = (oracle(x + step * v, 300) - oracle(x, 300)) / step
+    assert float((grad * v).sum()) == pytest.approx(float((diff * u).sum()), rel=1e-6)
+    with pytest.raises(GeodiffError, match="one component"):
+        two = SPDEMixtureOracle.from_prior(prior, grid, SCHEDULE, n_components=2)
+        two(leaf, 300)

@@ -192,32 +192,12 @@ class DiffusionModel:
         return self._prior_covariances[key]
 
     def lag_covariance(self, radius: int = 32, n_theta: int = 64, seed: int = 0) -> np.ndarray:
-        """The prior's covariance by lag, ``c(h) = E_θ[C_θ(s, s + h)]``, network units.
-
-        For a translation-invariant prior this does not depend on ``s``; it is a Monte
-        Carlo mean over ``n_theta`` parameter draws of the exact covariance between one
-        node and the nodes within ``radius`` cells, kept for later calls.
-
-        Returns
-        -------
-        numpy.ndarray, float64, shape (2 radius + 1, 2 radius + 1)
-            ``[radius + dy, radius + dx]`` is the lag ``(dy, dx)`` in cells.
-        """
+        """:meth:`~geodiff.fields.prior.GRFPrior.lag_covariance` in the network's units
+        (lags in cells of the model's grid), kept for later calls."""
         key = (radius, n_theta, seed)
         if key not in self._lag_covariances:
-            if not self.prior.translation_invariant:
-                raise GeodiffError("a lag covariance needs a translation-invariant prior")
-            lags = self.prior.window((2 * radius + 1, 2 * radius + 1))
-            centre = lags.points()[[(2 * radius + 1) * radius + radius]]
-            prior = self.prior
-            gen = torch.Generator().manual_seed(seed)
-            theta = prior.sample_theta(n_theta, generator=gen)
-            total = np.zeros(lags.n_nodes)
-            for lo in range(0, n_theta, 8):
-                part = {k: v[lo : lo + 8] for k, v in theta.items()}
-                cov = prior.covariance(lags.points(), centre, part, nugget=False)
-                total += cov[:, :, 0].sum(0).cpu().numpy()
-            self._lag_covariances[key] = total.reshape(lags.shape) / n_theta / self.data_scale**2
+            lags = self.prior.lag_covariance(self.resolution, radius, n_theta, seed)
+            self._lag_covariances[key] = lags / self.data_scale**2
         return self._lag_covariances[key]
 
     def prior_gaussian(self):

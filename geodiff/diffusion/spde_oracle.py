@@ -151,7 +151,18 @@ class SPDEMixtureOracle:
         return out
 
     def __call__(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        """E[x_0 | x_t], with the shape, device and dtype of ``x_t`` (B, 1, H, W)."""
+        """E[x_0 | x_t], with the shape, device and dtype of ``x_t`` (B, 1, H, W).
+
+        Differentiable in ``x_t`` for one component (fixed θ), where it is linear with a
+        symmetric Jacobian: a vector-Jacobian product is the same sparse solve.
+        """
+        if x_t.requires_grad and torch.is_grad_enabled():
+            if self.n_components != 1:
+                raise GeodiffError("the SPDE oracle is differentiable for one component only")
+            return _LinearOracle.apply(x_t, self, t)
+        return self._mean(x_t, t)
+
+    def _mean(self, x_t: torch.Tensor, t) -> torch.Tensor:
         out = torch.empty(x_t.shape[0], math.prod(self.shape), dtype=torch.float64)
         for rows, (means, loglik) in self._by_level(x_t, t):
             post = torch.softmax(torch.as_tensor(loglik.T + self.log_weights), dim=-1)  # (b, J)
@@ -169,3 +180,16 @@ class SPDEMixtureOracle:
             z = torch.randn(op.operator.size, generator=gen, dtype=torch.float64).numpy()
             out[i] = torch.as_tensor(op.sample(z)) / self.scale
         return out.reshape(n, 1, *self.shape)
+
+
+class _LinearOracle(torch.autograd.Function):
+    """One component's ``E[x_0 | x_t] = G x_t`` with ``G`` symmetric: ``Gᵀ u = G u``."""
+
+    @staticmethod
+    def forward(ctx, x_t, oracle, t):
+        ctx.oracle, ctx.t = oracle, t
+        return oracle._mean(x_t.detach(), t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.oracle._mean(grad, ctx.t), None, None

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 
-from geodiff.errors import ConfigError
+from geodiff.errors import ConfigError, GeodiffError
 from geodiff.fields.correlation import MAX_NU, CorrelationFamily, get_family
 from geodiff.fields.maps import MapPrior, SpectralMapPrior
 from geodiff.fields.parameters import Fixed, ScalarPrior, Uniform, scalar_prior_from_config
@@ -382,6 +383,42 @@ class GRFPrior:
             part = {key: v[lo : lo + 8] for key, v in theta.items()}
             total += self.covariance(pts, pts, part).sum(0)
         return total / n_theta
+
+    def lag_covariance(
+        self, cell_size: float, radius: int, n_theta: int = 64, seed: int = 0
+    ) -> np.ndarray:
+        """The field's covariance by lag under the prior, ``c(h) = E_θ[C_θ(s, s + h)]``.
+
+        For a translation-invariant prior this does not depend on ``s``: a Monte Carlo
+        mean over ``n_theta`` parameter draws (seeded by ``seed``) of the exact covariance
+        between the domain's lower-left corner ``s`` and the nodes ``s + h`` of a lattice
+        of spacing ``cell_size``, ``|h| <= radius`` cells on each axis (no nugget).
+
+        Returns
+        -------
+        numpy.ndarray, float64, shape (2 radius + 1, 2 radius + 1)
+            ``[radius + dy, radius + dx]`` is the lag ``(dy, dx) * cell_size``.
+
+        Raises
+        ------
+        GeodiffError
+            A prior that is not translation invariant.
+        """
+        if not self.translation_invariant:
+            raise GeodiffError("a covariance by lag needs a translation-invariant prior")
+        (x0, _), (y0, _) = self.domain
+        steps = cell_size * np.arange(-radius, radius + 1)
+        xs, ys = np.meshgrid(x0 + steps, y0 + steps)
+        lags = np.column_stack([xs.ravel(), ys.ravel()])
+        theta = self.sample_theta(
+            n_theta, generator=torch.Generator().manual_seed(derive_seed(seed, 1))
+        )
+        total = np.zeros(len(lags))
+        for lo in range(0, n_theta, 8):
+            part = {key: v[lo : lo + 8] for key, v in theta.items()}
+            cov = self.covariance(lags, np.array([[x0, y0]]), part, nugget=False)
+            total += cov[:, :, 0].sum(0).cpu().numpy()
+        return total.reshape(2 * radius + 1, 2 * radius + 1) / n_theta
 
     def covariance(self, x, y, theta: dict, *, nugget: bool = True) -> torch.Tensor:
         """Covariance between the field at ``x`` and at ``y`` given ``theta``.

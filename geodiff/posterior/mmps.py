@@ -68,6 +68,7 @@ def conditional_denoiser(
     cg_tolerance: float = _CG_TOLERANCE,
     preconditioner=None,
     jacobian_sigma_max: float = math.inf,
+    counts: dict | None = None,
 ):
     """``D(x_t, t | y)``: the denoiser conditioned on the observations (see module docs).
 
@@ -99,12 +100,16 @@ def conditional_denoiser(
         Jacobian error by about ``σ``, while ``Cov[x_0 | x_t]`` tends to the prior's
         covariance, which ``V̄`` is when the preconditioner is the prior's.
 
+    counts : dict, optional
+        Receives ``"vjps"``: the vector-Jacobian products made, summed over rows.
+
     Returns
     -------
     callable
         A denoiser ``(x_t, t) -> E[x_0 | x_t, y]``, the shape and dtype of ``x_t``,
         without a graph.
     """
+    counts = {} if counts is None else counts
     y = problem.values
     if not (isinstance(cg_tolerance, (int, float)) and 0 <= cg_tolerance < 1):
         raise GeodiffError(f"cg_tolerance must be a number in [0, 1), got {cg_tolerance!r}")
@@ -140,7 +145,7 @@ def conditional_denoiser(
         residual = y - problem.apply(x0_flat)
         solve = (lambda r: r) if gaussian is None else gaussian(ab)[0]
         correction = _conjugate_gradients(
-            cov_times, problem, residual, solve, iterations, cg_tolerance or _CG_TOLERANCE
+            cov_times, problem, residual, solve, iterations, cg_tolerance or _CG_TOLERANCE, counts
         )
         return (x0_flat + correction).reshape(x_t.shape).to(x_t.dtype)
 
@@ -148,14 +153,14 @@ def conditional_denoiser(
 
 
 def _conjugate_gradients(
-    cov_times, problem, rhs, solve, iterations: int, tolerance: float
+    cov_times, problem, rhs, solve, iterations: int, tolerance: float, counts: dict
 ) -> torch.Tensor:
     """``V Aᵀ w`` with ``w ≈ K⁻¹ rhs`` by preconditioned CG, one system per row of ``rhs``.
 
     ``rhs`` is (B, n); ``solve`` applies ``M⁻¹`` to (B, n). A row stops once its residual
     is ``tolerance`` times its start or after ``iterations``. A direction with
     ``pᵀ K p ≤ 0`` (a network Jacobian that is not positive) ends that row's iterations,
-    keeping what it has.
+    keeping what it has. Adds the products made for each row to ``counts["vjps"]``.
     """
     tau2 = problem.noise_sd**2
     correction = rhs.new_zeros(rhs.shape[0], problem.dim)
@@ -167,6 +172,7 @@ def _conjugate_gradients(
     for _ in range(iterations):
         if not active.any():
             break
+        counts["vjps"] = counts.get("vjps", 0) + int(active.sum())
         v_dir = cov_times(direction)  # V Aᵀ p, (B, d)
         k_dir = problem.apply(v_dir) + tau2 * direction  # K p, (B, n)
         curvature = (direction * k_dir).sum(-1)
@@ -260,13 +266,15 @@ def mmps_sample(
     Returns
     -------
     PosteriorSample
-        Draws, float64, shape (B, 1, H, W); no diagnostics.
+        Draws, float64, shape (B, 1, H, W); ``info["vjps"]``: the vector-Jacobian
+        products made for the batch (``info["draws"]`` its size).
     """
     if integrator not in INTEGRATORS:
         raise GeodiffError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
     if integrator == "dpm2m" and eta:
         raise GeodiffError("the dpm2m integrator is deterministic: use integrator='ddim' for eta")
     problem = problem.to(device)
+    counts = {"vjps": 0}
     conditional = conditional_denoiser(
         denoiser,
         schedule,
@@ -275,6 +283,7 @@ def mmps_sample(
         cg_tolerance=cg_tolerance,
         preconditioner=preconditioner,
         jacobian_sigma_max=jacobian_sigma_max,
+        counts=counts,
     )
     if integrator == "dpm2m" and timesteps is None and (not isinstance(steps, int) or steps < 2):
         raise GeodiffError(f"steps must be an integer >= 2, got {steps!r}")
@@ -303,7 +312,13 @@ def mmps_sample(
             timesteps=timesteps,
             callback=callback,
         )
-    return PosteriorSample(draws, {})
+    return PosteriorSample(draws, {"vjps": counts["vjps"], "draws": len(generators)})
+
+
+def _summary(infos: list) -> dict:
+    """The vector-Jacobian products made per draw, over every batch."""
+    draws = sum(i["draws"] for i in infos)
+    return {"vjps_per_draw": sum(i["vjps"] for i in infos) / max(draws, 1)}
 
 
 def _timesteps(schedule: NoiseSchedule, steps: int, integrator: str, start_sigma) -> torch.Tensor:
@@ -355,5 +370,6 @@ SPEC = SamplerSpec(
     gradients=True,
     prepare=_prepare,
     cost=_cost,
+    summary=_summary,
     matrix_free=True,
 )
