@@ -1,120 +1,100 @@
 #!/usr/bin/env bash
-# The one prepared GPU run (GPU_WORK.md): about 9 minutes on one H200, all of it in one
+# The one prepared GPU run (GPU_WORK.md): about 8 minutes on one H200, all of it in one
 # `device` call so that the start-up is paid once.
 #
-#   run(command="bash benchmarks/gpu.sh", timeout_s=600, carry=[".whl", "runs/ns64"])
+#   run(command="bash benchmarks/gpu.sh", timeout_s=600, carry=[".whl"])
 #
-# 1. installs geodiff into the device's Python (its own CUDA torch; the other wheels from
-#    a carried wheelhouse `.whl/`, made here with `pip download -d .whl -e .[test]`),
+# 1. makes the device's Python see geodiff (its own CUDA torch; the other packages from a
+#    carried wheelhouse `.whl/` of wheels fetched with `pip download --no-deps`, see
+#    GPU_WORK.md, installed with --target),
 # 2. runs the GPU tests (`pytest -m gpu`) and stops there if one fails,
-# 3. continues (or starts) the 64² non-stationary prior in bf16 for TRAIN_S seconds from
-#    the carried run directory runs/ns64, checkpointing every 250 steps,
-# 4. times unconditional and posterior sampling on the GPU and on the CPU of the same
-#    machine (ratios in the same run), and the SPDE prior's simulation (its sparse
-#    factorisations use the machine's CPU cores, one thread per parameter draw),
-# 5. writes under $OUT what must come back: the log, the timings, and the run directory
-#    as a tar in parts of at most 15 MiB (the device returns 8 files of 16 MiB at most).
-#    Reassemble here with `cat $FILES/ns64.tar.part-* | tar x`, then rerun.
+# 3. the any-size prior (issue 24): MODEL's MMPS posterior draws on the datasets of
+#    `bench_any_size.py posterior` at 128² (100 and 1,000 observations), returned as
+#    posterior-draws.npz and scored on the CPU with
+#    `python benchmarks/bench_any_size.py posterior --draws-file ...`,
+# 4. times 100 MMPS draws at 128², 256² and 512² on the GPU and at 128² on this
+#    machine's CPU cores (timings.json),
+# 5. trains the window model (`conv`, 64² windows of spde-anisotropy) on the GPU for
+#    TRAIN_S seconds and returns its metrics (train-metrics.jsonl),
+# 6. writes the log under $OUT.
 #
 # DRY=1 runs every stage on the CPU with tiny settings (a syntax and plumbing check).
 set -uo pipefail
 OUT=${OUT:-runs/gpu-out}
-TRAIN_S=${TRAIN_S:-270}  # 330 before step 4b (SPDE simulation, at most 60 s) was added
-RUN=runs/ns64
+MODEL=${MODEL:-data/spde-anisotropy}
+TRAIN_S=${TRAIN_S:-100}
+DATASETS=${DATASETS:-50}
+DRAWS=${DRAWS:-100}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu.log") 2>&1
 started=$(date +%s)
-left() { echo $((540 - $(date +%s) + started)); }
+left() { echo $((560 - $(date +%s) + started)); }
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
-echo "== 1. install ($(date -u))"
+echo "== 1. packages ($(date -u))"
 if [ -z "${DRY:-}" ]; then
-    pip install -q --no-index --find-links .whl -e ".[test]" || pip install -q -e ".[test]"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
-python -c "import torch, geodiff; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-device=cuda
-steps=30000
-grid=64
-[ -n "${DRY:-}" ] && { device=cpu; steps=4; grid=16; TRAIN_S=60; RUN=runs/ns64-dry; }
+python3 -c "import torch, geodiff; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+device=cuda sizes="128 256 512" cpu_draws=10 train_steps=100000
+[ -n "${DRY:-}" ] && { device=cpu; sizes="64"; DATASETS=1; DRAWS=2; cpu_draws=2; TRAIN_S=30;
+                       train_steps=3; }
 
 echo "== 2. GPU tests first: nothing else runs on a device path that fails them"
 if [ -z "${DRY:-}" ]; then
-    timeout 120 python -m pytest -q -m gpu -p no:cacheprovider \
-        || { echo "GPU tests failed: stopping before training and timings"; exit 1; }
+    timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py \
+        || { echo "GPU tests failed: stopping before the benchmarks"; exit 1; }
 fi
 
-echo "== 3. train the ${grid}² non-stationary prior for at most ${TRAIN_S} s ($(left) s left)"
-timeout "$TRAIN_S" geodiff train --prior nonstationary-anisotropy --grid "$grid" \
-    --network small --train-steps "$steps" --batch-size 128 --fields-per-theta 8 --lr 5e-4 \
-    --lr-warmup 200 --ema 0.999 --checkpoint-every 250 --validate-every 2000 \
-    --oracle-components 8 --device "$device" --quiet --out "$RUN"
-echo "train exit $? (124: stopped by the time box, resumes next time)"
-
-echo "== 4. sampling and posterior timings ($(left) s left)"
-timeout 120 python - "$OUT/timings.json" "$device" "$RUN" <<'PY'
-import json, sys, time
-import numpy as np, torch
+echo "== 3. posterior draws at 128², $DATASETS datasets x (100, 1000) observations ($(left) s left)"
+timeout 240 python3 - "$OUT/posterior-draws.npz" "$device" "$MODEL" "$DATASETS" "$DRAWS" <<'PY'
+import json, sys
+import numpy as np
+sys.path.insert(0, "benchmarks")
+from bench_any_size import FAST, make_posterior_draws
 from geodiff.diffusion.model import load_model
-from geodiff.observe import Observations
-from geodiff.posterior import diffusion_posterior
 
-out, device, run_dir = sys.argv[1:4]
-
-
-def fast(model, obs):  # README's fast settings: 13 steps from sigma 10, no Jacobian, bf16
-    model.denoiser.set_precision("bfloat16")
-    try:
-        return diffusion_posterior(model, obs, samples=100, steps=13, cg_iterations=0,
-                                   start_sigma=10.0)
-    finally:
-        model.denoiser.set_precision("float32")
-
-
-rows = {}
-for dev in dict.fromkeys([device, "cpu"]):
-    model = load_model(run_dir, dev)
-    rng = np.random.default_rng(0)
-    obs = Observations.at_points(rng.uniform(0.02, 0.98, (30, 2)), rng.standard_normal(30), 0.1)
-    for label, run in {
-        "sample 100 (dpm2m 50)": lambda: model.sample(100, steps=50),
-        "posterior 100 (mmps)": lambda: diffusion_posterior(model, obs, samples=100),
-        "posterior 100 (mmps fast settings, bfloat16)": lambda: fast(model, obs),
-    }.items():
-        run()  # warm-up (kernels, caches)
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        run()
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        rows[f"{label} on {dev}"] = time.perf_counter() - t
-json.dump(rows, open(out, "w"), indent=1)
-print(json.dumps(rows, indent=1))
+out, device, model_path, datasets, draws = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:6])
+model = load_model(model_path, device).on_grid((128, 128))
+made = make_posterior_draws(model, datasets, draws, 0, dict(FAST, batch_size=draws))
+np.savez_compressed(out, **made)
+print("seconds per dataset:", json.dumps({k: float(v) for k, v in made.items() if k.endswith("seconds")}))
 PY
+echo "posterior draws exit $?"
 
-echo "== 4b. SPDE simulation on this machine's CPU cores, fields moved to the GPU ($(left) s left)"
-sizes="256 512"
-[ -n "${DRY:-}" ] && sizes="32"
-timeout 60 python - "$OUT/spde.json" "$device" $sizes <<'PY'
+echo "== 4. seconds per 100 MMPS draws by grid size, GPU and this machine's CPU ($(left) s left)"
+timeout 150 python3 - "$OUT/timings.json" "$device" "$MODEL" "$cpu_draws" $sizes <<'PY'
 import json, sys, time
-from geodiff import simulate
-from geodiff.fields.config import load_prior
+import torch
+sys.path.insert(0, "benchmarks")
+from bench_any_size import DEFAULT, FAST, time_posteriors
+from geodiff.diffusion.model import load_model
 
-out, device = sys.argv[1:3]
-prior, rows = load_prior("spde-anisotropy"), {}
-for size in map(int, sys.argv[3:]):
-    grid = prior.window((size, size))
-    for per in (1, 8):
-        n = 64 if size == 256 else 16
-        simulate(prior, grid, 2, seed=0, fields_per_theta=per, device=device)  # warm-up
-        t = time.perf_counter()
-        simulate(prior, grid, n, seed=1, fields_per_theta=per, device=device)
-        rows[f"{size}^2, {per} per theta (fields/s)"] = n / (time.perf_counter() - t)
+out, device, model_path, cpu_draws = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sizes = [int(s) for s in sys.argv[5:]]
+rows = []
+model = load_model(model_path, device)
+settings = {"fast": dict(FAST, batch_size=100), "default": dict(DEFAULT, batch_size=100)}
+time_posteriors(model, sizes[:1], [100], 4, settings)  # warm-up: kernels, caches
+rows += time_posteriors(model, sizes, [100], 100 if device == "cuda" else 2, settings)
+rows += time_posteriors(model, [256], [1000], 100 if device == "cuda" else 2, {"fast": settings["fast"]})
+torch.set_num_threads(16)
+cpu = load_model(model_path, "cpu")
+rows += time_posteriors(cpu, sizes[:1], [100], cpu_draws, {"fast": FAST})
 json.dump(rows, open(out, "w"), indent=1)
-print(json.dumps(rows, indent=1))
 PY
+echo "timings exit $?"
 
-echo "== 5. results under $OUT"
-tail -3 "$RUN/metrics.jsonl" > "$OUT/metrics-tail.jsonl" 2>/dev/null
-tar cf - -C "$(dirname "$RUN")" "$(basename "$RUN")" | split -b 15m - "$OUT/ns64.tar.part-"
+echo "== 5. train the window model on the GPU for $TRAIN_S s ($(left) s left)"
+timeout "$TRAIN_S" python3 -m geodiff train --prior spde-anisotropy --grid 64 --network conv \
+    --train-steps "$train_steps" --batch-size 128 --fields-per-theta 8 --lr 5e-4 --lr-warmup 200 \
+    --checkpoint-every 500 --validate-every 100000 --oracle-components 4 --device "$device" \
+    --quiet --out runs/spde64-gpu
+echo "train exit $? (124: stopped by the time box)"
+cp runs/spde64-gpu/metrics.jsonl "$OUT/train-metrics.jsonl" 2>/dev/null
+
+echo "== 6. results under $OUT"
 ls -la "$OUT"
 echo "done in $(( $(date +%s) - started )) s"

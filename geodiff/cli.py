@@ -112,9 +112,10 @@ FLAGS = {
     "--eta": _flag("DDIM's η (0: deterministic)", _size),
     "--particles": _flag("mcgdiff: particles per draw", _count),
     "--step-size": _flag("dps: step size ζ'", _size),
-    "--cg-iterations": _flag("mmps: CG iterations per step, the most with --cg-tolerance "
-                             "(0: no Jacobian)", _index),
-    "--cg-tolerance": _flag("mmps: stop CG at this residual relative to its start", _rate),
+    "--cg-iterations": _flag("mmps: most CG iterations per step (default 30; 0: no Jacobian)",
+                             _index),
+    "--cg-tolerance": _flag("mmps: stop CG at this residual relative to its start "
+                            "(default 0.03)", _rate),
     "--start-sigma": _flag("mmps: start at this noise level from the prior's Gaussian "
                            "(skips the steps above it)", _rate),
     "--precision": _flag("the network's arithmetic; bfloat16 ran 1.7x faster on a CPU with "

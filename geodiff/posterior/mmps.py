@@ -57,6 +57,10 @@ INTEGRATORS = ("dpm2m", "ddim")
 _CG_TOLERANCE = 1e-10
 #: "to convergence" allows this many times ``n`` iterations (rounding slows CG past ``n``)
 _CONVERGED_ITERATIONS = 4
+#: default iterations: at most this many, stopping at a residual of DEFAULT_CG_TOLERANCE
+#: (chosen in BENCHMARKS.md, "MMPS's conjugate gradients": as good as converged iterations
+#: at a fifth of their products; one iteration, the former default, was biased)
+DEFAULT_CG_ITERATIONS, DEFAULT_CG_TOLERANCE = 30, 0.03
 
 
 def conditional_denoiser(
@@ -87,7 +91,7 @@ def conditional_denoiser(
         only for a Gaussian prior equal to ``Σ̄``).
     cg_tolerance : float
         A row's iterations stop once its residual ``‖y - A x̂_0 - K w‖`` is this fraction
-        of its start (0: the default 1e-10).
+        of its start (0: 1e-10; ``cg_iterations=None`` always uses 1e-10).
     preconditioner : torch.Tensor of shape (d, d), or a Gaussian, optional
         A covariance ``Σ̄`` close to the prior's (for example its marginal covariance), or a
         :class:`~geodiff.posterior.gaussian.StationaryGaussian` on large grids:
@@ -114,6 +118,8 @@ def conditional_denoiser(
     if not (isinstance(cg_tolerance, (int, float)) and 0 <= cg_tolerance < 1):
         raise GeodiffError(f"cg_tolerance must be a number in [0, 1), got {cg_tolerance!r}")
     iterations = _CONVERGED_ITERATIONS * len(problem) if cg_iterations is None else cg_iterations
+    # to convergence (None) ignores the tolerance given
+    tolerance = _CG_TOLERANCE if cg_iterations is None else (cg_tolerance or _CG_TOLERANCE)
     if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
         raise GeodiffError(f"cg_iterations must be a non-negative integer, got {cg_iterations!r}")
     if iterations == 0 and preconditioner is None:
@@ -145,7 +151,7 @@ def conditional_denoiser(
         residual = y - problem.apply(x0_flat)
         solve = (lambda r: r) if gaussian is None else gaussian(ab)[0]
         correction = _conjugate_gradients(
-            cov_times, problem, residual, solve, iterations, cg_tolerance or _CG_TOLERANCE, counts
+            cov_times, problem, residual, solve, iterations, tolerance, counts
         )
         return (x0_flat + correction).reshape(x_t.shape).to(x_t.dtype)
 
@@ -194,7 +200,7 @@ def mmps_cost(
     n_observations: int,
     *,
     steps: int = 25,
-    cg_iterations: int | None = 1,
+    cg_iterations: int | None = DEFAULT_CG_ITERATIONS,
     jacobian_sigma_max: float = JACOBIAN_SIGMA_MAX,
     integrator: str = "dpm2m",
     start_sigma: float | None = None,
@@ -220,8 +226,8 @@ def mmps_sample(
     generators: list,
     *,
     steps: int = 25,
-    cg_iterations: int | None = 1,
-    cg_tolerance: float = 0.0,
+    cg_iterations: int | None = DEFAULT_CG_ITERATIONS,
+    cg_tolerance: float = DEFAULT_CG_TOLERANCE,
     preconditioner=None,
     jacobian_sigma_max: float = JACOBIAN_SIGMA_MAX,
     integrator: str = "dpm2m",
@@ -245,7 +251,8 @@ def mmps_sample(
         preconditioner's covariance instead of the denoiser's Jacobian.
     cg_tolerance : float
         Stop a draw's iterations once its residual is this fraction of its start
-        (0: 1e-10); ``cg_iterations`` is then the most it may take.
+        (0: 1e-10); ``cg_iterations`` is then the most it may take. With
+        ``cg_iterations=None`` the tolerance is 1e-10.
     preconditioner : torch.Tensor of shape (d, d), or a Gaussian, optional
         A covariance close to the prior's, see :func:`conditional_denoiser`.
     jacobian_sigma_max : float
@@ -359,8 +366,8 @@ SPEC = SamplerSpec(
     mmps_sample,
     steps=25,
     options={
-        "cg_iterations": 1,
-        "cg_tolerance": 0.0,
+        "cg_iterations": DEFAULT_CG_ITERATIONS,
+        "cg_tolerance": DEFAULT_CG_TOLERANCE,
         "preconditioner": None,
         "jacobian_sigma_max": JACOBIAN_SIGMA_MAX,
         "integrator": "dpm2m",

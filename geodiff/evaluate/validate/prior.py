@@ -97,13 +97,19 @@ class PriorValidation:
     settings: dict = field(default_factory=dict)
 
 
+#: grids above this many nodes take Fourier directions for a translation-invariant prior
+DENSE_DIRECTIONS_MAX = 4096
+
+
 def principal_directions(prior, grid, *, n_theta: int = 64, k: int = 64, seed: int = 0):
     """Leading principal directions of a prior's field distribution, in prior-sd units.
 
     The covariance of the field under the prior (a mixture over θ) is the mean of the
     covariances of ``n_theta`` θ draws; its ``k`` leading eigenvectors, divided by the
     square root of their eigenvalues, project a field onto coordinates of unit prior
-    variance. They do not depend on the samples they are used to compare.
+    variance. They do not depend on the samples they are used to compare. On grids of
+    more than :data:`DENSE_DIRECTIONS_MAX` nodes a translation-invariant prior takes the
+    torus's eigenvectors instead (Fourier modes, :func:`_fourier_directions`).
 
     Parameters
     ----------
@@ -120,9 +126,54 @@ def principal_directions(prior, grid, *, n_theta: int = 64, k: int = 64, seed: i
     d = grid.shape[0] * grid.shape[1]
     if not 1 <= k <= d:
         raise GeodiffError(f"k must be in 1..{d}, got {k}")
+    if prior.translation_invariant and d > DENSE_DIRECTIONS_MAX:
+        return _fourier_directions(prior, grid, n_theta=n_theta, k=k, seed=seed)
     eigval, eigvec = torch.linalg.eigh(prior.marginal_covariance(grid.points(), n_theta, seed))
     top = torch.argsort(eigval, descending=True)[:k]
     return (eigvec[:, top] / eigval[top].clamp(min=1e-12).sqrt()).numpy()
+
+
+def _fourier_directions(prior, grid, *, n_theta: int, k: int, seed: int) -> np.ndarray:
+    """The ``k`` real Fourier modes of largest prior variance on the grid, in prior-sd units.
+
+    The eigenvectors of a stationary covariance embedded in a torus
+    (:class:`~geodiff.posterior.gaussian.StationaryGaussian` of the prior's
+    :meth:`~geodiff.fields.prior.GRFPrior.lag_covariance`) are Fourier modes; each is
+    restricted to the grid, normalised, and divided by its variance's square root under
+    the lag covariance (exact for the torus, close on the grid away from its edges).
+    """
+    from geodiff.posterior.gaussian import StationaryGaussian
+
+    dx = grid.spacing[1]
+    radius = min(32, *(s - 1 for s in grid.shape))
+    lags = prior.lag_covariance(float(dx), radius, n_theta, seed)
+    gaussian = StationaryGaussian(lags, grid.shape)
+    lam = gaussian.spectrum("cpu").numpy()
+    p, q = gaussian.torus
+    half = lam[:, : q // 2 + 1].ravel()  # a mode and its conjugate once (real fields)
+    order = np.argsort(half)[::-1]
+    h, w = grid.shape
+    rows, cols = np.arange(h)[:, None] / p, np.arange(w)[None, :] / q
+    out = []
+    for index in order:
+        u, v = divmod(int(index), q // 2 + 1)
+        phase = 2 * np.pi * (u * rows + v * cols)
+        for mode in (np.cos(phase), np.sin(phase)):
+            norm = np.linalg.norm(mode)
+            if norm > 1e-6 * np.sqrt(h * w) and len(out) < k:
+                direction = mode.ravel() / norm
+                variance = max(float(direction @ _lag_apply(lags, mode / norm).ravel()), 1e-12)
+                out.append(direction / np.sqrt(variance))
+        if len(out) == k:
+            break
+    return np.stack(out, axis=1)
+
+
+def _lag_apply(lags: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """``Σ field`` on the grid for the covariance by lag (zero beyond its radius)."""
+    from scipy.signal import fftconvolve
+
+    return fftconvolve(field, lags, mode="same")
 
 
 def validate_prior(

@@ -1,0 +1,452 @@
+"""One learned prior for any map size: checks against exact references at 128² and above.
+
+Sections (each writes its own part of BENCHMARKS.md; run them one at a time)::
+
+    python benchmarks/bench_any_size.py cg          # MMPS's CG tolerance at fixed θ, 24²
+    python benchmarks/bench_any_size.py exact128    # MMPS = exact SPDE kriging at 128²
+    python benchmarks/bench_any_size.py prior --model data/spde-anisotropy
+    python benchmarks/bench_any_size.py posterior --model data/spde-anisotropy
+    python benchmarks/bench_any_size.py timing --model data/spde-anisotropy
+
+* ``cg`` — the exact oracle of one θ of ``spde-anisotropy`` (a Gaussian prior) drives
+  MMPS, preconditioned as a trained model is (the prior's stationary Gaussian, not this
+  θ's), on a 24² window with 40 observations, noiseless and with τ = 0.1, three datasets
+  each. Each CG setting's draws are compared with the exact posterior: the error of their
+  mean at each node in units of its Monte Carlo sd (``z``; exact draws give ``z_rms`` ≈ 1)
+  and their sd over the exact one. Exact draws of the right posterior give the statistic's
+  noise floor; exact draws of a wrong one (prior variance × 1.1, noise sd × 3) its power.
+* ``exact128`` — the same at 128² with the sparse oracle and exact SPDE kriging
+  (:func:`~geodiff.baselines.spde_kriging.spde_condition`, exact sds at 260 nodes), 100 and
+  1,000 observations with τ = 0.1, MMPS's default settings.
+* ``prior`` — :func:`~geodiff.evaluate.validate.validate_prior` of the model on its
+  window, at 128² and at 256²: the denoiser's MSE against the exact mixture oracle, and
+  network samples against exact simulations of the same size (variograms, spectra, local
+  anisotropy, marginal quantiles, max-sliced Wasserstein, classifier AUC), each with the
+  noise floor of a second set of exact simulations.
+* ``posterior`` — the network's MMPS posterior on synthetic datasets at 128² (100 and
+  1,000 observations, τ = 0.1), against simple kriging with the true θ (exact, sparse) and
+  ordinary kriging (REML fit on at most 300 of the observations): CRPS, 90 % coverage, rank
+  histogram χ² and seconds per 100 draws. ``--draws-file`` scores draws made elsewhere (the
+  GPU run, ``benchmarks/gpu.sh``) instead of sampling here.
+* ``timing`` — seconds per 100 MMPS draws at 128² and 256² (fast and default settings) and
+  peak memory at 256² with 1,000 observations, against the model's own 64² window in the
+  same run (a ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _report import update_section  # benchmarks/ is on sys.path when run as a script
+
+from geodiff.diffusion.oracle import GaussianMixtureOracle
+from geodiff.diffusion.schedule import NoiseSchedule
+from geodiff.diffusion.spde_oracle import SPDEMixtureOracle
+from geodiff.evaluate.datasets import synthetic_dataset
+from geodiff.fields.config import load_prior
+from geodiff.observe import Observations
+from geodiff.posterior import gaussian_posterior, posterior_sample
+from geodiff.posterior.gaussian import StationaryGaussian
+from geodiff.posterior.problem import LinearGaussianProblem
+from geodiff.rng import generators_for
+
+PRIOR = "spde-anisotropy"
+SCHEDULE = NoiseSchedule("cosine", 1000)
+#: MMPS's settings as ``geodiff predict`` runs them (the sampler's defaults), and the fast ones
+DEFAULT = {}
+FAST = {"steps": 10, "cg_iterations": 3, "start_sigma": 3.0}
+
+
+def _z_stats(draws: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> dict:
+    """``z_rms`` of the draws' mean and their mean sd ratio where the exact sd is not ~0."""
+    keep = sd > 1e-3 * sd.max()
+    n = len(draws)
+    z = (draws.mean(0) - mean)[keep] / (sd[keep] / np.sqrt(n))
+    ratio = draws.std(0, ddof=1)[keep] / sd[keep]
+    return {"z_rms": float(np.sqrt(np.mean(z**2))), "sd_ratio": float(np.mean(ratio))}
+
+
+def _gaussian_draws(mean, cov, n, seed) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w, v = np.linalg.eigh(0.5 * (cov + cov.T))
+    half = v * np.sqrt(np.clip(w, 0, None))
+    return mean + rng.standard_normal((n, len(mean))) @ half.T
+
+
+# ------------------------------------------------------------------------------ cg
+CG_SETTINGS = {
+    "1 iteration (the old default)": {"cg_iterations": 1},
+    "tolerance 0.1, at most 30": {"cg_iterations": 30, "cg_tolerance": 0.1},
+    "tolerance 0.03, at most 30": {"cg_iterations": 30, "cg_tolerance": 0.03},
+    "tolerance 0.01, at most 30": {"cg_iterations": 30, "cg_tolerance": 0.01},
+    "30 iterations (tolerance 1e-10)": {"cg_iterations": 30},
+    "tolerance 0.03, Jacobian at every level": {
+        "cg_iterations": 30,
+        "cg_tolerance": 0.03,
+        "jacobian_sigma_max": float("inf"),
+    },
+    "tolerance 0.03, 50 steps": {"cg_iterations": 30, "cg_tolerance": 0.03, "steps": 50},
+}
+
+
+def bench_cg(args) -> str:
+    prior = load_prior(PRIOR)
+    grid = prior.window((24, 24))
+    lags = prior.lag_covariance(1.0, 23, n_theta=64)
+    rows = {name: [] for name in [*CG_SETTINGS, "exact draws", "exact, variance x 1.1",
+                                  "exact, noise sd x 3"]}  # fmt: skip
+    for noise in (0.0, 0.1):
+        for k in range(args.datasets):
+            theta, _, obs = synthetic_dataset(prior, grid, 40, noise, args.seed, k, int(noise > 0))
+            cov = prior.grid_operator(grid, theta).covariance()
+            oracle = GaussianMixtureOracle(cov, SCHEDULE, grid.shape)
+            problem = LinearGaussianProblem.from_observations(obs, grid, sparse=True)
+            mean, post = (t.numpy() for t in gaussian_posterior(torch.as_tensor(cov), problem))
+            sd = np.sqrt(np.clip(np.diag(post), 0, None))
+            for name, options in CG_SETTINGS.items():
+                started = time.perf_counter()
+                gens = generators_for(args.seed, 9, range(args.draws))
+                result = posterior_sample("mmps", oracle, SCHEDULE, problem, gens,
+                                          preconditioner=StationaryGaussian(lags, grid.shape),
+                                          **options)  # fmt: skip
+                wall = time.perf_counter() - started
+                draws = result.draws.reshape(args.draws, -1).numpy()
+                stats = _z_stats(draws, mean, sd)
+                stats.update(vjps=result.info["vjps"] / args.draws, s100=100 * wall / args.draws,
+                             case=noise)  # fmt: skip
+                rows[name].append(stats)
+            rows["exact draws"].append(
+                {**_z_stats(_gaussian_draws(mean, post, args.draws, k), mean, sd), "case": noise}
+            )
+            wide = gaussian_posterior(torch.as_tensor(1.1 * cov), problem)
+            wide_draws = _gaussian_draws(*(t.numpy() for t in wide), args.draws, k)
+            rows["exact, variance x 1.1"].append({**_z_stats(wide_draws, mean, sd), "case": noise})
+            if noise > 0:
+                noisy = LinearGaussianProblem(problem.matrix, problem.values, 3 * problem.noise_sd,
+                                              problem.shape)  # fmt: skip
+                wrong = gaussian_posterior(torch.as_tensor(cov), noisy)
+                wrong_draws = _gaussian_draws(*(t.numpy() for t in wrong), args.draws, k)
+                rows["exact, noise sd x 3"].append({**_z_stats(wrong_draws, mean, sd),
+                                                    "case": noise})  # fmt: skip
+            print(f"dataset τ={noise} #{k} done", flush=True)
+    lines = [
+        f"{args.datasets} datasets × (noiseless, τ = 0.1), 40 observations, {args.draws} draws "
+        "each; 25 DPM-Solver++ steps unless stated; preconditioner: the prior's stationary Gaussian "
+        "(lag covariance over 64 θ draws). Aim (issue 24): z_rms ≤ 1.5 and the sd ratio "
+        f"within Monte Carlo error of 1 (per node ±{1 / np.sqrt(2 * args.draws):.3f}).",
+        "",
+        "| setting | z_rms noiseless (max) | z_rms τ=0.1 (max) | sd ratio (range) | "
+        "VJPs per draw | s per 100 draws |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, stats in rows.items():
+        if not stats:
+            continue
+        z0 = [s["z_rms"] for s in stats if s["case"] == 0.0]
+        z1 = [s["z_rms"] for s in stats if s["case"] > 0.0]
+        ratio = [s["sd_ratio"] for s in stats]
+        vjps = np.mean([s.get("vjps", np.nan) for s in stats])
+        s100 = np.mean([s.get("s100", np.nan) for s in stats])
+        fmt = lambda v: "–" if not v else f"{max(v):.2f}"  # noqa: E731
+        lines.append(f"| {name} | {fmt(z0)} | {fmt(z1)} | {min(ratio):.3f}–{max(ratio):.3f} | "
+                     f"{'–' if np.isnan(vjps) else f'{vjps:.0f}'} | "
+                     f"{'–' if np.isnan(s100) else f'{s100:.2f}'} |")  # fmt: skip
+    body = "\n".join(lines)
+    print(body)
+    if not args.print_only:
+        update_section("any-size-cg", "MMPS's conjugate gradients: a tolerance instead of a count",
+                       "python benchmarks/bench_any_size.py cg", body)  # fmt: skip
+    return body
+
+
+# ------------------------------------------------------------------------ exact128
+def bench_exact128(args) -> str:
+    from geodiff.baselines.spde_kriging import spde_condition
+
+    prior = load_prior(PRIOR)
+    grid = prior.window((128, 128))
+    lags = prior.lag_covariance(1.0, 32, n_theta=64)
+    rng = np.random.default_rng(args.seed)
+    nodes = grid.points()[rng.choice(grid.n_nodes, 256, replace=False)]
+    corners = np.array([[0.0, 0.0], [127.0, 0.0], [0.0, 127.0], [127.0, 127.0]])
+    targets = np.concatenate([nodes, corners])
+    index = np.rint(targets[:, 1]).astype(int) * 128 + np.rint(targets[:, 0]).astype(int)
+    lines = [
+        "One θ of the prior per case; MMPS with the sparse oracle of that θ and the prior's "
+        f"stationary Gaussian, the sampler's default settings, {args.draws} draws; exact SPDE "
+        "kriging of the same θ at 260 nodes (exact sds). Power: exact draws with noise sd × 3.",
+        "",
+        "| observations | sampler | z_rms | sd ratio | VJPs per draw | s per 100 draws |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for n_obs in (100, 1000):
+        theta, _, obs = synthetic_dataset(prior, grid, n_obs, 0.1, args.seed, n_obs)
+        oracle = SPDEMixtureOracle.from_prior(prior, grid, SCHEDULE, theta=theta)
+        problem = LinearGaussianProblem.from_observations(obs, grid, sparse=True)
+        exact = spde_condition(prior, theta, obs, targets, exact_sd_limit=260)
+        started = time.perf_counter()
+        result = posterior_sample("mmps", oracle, SCHEDULE, problem,
+                                  generators_for(args.seed, 9, range(args.draws)),
+                                  preconditioner=StationaryGaussian(lags, grid.shape))  # fmt: skip
+        wall = time.perf_counter() - started
+        draws = result.draws.reshape(args.draws, -1).numpy()[:, index]
+        stats = _z_stats(draws, exact["mean"], exact["sd"])
+        lines.append(
+            f"| {n_obs} | MMPS | {stats['z_rms']:.2f} | {stats['sd_ratio']:.3f} | "
+            f"{result.info['vjps'] / args.draws:.0f} | {100 * wall / args.draws:.1f} |"
+        )
+        wrong_obs = Observations(obs.operator, obs.values, 3 * obs.noise_sd)
+        wrong = spde_condition(prior, theta, wrong_obs, targets, draws=args.draws, with_sd=False)
+        power = _z_stats(wrong["draws"], exact["mean"], exact["sd"])
+        lines.append(f"| {n_obs} | exact, noise sd × 3 (power) | {power['z_rms']:.2f} | "
+                     f"{power['sd_ratio']:.3f} | – | – |")  # fmt: skip
+        print(lines[-2], lines[-1], sep="\n", flush=True)
+    body = "\n".join(lines)
+    if not args.print_only:
+        update_section("any-size-exact128", "MMPS against exact SPDE kriging at 128²",
+                       "python benchmarks/bench_any_size.py exact128", body)  # fmt: skip
+    return body
+
+
+# --------------------------------------------------------------------------- prior
+def bench_prior(args) -> str:
+    from geodiff.diffusion.model import load_model
+    from geodiff.evaluate.validate import validate_prior
+
+    model = load_model(args.model, args.device)
+    sizes = [model.window_shape[0], *args.sizes]
+    lines = [
+        "Network samples (DPM-Solver++, 50 steps) against exact simulations of the same size; "
+        "each statistic beside its noise floor (a second exact set). MSE: the network's "
+        "denoising error over the exact mixture oracle's (16 θ) at σ ≈ 0.1, 1.7 and 10.",
+        "",
+        "| grid | fields | MSE ratio σ≈0.1 / 1.7 / 10 | checks passed | classifier AUC | "
+        "max-sliced W (floor) | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for size in sizes:
+        n = args.fields if size <= model.window_shape[0] else max(20, args.fields // (size // 64))
+        report = validate_prior(model.on_grid((size, size)), n=n, oracle_components=16,
+                                n_mse=min(64, n), classifier_epochs=5, seed=args.seed,
+                                progress=False)  # fmt: skip
+        ratio = report.network_mse / report.oracle_mse
+        pick = [int(np.argmin(abs(report.sigma - s))) for s in (0.1, 1.7, 10.0)]
+        passed = sum(c.passed for c in report.checks)
+        auc = report.classifier.auc if hasattr(report.classifier, "auc") else float("nan")
+        lines.append(
+            f"| {size}² | {n} | {' / '.join(f'{ratio[i]:.3f}' for i in pick)} | "
+            f"{passed}/{len(report.checks)} | {auc:.3f} | {report.msw:.3f} "
+            f"({report.msw_floor:.3f}) | {sum(report.seconds.values()):.0f} |"
+        )
+        print(lines[-1], flush=True)
+        for check in report.checks:
+            print(f"    {size}²: {check}", flush=True)
+    body = "\n".join(lines)
+    if not args.print_only:
+        update_section(
+            "any-size-prior",
+            "The window-trained prior at 128² and 256²",
+            f"python benchmarks/bench_any_size.py prior --model {args.model}",
+            body,
+        )
+    return body
+
+
+# ----------------------------------------------------------------------- posterior
+def _posterior_draws(model, obs, draws: int, seed: int, options: dict):
+    from geodiff.posterior.predict import diffusion_posterior
+
+    post = diffusion_posterior(model, obs, samples=draws, seed=seed, **options)
+    return post.fields.reshape(draws, -1).astype(np.float64), post.info["wall_time_s"]
+
+
+def make_posterior_draws(model, datasets: int, draws: int, seed: int, options: dict) -> dict:
+    """The network's draws on the benchmark's datasets (what the GPU run returns)."""
+    prior, grid = model.prior, model.grid
+    out = {}
+    for n_obs in (100, 1000):
+        for k in range(datasets):
+            _, _, obs = synthetic_dataset(prior, grid, n_obs, 0.1, seed, n_obs, k)
+            fields, wall = _posterior_draws(model, obs, draws, seed + k, options)
+            out[f"{n_obs}_{k}"] = fields.astype(np.float32)
+            out[f"{n_obs}_{k}_seconds"] = np.array(wall)
+            print(f"{n_obs} obs, dataset {k}: {wall:.1f} s", flush=True)
+    return out
+
+
+def bench_posterior(args) -> str:
+    from geodiff.baselines.fit import fit_covariance, ordinary_kriging, plug_in_settings
+    from geodiff.baselines.spde_kriging import spde_condition
+    from geodiff.diffusion.model import load_model
+    from geodiff.metrics.scores import crps, rank_histogram, truth_ranks
+
+    model = load_model(args.model, args.device).on_grid((args.size, args.size))
+    prior, grid = model.prior, model.grid
+    options = json.loads(args.options)
+    made = dict(np.load(args.draws_file)) if args.draws_file else None
+    rng = np.random.default_rng(args.seed)
+    targets = rng.choice(grid.n_nodes, 200, replace=False)  # scored nodes per dataset
+    scores = {}
+    for n_obs in (100, 1000):
+        for k in range(args.datasets):
+            theta, truth, obs = synthetic_dataset(prior, grid, n_obs, 0.1, args.seed, n_obs, k)
+            key = f"{n_obs}_{k}"
+            if made is not None:
+                fields, wall = made[key].astype(np.float64), float(made[key + "_seconds"])
+            else:
+                fields, wall = _posterior_draws(model, obs, args.draws, args.seed + k, options)
+            t = truth.reshape(-1)[targets]
+            d = fields[:, targets]
+            exact = spde_condition(prior, theta, obs, grid.points()[targets],
+                                   exact_sd_limit=len(targets))  # fmt: skip
+            settings = plug_in_settings(prior)
+            first = obs.subset(np.arange(min(n_obs, 300)))
+            fit = fit_covariance(first, settings["family"], method="reml", anisotropic=True,
+                                 shape=settings["shape"])  # fmt: skip
+            ok = ordinary_kriging(obs, grid.points()[targets], fit=fit)
+            lo, hi = np.quantile(d, [0.05, 0.95], axis=0)
+            entries = scores.setdefault(n_obs, {"mmps": [], "oracle kriging": [],
+                                                "ordinary kriging": []})  # fmt: skip
+            entries["mmps"].append({
+                "crps": float(np.mean(crps(t, d))),
+                "cover90": float(np.mean((t >= lo) & (t <= hi))),
+                "ranks": truth_ranks(t, d), "s100": 100 * wall / len(d), "draws": len(d),
+            })  # fmt: skip
+            m, s = exact["mean"], exact["sd"]
+            entries["oracle kriging"].append({
+                "crps": float(np.mean(crps(t, mean=m, sd=s))),
+                "cover90": float(np.mean(np.abs(t - m) <= 1.6449 * s)),
+            })  # fmt: skip
+            entries["ordinary kriging"].append({
+                "crps": float(np.mean(crps(t, mean=ok.mean, sd=ok.sd))),
+                "cover90": float(np.mean(np.abs(t - ok.mean) <= 1.6449 * ok.sd)),
+            })  # fmt: skip
+            print(f"{n_obs} obs #{k}: mmps {entries['mmps'][-1]['crps']:.4f}, oracle "
+                  f"{entries['oracle kriging'][-1]['crps']:.4f}, OK "
+                  f"{entries['ordinary kriging'][-1]['crps']:.4f}", flush=True)  # fmt: skip
+    lines = [
+        f"{args.datasets} datasets per case on a {args.size}² window of the prior, τ = 0.1, "
+        "200 scored nodes each (the true field there); MMPS options "
+        f"`{json.dumps(options)}`{' (draws made on the GPU run)' if made else ''}. "
+        "Oracle kriging: exact SPDE kriging with the true θ. Ordinary kriging: REML fit of an "
+        "anisotropic Matérn on the first 300 observations.",
+        "",
+        "| observations | method | CRPS | CRPS / oracle | 90 % coverage | rank χ² p | "
+        "s per 100 draws |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for n_obs, entries in scores.items():
+        oracle_crps = np.mean([e["crps"] for e in entries["oracle kriging"]])
+        for name, rows in entries.items():
+            c = np.mean([e["crps"] for e in rows])
+            cov = np.mean([e["cover90"] for e in rows])
+            if name == "mmps":
+                ranks = np.concatenate([e["ranks"] for e in rows])
+                _, p = rank_histogram(ranks, rows[0]["draws"])
+                p_text, s100 = f"{p:.3f}", f"{np.mean([e['s100'] for e in rows]):.1f}"
+            else:
+                p_text, s100 = "–", "–"
+            lines.append(f"| {n_obs} | {name} | {c:.4f} | {c / oracle_crps:.3f} | {cov:.3f} | "
+                         f"{p_text} | {s100} |")  # fmt: skip
+    body = "\n".join(lines)
+    print(body)
+    if not args.print_only:
+        update_section("any-size-posterior", f"Posterior with the learned prior at {args.size}²",
+                       "python benchmarks/bench_any_size.py posterior --model "
+                       f"{args.model}" + (f" --draws-file {args.draws_file}" if made else ""),
+                       body)  # fmt: skip
+    return body
+
+
+# -------------------------------------------------------------------------- timing
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_posteriors(model, sizes, n_obs_list, draws: int, settings: dict, seed: int = 0) -> list:
+    """Seconds per 100 MMPS draws for each grid size, observation count and setting."""
+    rows = []
+    for size in sizes:
+        big = model.on_grid((size, size))
+        for n_obs in n_obs_list:
+            _, _, obs = synthetic_dataset(big.prior, big.grid, n_obs, 0.1, seed, size, n_obs)
+            for name, options in settings.items():
+                started = time.perf_counter()
+                _posterior_draws(big, obs, draws, seed, options)
+                wall = time.perf_counter() - started
+                rows.append({"size": size, "n_obs": n_obs, "setting": name, "draws": draws,
+                             "s_per_100": 100 * wall / draws, "peak_mb": _peak_mb(),
+                             "device": str(big.device)})  # fmt: skip
+                print(rows[-1], flush=True)
+    return rows
+
+
+def bench_timing(args) -> str:
+    from geodiff.diffusion.model import load_model
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model, args.device)
+    settings = {"fast": FAST, "default": DEFAULT}
+    window = model.window_shape[0]
+    rows = time_posteriors(model, [window, *args.sizes], [100], args.draws, settings)
+    rows += time_posteriors(model, [256], [1000], max(2, args.draws // 4), {"fast": FAST})
+    base = {r["setting"]: r["s_per_100"] for r in rows if r["size"] == window}
+    lines = [
+        f"{args.threads} CPU thread(s); {args.draws} draws per row (1,000-observation row: "
+        f"{max(2, args.draws // 4)}); fast = `{json.dumps(FAST)}`, default = the sampler's "
+        "defaults. Ratio: against the same setting on the model's own window in this run. "
+        "Peak memory: the process's maximum resident size so far (it only grows).",
+        "",
+        "| grid | observations | setting | s per 100 draws | × window | peak memory (MB) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['size']}² | {r['n_obs']} | {r['setting']} | {r['s_per_100']:.1f} | "
+            f"{r['s_per_100'] / base[r['setting']]:.1f} | {r['peak_mb']:.0f} |"
+        )
+    body = "\n".join(lines)
+    print(body)
+    if not args.print_only:
+        update_section(
+            "any-size-timing",
+            "Posterior cost at 128² and 256² on this CPU",
+            f"python benchmarks/bench_any_size.py timing --model {args.model}",
+            body,
+        )
+    return body
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("section", choices=("cg", "exact128", "prior", "posterior", "timing"))
+    parser.add_argument("--model", default="data/spde-anisotropy")
+    parser.add_argument("--draws", type=int, default=None, help="posterior draws per case")
+    parser.add_argument("--datasets", type=int, default=None)
+    parser.add_argument("--fields", type=int, default=200, help="prior: fields at the window")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[128, 256])
+    parser.add_argument("--size", type=int, default=128, help="posterior: grid side")
+    parser.add_argument("--options", default=json.dumps(FAST), help="posterior: MMPS options")
+    parser.add_argument("--draws-file", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--print-only", action="store_true")
+    args = parser.parse_args(argv)
+    defaults = {"cg": (200, 3), "exact128": (100, 1), "posterior": (20, 10), "timing": (8, 1)}
+    draws, datasets = defaults.get(args.section, (20, 1))
+    args.draws = args.draws or draws
+    args.datasets = args.datasets or datasets
+    {"cg": bench_cg, "exact128": bench_exact128, "prior": bench_prior,
+     "posterior": bench_posterior, "timing": bench_timing}[args.section](args)  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
