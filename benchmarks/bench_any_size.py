@@ -138,8 +138,8 @@ def bench_cg(args) -> str:
             print(f"dataset τ={noise} #{k} done", flush=True)
     lines = [
         f"{args.datasets} datasets × (noiseless, τ = 0.1), 40 observations, {args.draws} draws "
-        "each; 25 DPM-Solver++ steps unless stated; preconditioner: the prior's stationary Gaussian "
-        "(lag covariance over 64 θ draws). Aim (issue 24): z_rms ≤ 1.5 and the sd ratio "
+        "each; 25 DPM-Solver++ steps unless stated; preconditioner: the prior's stationary "
+        "Gaussian (lag covariance over 64 θ draws). Aim (issue 24): z_rms ≤ 1.5 and the sd ratio "
         f"within Monte Carlo error of 1 (per node ±{1 / np.sqrt(2 * args.draws):.3f}).",
         "",
         "| setting | z_rms noiseless (max) | z_rms τ=0.1 (max) | sd ratio (range) | "
