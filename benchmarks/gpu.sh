@@ -87,6 +87,13 @@ json.dump(rows, open(out, "w"), indent=1)
 PY
 echo "timings exit $?"
 
+echo "== 4b. the README's 256² posterior map (100 draws), as docs/make_figures.sh ($(left) s left)"
+python3 benchmarks/make_obs.py --grid 256 --n-obs 1000 --out "$OUT/obs256.csv"
+timeout 90 python3 -m geodiff predict --model "$MODEL" --grid 256 --obs "$OUT/obs256.csv" \
+    --draws "$DRAWS" --batch-size 100 --device "$device" --out /tmp/pred256.csv \
+    --plot "$OUT/predict256.png" --overwrite --quiet
+echo "map exit $?"
+
 echo "== 5. train the window model on the GPU for $TRAIN_S s ($(left) s left)"
 timeout "$TRAIN_S" python3 -m geodiff train --prior spde-anisotropy --grid 64 --network conv \
     --train-steps "$train_steps" --batch-size 128 --fields-per-theta 8 --lr 5e-4 --lr-warmup 200 \

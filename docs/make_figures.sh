@@ -48,4 +48,11 @@ PY
 geodiff predict --model data/stationary-matern-32 --obs "$out/obs.csv" --noise-sd 0.1 \
     --draws 100 --out "$out/pred.csv" --plot "$out/predict.png" --overwrite --quiet
 cp "$out/predict.png" docs/predict.png
-echo "done: docs/{demo,simulate,spde,quickstart,predict}.png"
+echo "== docs/predict256.png: geodiff predict on a 256 x 256 window of the any-size prior"
+echo "   (100 draws: about 10 min on a 2-core CPU; benchmarks/gpu.sh makes it on the GPU)"
+python benchmarks/make_obs.py --prior spde-anisotropy --grid 256 --n-obs 1000 --noise-sd 0.1 \
+    --seed 7 --out "$out/obs256.csv"
+geodiff predict --model spde-anisotropy --grid 256 --obs "$out/obs256.csv" --draws 100 \
+    --out "$out/pred256.csv" --plot "$out/predict256.png" --overwrite --quiet
+cp "$out/predict256.png" docs/predict256.png
+echo "done: docs/{demo,simulate,spde,quickstart,predict,predict256}.png"

@@ -162,3 +162,36 @@ def test_spde_oracle_is_differentiable_for_one_component():
     with pytest.raises(GeodiffError, match="one component"):
         two = SPDEMixtureOracle.from_prior(prior, grid, SCHEDULE, n_components=2)
         two(leaf, 300)
+
+
+def test_cli_sample_and_predict_take_a_grid(tmp_path, capsys):
+    """``geodiff sample --grid`` and ``geodiff predict --grid --domain auto`` on a conv model:
+    fields of that shape, predictions at physical targets, the cell size stated; a model
+    tied to its grid refuses ``--grid`` in one line."""
+    import xarray as xr
+
+    from geodiff.cli import main
+
+    _conv_model().save(tmp_path / "conv")
+    out = tmp_path / "s.nc"
+    assert main(["sample", "--model", str(tmp_path / "conv"), "--grid", "40x48", "--n", "2",
+                 "--steps", "3", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert xr.open_dataset(out)["fields"].shape == (2, 40, 48)
+    rng = np.random.default_rng(0)
+    points = rng.uniform([0, 0], [10_000, 8_000], (25, 2))
+    obs = Observations.at_points(points, 20 + rng.standard_normal(25), 0.3)
+    obs.to_csv(tmp_path / "obs.csv")
+    np.savetxt(tmp_path / "targets.csv", points[:5] + 10, delimiter=",", header="x,y",
+               comments="")  # fmt: skip
+    args = ["--domain", "auto", "--grid", "40x48", "--at", str(tmp_path / "targets.csv"),
+            "--draws", "2", "--steps", "3", "--out", str(tmp_path / "p.csv"), "--quiet"]
+    code = main(["predict", "--model", str(tmp_path / "conv"), "--obs", str(tmp_path / "obs.csv"),
+                 *args])  # fmt: skip
+    assert code == 0
+    assert "grid 40x48 at the model's resolution: cells of" in capsys.readouterr().out
+    assert len(np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)) == 5
+    _conv_model(network="small").save(tmp_path / "small")
+    code = main(["sample", "--model", str(tmp_path / "small"), "--grid", "64", "--n", "1",
+                 "--out", str(tmp_path / "t.nc"), "--quiet"])  # fmt: skip
+    assert code == 2
+    assert "only its own 32x32 grid" in capsys.readouterr().err
