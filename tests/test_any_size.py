@@ -183,8 +183,9 @@ def test_cli_sample_and_predict_take_a_grid(tmp_path, capsys):
     obs.to_csv(tmp_path / "obs.csv")
     np.savetxt(tmp_path / "targets.csv", points[:5] + 10, delimiter=",", header="x,y",
                comments="")  # fmt: skip
-    args = ["--domain", "auto", "--grid", "40x48", "--at", str(tmp_path / "targets.csv"),
-            "--draws", "2", "--steps", "3", "--out", str(tmp_path / "p.csv"), "--quiet"]
+    targets, pred = str(tmp_path / "targets.csv"), str(tmp_path / "p.csv")
+    args = ["--domain", "auto", "--grid", "40x48", "--at", targets, "--draws", "2", "--steps", "3",
+            "--out", pred, "--quiet"]  # fmt: skip
     code = main(["predict", "--model", str(tmp_path / "conv"), "--obs", str(tmp_path / "obs.csv"),
                  *args])  # fmt: skip
     assert code == 0
