@@ -267,17 +267,23 @@ def _posterior_draws(model, obs, draws: int, seed: int, options: dict):
     return post.fields.reshape(draws, -1).astype(np.float64), post.info["wall_time_s"]
 
 
-def make_posterior_draws(model, datasets: int, draws: int, seed: int, options: dict) -> dict:
-    """The network's draws on the benchmark's datasets (what the GPU run returns)."""
+def make_posterior_draws(model, datasets: int, draws: int, seed: int, options: dict,
+                         save: Path | None = None) -> dict:  # fmt: skip
+    """The network's draws on the benchmark's datasets (what the GPU run returns), dataset by
+    dataset for 100 and 1,000 observations in turn; with ``save``, written after each."""
     prior, grid = model.prior, model.grid
     out = {}
-    for n_obs in (100, 1000):
-        for k in range(datasets):
+    for k in range(datasets):
+        for n_obs in (100, 1000):
             _, _, obs = synthetic_dataset(prior, grid, n_obs, 0.1, seed, n_obs, k)
             fields, wall = _posterior_draws(model, obs, draws, seed + k, options)
             out[f"{n_obs}_{k}"] = fields.astype(np.float32)
             out[f"{n_obs}_{k}_seconds"] = np.array(wall)
             print(f"{n_obs} obs, dataset {k}: {wall:.1f} s", flush=True)
+        if save is not None:
+            partial = Path(f"{save}.part.npz")
+            np.savez_compressed(partial, **out)
+            partial.replace(save)
     return out
 
 
@@ -296,8 +302,10 @@ def bench_posterior(args) -> str:
     scores = {}
     for n_obs in (100, 1000):
         for k in range(args.datasets):
-            theta, truth, obs = synthetic_dataset(prior, grid, n_obs, 0.1, args.seed, n_obs, k)
             key = f"{n_obs}_{k}"
+            if made is not None and key not in made:
+                continue  # the GPU run stopped before this dataset
+            theta, truth, obs = synthetic_dataset(prior, grid, n_obs, 0.1, args.seed, n_obs, k)
             if made is not None:
                 fields, wall = made[key].astype(np.float64), float(made[key + "_seconds"])
             else:

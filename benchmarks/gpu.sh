@@ -50,17 +50,14 @@ fi
 
 echo "== 3. posterior draws at 128², $DATASETS datasets x (100, 1000) observations ($(left) s left)"
 timeout 240 python3 - "$OUT/posterior-draws.npz" "$device" "$MODEL" "$DATASETS" "$DRAWS" <<'PY'
-import json, sys
-import numpy as np
+import sys
 sys.path.insert(0, "benchmarks")
 from bench_any_size import FAST, make_posterior_draws
 from geodiff.diffusion.model import load_model
 
 out, device, model_path, datasets, draws = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:6])
 model = load_model(model_path, device).on_grid((128, 128))
-made = make_posterior_draws(model, datasets, draws, 0, dict(FAST, batch_size=draws))
-np.savez_compressed(out, **made)
-print("seconds per dataset:", json.dumps({k: float(v) for k, v in made.items() if k.endswith("seconds")}))
+make_posterior_draws(model, datasets, draws, 0, dict(FAST, batch_size=draws), save=out)
 PY
 echo "posterior draws exit $?"
 

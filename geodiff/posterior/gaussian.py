@@ -143,10 +143,10 @@ class StationaryGaussian:
         """The torus covariance of the filter ``gain``: lag ``(dy, dx)`` at ``[dy % P, dx % Q]``."""
         return torch.fft.ifft2(gain).real
 
-    def _observation_covariance(self, kernel: torch.Tensor, problem) -> torch.Tensor:
-        """``A K Aᵀ`` (n, n) for the torus covariance ``kernel``, by kernel look-ups."""
-        index, weight = problem.rows()
-        index, weight = index.to(kernel.device), weight.to(kernel.device)
+    def _observation_covariance(self, kernel: torch.Tensor, rows) -> torch.Tensor:
+        """``A K Aᵀ`` (n, n) for the torus covariance ``kernel``, by kernel look-ups;
+        ``rows`` is :meth:`LinearGaussianProblem.rows`."""
+        index, weight = (t.to(kernel.device) for t in rows)
         p, q = self.torus
         w_grid = self.shape[1]
         r, c = index // w_grid, index % w_grid  # (n, k)
@@ -155,10 +155,10 @@ class StationaryGaussian:
         block = max(1, _GATHER_BYTES // (8 * n * k * k))
         for lo in range(0, n, block):
             sl = slice(lo, lo + block)
-            # lags between the entries of rows lo.. and of every row: (b, k, n, k)
-            dr = (r[sl, :, None, None] - r[None, None]) % p
-            dc = (c[sl, :, None, None] - c[None, None]) % q
-            values = kernel[dr, dc] * weight[sl, :, None, None] * weight[None, None]
+            # torus lags between the entries of rows lo.. and of every row: (b, k, n, k)
+            lag = ((r[sl, :, None, None] - r[None, None]) % p) * q
+            lag += (c[sl, :, None, None] - c[None, None]) % q
+            values = torch.take(kernel, lag) * weight[sl, :, None, None] * weight[None, None]
             out[sl] = values.sum((1, 3))
         return out
 
@@ -171,16 +171,24 @@ class StationaryGaussian:
 
     # -------------------------------------------------------------- MMPS's needs
     def guess(self, problem):
-        """``at(ᾱ) -> (r -> M⁻¹ r, v -> V̄ Aᵀ v)`` for ``problem`` (rows (B, n))."""
+        """``at(ᾱ) -> (r -> M⁻¹ r, v -> V̄ Aᵀ v)`` for ``problem`` (rows (B, n)).
+
+        The factor of ``M`` at each level is kept for the next call with the same
+        observation operator and noise (the batches of one posterior run).
+        """
         self._check(problem)
         device = problem.values.device
         lam, tau2 = self.spectrum(device), problem.noise_sd**2
         h, w = self.shape
+        rows = problem.rows()
+        levels = self._levels_for(rows, tau2)
 
         def at(ab: float):
             gain = lam * (1 - ab) / (ab * lam + 1 - ab)
-            m = self._observation_covariance(self._kernel(gain), problem) + torch.diag(tau2)
-            chol = robust_cholesky(0.5 * (m + m.T), "MMPS's preconditioner")
+            if ab not in levels:
+                m = self._observation_covariance(self._kernel(gain), rows) + torch.diag(tau2)
+                levels[ab] = robust_cholesky(0.5 * (m + m.T), "MMPS's preconditioner")
+            chol = levels[ab]
 
             def v_times(v):
                 spread = problem.adjoint(v).reshape(len(v), h, w)
@@ -189,6 +197,17 @@ class StationaryGaussian:
             return (lambda r: torch.cholesky_solve(r.T, chol).T), v_times
 
         return at
+
+    def _levels_for(self, rows, tau2) -> dict:
+        """The cache of factors by level for this operator and noise (reset for others)."""
+        key = getattr(self, "_levels_key", None)
+        same = key is not None and all(
+            a.shape == b.shape and a.device == b.device and torch.equal(a, b)
+            for a, b in zip(key, (*rows, tau2), strict=True)
+        )
+        if not same:
+            self._levels_key, self._levels = (*rows, tau2), {}
+        return self._levels
 
     def sample(self, noise: torch.Tensor) -> torch.Tensor:
         """Fields ``N(0, Σ̄)`` from torus white noise (B, P, Q); returns (B, H, W)."""
@@ -213,7 +232,7 @@ class StationaryGaussian:
         x_t = ab**0.5 * x0.reshape(len(noise), -1) + (1 - ab) ** 0.5 * eps
         simulated = problem.apply(x0) + problem.noise_sd * eps_y
         lam = self.spectrum(noise.device)
-        m = self._observation_covariance(self._kernel(lam), problem)
+        m = self._observation_covariance(self._kernel(lam), problem.rows())
         chol = robust_cholesky(0.5 * (m + m.T) + torch.diag(problem.noise_sd**2),
                                "the warm start's Gaussian")  # fmt: skip
         weights = torch.cholesky_solve((problem.values - simulated).T, chol).T
