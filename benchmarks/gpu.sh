@@ -38,9 +38,9 @@ if [ -z "${DRY:-}" ]; then
     export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 python3 -c "import torch, geodiff; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-device=cuda sizes="128 256 512" cpu_draws=10 train_steps=100000
+device=cuda sizes="128 256 512" cpu_draws=10 train_steps=100000 post=128 map=256
 [ -n "${DRY:-}" ] && { device=cpu; sizes="64"; DATASETS=1; DRAWS=2; cpu_draws=2; TRAIN_S=30;
-                       train_steps=3; }
+                       train_steps=3; post=64; map=64; }
 
 echo "== 2. GPU tests first: nothing else runs on a device path that fails them"
 if [ -z "${DRY:-}" ]; then
@@ -48,15 +48,16 @@ if [ -z "${DRY:-}" ]; then
         || { echo "GPU tests failed: stopping before the benchmarks"; exit 1; }
 fi
 
-echo "== 3. posterior draws at 128², $DATASETS datasets x (100, 1000) observations ($(left) s left)"
-timeout 240 python3 - "$OUT/posterior-draws.npz" "$device" "$MODEL" "$DATASETS" "$DRAWS" <<'PY'
+echo "== 3. posterior draws at ${post}², $DATASETS datasets x (100, 1000) observations ($(left) s left)"
+timeout 240 python3 - "$OUT/posterior-draws.npz" "$device" "$MODEL" "$DATASETS" "$DRAWS" "$post" <<'PY'
 import sys
 sys.path.insert(0, "benchmarks")
 from bench_any_size import FAST, make_posterior_draws
 from geodiff.diffusion.model import load_model
 
-out, device, model_path, datasets, draws = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:6])
-model = load_model(model_path, device).on_grid((128, 128))
+out, device, model_path = sys.argv[1:4]
+datasets, draws, size = map(int, sys.argv[4:7])
+model = load_model(model_path, device).on_grid((size, size))
 make_posterior_draws(model, datasets, draws, 0, dict(FAST, batch_size=draws), save=out)
 PY
 echo "posterior draws exit $?"
@@ -76,7 +77,9 @@ model = load_model(model_path, device)
 settings = {"fast": dict(FAST, batch_size=100), "default": dict(DEFAULT, batch_size=100)}
 time_posteriors(model, sizes[:1], [100], 4, settings)  # warm-up: kernels, caches
 rows += time_posteriors(model, sizes, [100], 100 if device == "cuda" else 2, settings)
-rows += time_posteriors(model, [256], [1000], 100 if device == "cuda" else 2, {"fast": settings["fast"]})
+big = 256 if device == "cuda" else sizes[0]
+rows += time_posteriors(model, [big], [1000], 100 if device == "cuda" else 2,
+                        {"fast": settings["fast"]})
 torch.set_num_threads(16)
 cpu = load_model(model_path, "cpu")
 rows += time_posteriors(cpu, sizes[:1], [100], cpu_draws, {"fast": FAST})
@@ -84,9 +87,9 @@ json.dump(rows, open(out, "w"), indent=1)
 PY
 echo "timings exit $?"
 
-echo "== 4b. the README's 256² posterior map (100 draws), as docs/make_figures.sh ($(left) s left)"
-python3 benchmarks/make_obs.py --grid 256 --n-obs 1000 --out "$OUT/obs256.csv"
-timeout 90 python3 -m geodiff predict --model "$MODEL" --grid 256 --obs "$OUT/obs256.csv" \
+echo "== 4b. the README's ${map}² posterior map ($DRAWS draws), as docs/make_figures.sh ($(left) s left)"
+python3 benchmarks/make_obs.py --grid "$map" --n-obs 1000 --out "$OUT/obs256.csv"
+timeout 90 python3 -m geodiff predict --model "$MODEL" --grid "$map" --obs "$OUT/obs256.csv" \
     --draws "$DRAWS" --batch-size 100 --device "$device" --out /tmp/pred256.csv \
     --plot "$OUT/predict256.png" --overwrite --quiet
 echo "map exit $?"
