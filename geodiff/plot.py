@@ -164,7 +164,8 @@ def plot_prediction(pred, obs, path, *, n_draws: int = 2, title: str | None = No
             )
             ax.set_aspect("equal")
         if obs.operator.blocks is None:
-            ax.scatter(*obs.locations.T, s=10, c="none", edgecolors="k", linewidths=0.8)
+            ax.scatter(*obs.locations.T, s=_marker_size(len(obs)), c="none", edgecolors="k",
+                       linewidths=0.8 if len(obs) <= 200 else 0.3)  # fmt: skip
         else:
             for x0, x1, y0, y1 in obs.operator.blocks:
                 ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="k", lw=0.8))
@@ -348,3 +349,8 @@ def plot_model_samples(model, fields, path, *, sampler: str, steps: int, seed: i
         "exact simulations of the prior (bottom)"
     )
     return plot_samples(fields, path, grid=model.grid, reference=reference, title=title)
+
+
+def _marker_size(n_points: int) -> float:
+    """Observation markers: 10 pt² up to 200 points, smaller for more (the map stays visible)."""
+    return 10.0 * min(1.0, 200.0 / max(n_points, 1))
