@@ -255,9 +255,10 @@ def _parser() -> argparse.ArgumentParser:
              ("--from-data", "--noise-sd", "--merge-duplicates", "--margin", "--out",
               "--overwrite"), {"--out": {"help": "the prior config to write (.toml)"}})  # fmt: skip
     _command(sub, "demo", _cmd_demo, "a true field, sparse data and every method side by side",
-             ("--model", "--precision", "--n-obs", "--noise-sd", "--draws", "--method", "--steps",
-              "--mcmc-warmup", "--mcmc-samples", "--out", *_RUN),
+             ("--model", "--precision", "--grid", "--n-obs", "--noise-sd", "--draws", "--method",
+              "--steps", "--mcmc-warmup", "--mcmc-samples", "--out", *_RUN),
              {**method, "--model": {"required": False, "default": DEMO_MODEL},
+              "--grid": _MODEL_GRID,
               "--noise-sd": {"default": 0.1}, "--draws": {"default": 39},
               "--mcmc-warmup": {"default": 100}, "--mcmc-samples": {"default": 100},
               "--out": {**optional_out, "default": Path("runs/demo")}})  # fmt: skip
