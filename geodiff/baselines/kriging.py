@@ -84,7 +84,8 @@ def _check_inputs(prior, theta: dict, obs: Observations) -> dict:
     theta = prior.complete_theta(theta)
     if next(iter(theta.values())).shape[0] != 1:
         raise GeodiffError("kriging takes one parameter set (a batch of 1)")
-    obs.check_inside(prior.domain, "the prior's domain")
+    if not prior.extends_beyond_domain:
+        obs.check_inside(prior.domain, "the prior's domain")
     return theta
 
 

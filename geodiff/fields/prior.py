@@ -157,6 +157,10 @@ class GRFPrior:
         """True when the prior is the same in law under any shift of the domain."""
         return self.is_stationary
 
+    #: whether the prior is defined beyond its domain, which only anchors its windows (an
+    #: SPDE prior with spectral maps); else data must lie inside the domain
+    extends_beyond_domain = False
+
     @property
     def map_parameters(self) -> tuple[str, ...]:
         """Names of the parameters that vary in space."""

@@ -139,6 +139,8 @@ class SPDEPrior(GRFPrior):
         self.nu = float(nu.value)
         self.alpha = round(self.nu) + 1
 
+    extends_beyond_domain = True
+
     @property
     def translation_invariant(self) -> bool:
         return True
