@@ -51,7 +51,6 @@ from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.diffusion.spde_oracle import SPDEMixtureOracle
 from geodiff.evaluate.datasets import synthetic_dataset
 from geodiff.fields.config import load_prior
-from geodiff.observe import Observations
 from geodiff.posterior import gaussian_posterior, posterior_sample
 from geodiff.posterior.gaussian import StationaryGaussian
 from geodiff.posterior.problem import LinearGaussianProblem
