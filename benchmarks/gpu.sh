@@ -18,7 +18,9 @@
 #    TRAIN_S seconds and returns its metrics (train-metrics.jsonl),
 # 6. writes the log under $OUT.
 #
-# DRY=1 runs every stage on the CPU with tiny settings (a syntax and plumbing check).
+# STAGES (default "tests draws timing map train") picks stages 2-5 by name, for a
+# session that splits them over two calls. DRY=1 runs every stage on the CPU with tiny
+# settings (a syntax and plumbing check).
 set -uo pipefail
 OUT=${OUT:-runs/gpu-out}
 MODEL=${MODEL:-data/spde-anisotropy}
@@ -30,6 +32,8 @@ exec > >(tee "$OUT/gpu.log") 2>&1
 started=$(date +%s)
 left() { echo $((560 - $(date +%s) + started)); }
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+STAGES=${STAGES:-tests draws timing map train}
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 
 echo "== 1. packages ($(date -u))"
 if [ -z "${DRY:-}" ]; then
@@ -43,13 +47,13 @@ device=cuda sizes="128 256 512" cpu_draws=10 train_steps=100000 post=128 map=256
                        train_steps=3; post=64; map=64; }
 
 echo "== 2. GPU tests first: nothing else runs on a device path that fails them"
-if [ -z "${DRY:-}" ]; then
+if [ -z "${DRY:-}" ] && want tests; then
     timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py \
         || { echo "GPU tests failed: stopping before the benchmarks"; exit 1; }
 fi
 
 echo "== 3. posterior draws at ${post}², $DATASETS datasets x (100, 1000) observations ($(left) s left)"
-timeout 240 python3 - "$OUT/posterior-draws.npz" "$device" "$MODEL" "$DATASETS" "$DRAWS" "$post" <<'PY'
+want draws && timeout 240 python3 - "$OUT/posterior-draws.npz" "$device" "$MODEL" "$DATASETS" "$DRAWS" "$post" <<'PY'
 import sys
 sys.path.insert(0, "benchmarks")
 from bench_any_size import FAST, make_posterior_draws
@@ -63,7 +67,7 @@ PY
 echo "posterior draws exit $?"
 
 echo "== 4. seconds per 100 MMPS draws by grid size, GPU and this machine's CPU ($(left) s left)"
-timeout 150 python3 - "$OUT/timings.json" "$device" "$MODEL" "$cpu_draws" $sizes <<'PY'
+want timing && timeout 200 python3 - "$OUT/timings.json" "$device" "$MODEL" "$cpu_draws" $sizes <<'PY'
 import json, sys, time
 import torch
 sys.path.insert(0, "benchmarks")
@@ -76,7 +80,10 @@ rows = []
 model = load_model(model_path, device)
 settings = {"fast": dict(FAST, batch_size=100), "default": dict(DEFAULT, batch_size=100)}
 time_posteriors(model, sizes[:1], [100], 4, settings)  # warm-up: kernels, caches
-rows += time_posteriors(model, sizes, [100], 100 if device == "cuda" else 2, settings)
+n = 100 if device == "cuda" else 2
+rows += time_posteriors(model, sizes[:2], [100], n, settings)
+rows += time_posteriors(model, sizes[2:], [100], n, {"fast": settings["fast"]})
+json.dump(rows, open(out, "w"), indent=1)
 big = 256 if device == "cuda" else sizes[0]
 rows += time_posteriors(model, [big], [1000], 100 if device == "cuda" else 2,
                         {"fast": settings["fast"]})
@@ -88,19 +95,21 @@ PY
 echo "timings exit $?"
 
 echo "== 4b. the README's ${map}² posterior map ($DRAWS draws), as docs/make_figures.sh ($(left) s left)"
-python3 benchmarks/make_obs.py --grid "$map" --n-obs 1000 --out "$OUT/obs256.csv"
+want map && python3 benchmarks/make_obs.py --grid "$map" --n-obs 1000 --out "$OUT/obs256.csv" &&
 timeout 90 python3 -m geodiff predict --model "$MODEL" --grid "$map" --obs "$OUT/obs256.csv" \
     --draws "$DRAWS" --batch-size 100 --device "$device" --out /tmp/pred256.csv \
     --plot "$OUT/predict256.png" --overwrite --quiet
 echo "map exit $?"
 
 echo "== 5. train the window model on the GPU for $TRAIN_S s ($(left) s left)"
-timeout "$TRAIN_S" python3 -m geodiff train --prior spde-anisotropy --grid 64 --network conv \
+want train && timeout "$TRAIN_S" python3 -m geodiff train --prior spde-anisotropy --grid 64 --network conv \
     --train-steps "$train_steps" --batch-size 128 --fields-per-theta 8 --lr 5e-4 --lr-warmup 200 \
     --checkpoint-every 500 --validate-every 100000 --oracle-components 4 --device "$device" \
     --quiet --out runs/spde64-gpu
 echo "train exit $? (124: stopped by the time box)"
 cp runs/spde64-gpu/metrics.jsonl "$OUT/train-metrics.jsonl" 2>/dev/null
+cp runs/spde64-gpu/model.json "$OUT/gpu-model.json" 2>/dev/null
+cp runs/spde64-gpu/model.safetensors "$OUT/gpu-model.safetensors" 2>/dev/null
 
 echo "== 6. results under $OUT"
 ls -la "$OUT"
