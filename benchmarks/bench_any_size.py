@@ -7,6 +7,7 @@ Sections (each writes its own part of BENCHMARKS.md; run them one at a time)::
     python benchmarks/bench_any_size.py prior --model data/spde-anisotropy
     python benchmarks/bench_any_size.py posterior --model data/spde-anisotropy
     python benchmarks/bench_any_size.py timing --model data/spde-anisotropy
+    python benchmarks/bench_any_size.py gpu-report --timings FILES/timings.json
 
 * ``cg`` — the exact oracle of one θ of ``spde-anisotropy`` (a Gaussian prior) drives
   MMPS, preconditioned as a trained model is (the prior's stationary Gaussian, not this
@@ -437,9 +438,42 @@ def bench_timing(args) -> str:
     return body
 
 
+def bench_gpu_report(args) -> str:
+    """The GPU run's timings (``benchmarks/gpu.sh``, ``timings.json``) as a table."""
+    rows = json.loads(Path(args.timings).read_text())
+    cpu = {(r["size"], r["setting"]): r["s_per_100"] for r in rows if r["device"] == "cpu"}
+    lines = [
+        "From `bash benchmarks/gpu.sh` on the lent machine (one NVIDIA H200, 16 CPU cores): "
+        "seconds per 100 MMPS draws with the window-trained `conv` network, after a warm-up, "
+        "batches of 100 draws (fewer where the graphs' memory budget, half the GPU's memory, "
+        "says so); the CPU row is the same machine's 16 cores (10 draws). Fast = "
+        f"`{json.dumps(FAST)}`; default = the sampler's defaults. Ratio: against that CPU row.",
+        "",
+        "| device | grid | observations | setting | s per 100 draws | × faster than its CPU |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        if r["draws"] < 10:
+            continue  # the warm-up
+        base = cpu.get((r["size"], r["setting"]))
+        ratio = "–" if base is None or r["device"] == "cpu" else f"{base / r['s_per_100']:.0f}"
+        lines.append(f"| {r['device']} | {r['size']}² | {r['n_obs']} | {r['setting']} | "
+                     f"{r['s_per_100']:.2f} | {ratio} |")  # fmt: skip
+    body = "\n".join(lines)
+    print(body)
+    if not args.print_only:
+        update_section("any-size-gpu", "Posterior cost on a GPU at 128²–512²",
+                       f"python benchmarks/bench_any_size.py gpu-report --timings {args.timings}",
+                       body)  # fmt: skip
+    return body
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("section", choices=("cg", "exact128", "prior", "posterior", "timing"))
+    parser.add_argument(
+        "section", choices=("cg", "exact128", "prior", "posterior", "timing", "gpu-report")
+    )
+    parser.add_argument("--timings", default="runs/gpu-2026-12-04/timings.json")
     parser.add_argument("--model", default="data/spde-anisotropy")
     parser.add_argument("--draws", type=int, default=None, help="posterior draws per case")
     parser.add_argument("--datasets", type=int, default=None)
@@ -458,7 +492,8 @@ def main(argv=None) -> None:
     args.draws = args.draws or draws
     args.datasets = args.datasets or datasets
     {"cg": bench_cg, "exact128": bench_exact128, "prior": bench_prior,
-     "posterior": bench_posterior, "timing": bench_timing}[args.section](args)  # fmt: skip
+     "posterior": bench_posterior, "timing": bench_timing,
+     "gpu-report": bench_gpu_report}[args.section](args)  # fmt: skip
 
 
 if __name__ == "__main__":
