@@ -32,7 +32,7 @@ exec > >(tee "$OUT/gpu.log") 2>&1
 started=$(date +%s)
 left() { echo $((560 - $(date +%s) + started)); }
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-STAGES=${STAGES:-tests draws timing map train}
+STAGES=${STAGES:-tests draws timing prior map train}
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 
 echo "== 1. packages ($(date -u))"
@@ -43,8 +43,9 @@ if [ -z "${DRY:-}" ]; then
 fi
 python3 -c "import torch, geodiff; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 device=cuda sizes="128 256 512" cpu_draws=10 train_steps=100000 post=128 map=256
+prior_sizes="128 256" prior_fields=256
 [ -n "${DRY:-}" ] && { device=cpu; sizes="64"; DATASETS=1; DRAWS=2; cpu_draws=2; TRAIN_S=30;
-                       train_steps=3; post=64; map=64; }
+                       train_steps=3; post=64; map=64; prior_sizes=""; prior_fields=20; }
 
 echo "== 2. GPU tests first: nothing else runs on a device path that fails them"
 if [ -z "${DRY:-}" ] && want tests; then
@@ -93,6 +94,12 @@ rows += time_posteriors(cpu, sizes[:1], [100], cpu_draws, {"fast": FAST})
 json.dump(rows, open(out, "w"), indent=1)
 PY
 echo "timings exit $?"
+
+echo "== 4a. the prior at the window, 128² and 256² against exact simulations ($(left) s left)"
+want prior && timeout 170 python3 benchmarks/bench_any_size.py prior --model "$MODEL" \
+    --device "$device" --sizes $prior_sizes --fields "$prior_fields"
+echo "prior exit $?"
+want prior && cp BENCHMARKS.md "$OUT/BENCHMARKS-gpu.md"
 
 echo "== 4b. the README's ${map}² posterior map ($DRAWS draws), as docs/make_figures.sh ($(left) s left)"
 want map && python3 benchmarks/make_obs.py --grid "$map" --n-obs 1000 --out "$OUT/obs256.csv" &&

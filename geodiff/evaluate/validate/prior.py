@@ -108,8 +108,9 @@ def principal_directions(prior, grid, *, n_theta: int = 64, k: int = 64, seed: i
     covariances of ``n_theta`` θ draws; its ``k`` leading eigenvectors, divided by the
     square root of their eigenvalues, project a field onto coordinates of unit prior
     variance. They do not depend on the samples they are used to compare. On grids of
-    more than :data:`DENSE_DIRECTIONS_MAX` nodes a translation-invariant prior takes the
-    torus's eigenvectors instead (Fourier modes, :func:`_fourier_directions`).
+    more than :data:`DENSE_DIRECTIONS_MAX` nodes, and for an SPDE prior at any size, a
+    translation-invariant prior takes the torus's eigenvectors instead (Fourier modes,
+    :func:`_fourier_directions`).
 
     Parameters
     ----------
@@ -126,7 +127,8 @@ def principal_directions(prior, grid, *, n_theta: int = 64, k: int = 64, seed: i
     d = grid.shape[0] * grid.shape[1]
     if not 1 <= k <= d:
         raise GeodiffError(f"k must be in 1..{d}, got {k}")
-    if prior.translation_invariant and d > DENSE_DIRECTIONS_MAX:
+    # an SPDE prior's dense covariance costs one sparse solve per node and θ: Fourier too
+    if prior.translation_invariant and (d > DENSE_DIRECTIONS_MAX or prior.extends_beyond_domain):
         return _fourier_directions(prior, grid, n_theta=n_theta, k=k, seed=seed)
     eigval, eigvec = torch.linalg.eigh(prior.marginal_covariance(grid.points(), n_theta, seed))
     top = torch.argsort(eigval, descending=True)[:k]
