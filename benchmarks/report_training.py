@@ -22,9 +22,9 @@ from _report import update_section
 from geodiff.tables import markdown_table
 
 
-def history(run: Path) -> tuple[list[dict], dict]:
-    """(validation records, learning rate by step) of a run's metrics log."""
-    validations, lr = [], {}
+def history(run: Path) -> tuple[list[dict], dict, list[dict]]:
+    """(validation records, learning rate by step, training-loss records) of a run's log."""
+    validations, lr, losses = [], {}, []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         try:
             record = json.loads(line)
@@ -34,7 +34,23 @@ def history(run: Path) -> tuple[list[dict], dict]:
             validations.append(record)
         elif "lr" in record:
             lr[record["step"]] = record["lr"]
-    return validations, lr
+            losses.append(record)
+    return validations, lr, losses
+
+
+def loss_curve(losses: list[dict], rows: int = 10) -> str:
+    """The training loss in about ``rows`` spans of steps: mean loss, fields/s, hours."""
+    if not losses:
+        return ""
+    start, out = losses[0]["time"], []
+    size = max(1, -(-len(losses) // rows))
+    for lo in range(0, len(losses), size):
+        span = losses[lo : lo + size]
+        out.append((span[-1]["step"], f"{sum(r['loss'] for r in span) / len(span):.4f}",
+                    f"{sum(r['fields_per_s'] for r in span) / len(span):.1f}",
+                    f"{(span[-1]['time'] - start) / 3600:.2f}"))  # fmt: skip
+    header = ("step", "training loss (mean of the span)", "fields/s", "hours since first log")
+    return "\n\nTraining loss:\n\n" + markdown_table(header, out)
 
 
 def main(argv=None) -> None:
@@ -42,10 +58,10 @@ def main(argv=None) -> None:
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--note", default="")
     args = parser.parse_args(argv)
-    validations, lr = history(args.run)
-    if not validations:
-        raise SystemExit(f"{args.run}: no validation records yet")
-    sigmas = validations[-1]["sigma"]
+    validations, lr, losses = history(args.run)
+    if not validations and not losses:
+        raise SystemExit(f"{args.run}: no records yet")
+    sigmas = validations[-1]["sigma"] if validations else []
     rows = []
     for v in validations:
         before = [s for s in lr if s <= v["step"]]
@@ -57,7 +73,9 @@ def main(argv=None) -> None:
         f"Validation records of `{args.run}`: the EMA network's denoising MSE divided by "
         "the exact mixture oracle's, at each validation noise level σ (1.00 is the Bayes "
         "risk; the aim is ≤ 1.10 everywhere), with the learning rate then in force. "
-        f"{args.note}\n\n" + markdown_table(header, rows)
+        f"{args.note}\n\n"
+        + (markdown_table(header, rows) if rows else "(none yet)")
+        + loss_curve(losses)
     )
     given = list(sys.argv[1:] if argv is None else argv)
     command = "python benchmarks/report_training.py " + " ".join(given)
