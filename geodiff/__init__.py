@@ -61,6 +61,7 @@ Example
 >>> pred = geodiff.simple_kriging(prior, theta, obs, geodiff.Grid.square(32))
 """
 
+from geodiff._version import __version__
 from geodiff.anamorphosis import back_transform, fit_transform
 from geodiff.baselines.fit import fit_covariance, ordinary_kriging, reml_noise
 from geodiff.baselines.kriging import conditional_simulation, simple_kriging
@@ -95,8 +96,6 @@ from geodiff.observe import Observations, block_mean_operator, point_operator
 from geodiff.posterior import PosteriorDraws, diffusion_posterior, predict
 from geodiff.prediction import Prediction
 from geodiff.transform import DomainMap
-
-__version__ = "0.1.0"
 
 __all__ = [
     "PREDICTORS",

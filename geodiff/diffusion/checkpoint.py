@@ -74,9 +74,9 @@ def code_revision() -> str:
     except OSError:
         return "unknown"
     if rev.returncode != 0:
-        import geodiff
+        from geodiff._version import __version__
 
-        return f"geodiff {geodiff.__version__}"
+        return f"geodiff {__version__}"
     return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 

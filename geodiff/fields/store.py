@@ -271,11 +271,11 @@ def _open_partial(tmp: Path, spec: dict, prior, grid: Grid):
 
 
 def _create_arrays(group, spec: dict, prior, grid: Grid) -> None:
-    import geodiff
+    from geodiff._version import __version__
 
     n, chunk = spec["n"], spec["chunk_size"]
     h, w = grid.shape
-    group.attrs.update({"spec": spec, "geodiff_version": geodiff.__version__, "complete": False})
+    group.attrs.update({"spec": spec, "geodiff_version": __version__, "complete": False})
     fields = group.create_array(
         "fields",
         shape=(n, h, w),
