@@ -34,6 +34,9 @@ __all__ = ["DenseGaussian", "StationaryGaussian", "as_gaussian"]
 
 #: bytes of one (b, k, n, k) array of kernel look-ups (rows are taken in blocks below it)
 _GATHER_BYTES = 2**25
+#: bytes of the factors kept across batches (25 levels of 1,000 observations fit; of
+#: 5,000, five levels: the others are factorised again for each batch)
+_LEVEL_CACHE_BYTES = 2**30
 
 
 def as_gaussian(preconditioner):
@@ -174,7 +177,7 @@ class StationaryGaussian:
         """``at(ᾱ) -> (r -> M⁻¹ r, v -> V̄ Aᵀ v)`` for ``problem`` (rows (B, n)).
 
         The factor of ``M`` at each level is kept for the next call with the same
-        observation operator and noise (the batches of one posterior run).
+        observation operator and noise (the batches of one posterior run), up to 1 GiB.
         """
         self._check(problem)
         device = problem.values.device
@@ -185,10 +188,12 @@ class StationaryGaussian:
 
         def at(ab: float):
             gain = lam * (1 - ab) / (ab * lam + 1 - ab)
-            if ab not in levels:
+            chol = levels.get(ab)
+            if chol is None:
                 m = self._observation_covariance(self._kernel(gain), rows) + torch.diag(tau2)
-                levels[ab] = robust_cholesky(0.5 * (m + m.T), "MMPS's preconditioner")
-            chol = levels[ab]
+                chol = robust_cholesky(0.5 * (m + m.T), "MMPS's preconditioner")
+                if (len(levels) + 1) * chol.numel() * 8 <= _LEVEL_CACHE_BYTES:
+                    levels[ab] = chol
 
             def v_times(v):
                 spread = problem.adjoint(v).reshape(len(v), h, w)

@@ -300,14 +300,15 @@ def _fields_per_batch(model, sampler, options: dict, batch_size: int) -> int:
 
 def posterior_memory(model, n_observations: int, samples: int, batch_size: int = 64) -> float:
     """Bytes :func:`diffusion_posterior` needs with MMPS, estimated before anything is made:
-    the prior's Gaussian (``n × n`` matrices, FFT buffers), the batches' graphs
+    the prior's Gaussian (``n × n`` matrices, FFT buffers, up to 1 GiB of factors kept
+    across batches), the batches' graphs
     (at most :data:`GRAPH_BUDGET_BYTES`) and the draws (float64 then float32)."""
     from geodiff.diffusion.network import graph_bytes
     from geodiff.posterior.methods import spec
 
     d = model.grid.n_nodes
     per_batch = _fields_per_batch(model, spec("mmps"), {}, batch_size)
-    gaussian = 8.0 * (3 * n_observations**2 + 8 * 4 * d) + 2**27
+    gaussian = 8.0 * (3 * n_observations**2 + 8 * 4 * d) + 2**27 + 2**30  # + kept factors
     return gaussian + per_batch * graph_bytes(model.denoiser.config, d) + 12.0 * samples * d
 
 
