@@ -88,6 +88,8 @@ FLAGS = {
     "--theta": _flag("JSON file of known parameter values (simple kriging)", Path),
     "--grid": _flag("grid size N or HxW over the prior's domain", default="64"),
     "--at": _flag("targets: 'grid' or a CSV with x,y columns", default="grid"),
+    "--cell-size": _flag("with --domain: physical size of a grid cell; the grid is as many "
+                         "cells as cover the box (models of any size)", _rate),
     "--domain": _flag("physical domain mapped onto the model's: model, auto (the data's box "
                       "plus --margin) or x_min,x_max,y_min,y_max", _domain_box, "model"),
     "--margin": _flag("--domain auto: widening, fraction of the box's longer side", _size, 0.1),
@@ -236,7 +238,8 @@ def _parser() -> argparse.ArgumentParser:
               "--mcmc-samples", "--draws", "--no-jit", "--predict", *_SUMMARY, *_RUN),
              {"--prior": required_prior, "--draws": {"default": 200}})  # fmt: skip
     _command(sub, "predict", _cmd_predict, "posterior draws and predictions from a trained model",
-             ("--model", "--precision", *_OBSERVATIONS, "--grid", "--at", "--method", "--draws",
+             ("--model", "--precision", *_OBSERVATIONS, "--grid", "--cell-size", "--at", "--method",
+              "--draws",
               "--steps", "--particles", "--step-size", "--cg-iterations", "--cg-tolerance",
               "--start-sigma", "--eta", "--batch-size", "--predict", *_SUMMARY, "--draws-out",
               *_RUN), {**method, "--grid": _MODEL_GRID})  # fmt: skip
@@ -334,9 +337,17 @@ def _task(args, model=None, theta=None):
     obs, noise = read_observations(args.obs, args.noise_sd, duplicates=duplicates)
     targets = "grid" if args.at == "grid" else read_points_csv(args.at)
     prior = load_prior(args.prior) if model is None else None
+    domain = args.domain
+    if getattr(args, "cell_size", None) is not None:
+        from geodiff.evaluate.tasks import grid_for_cell_size
+
+        if args.grid is not None or domain == "model":
+            raise GeodiffError("--cell-size goes with --domain auto or a box, without --grid")
+        model, domain = grid_for_cell_size(model, obs, targets, args.cell_size, domain=domain,
+                                           margin=args.margin)  # fmt: skip
     return build_task(
         obs, targets, prior=prior, model=model, noise=noise, transform=args.transform,
-        domain=args.domain, margin=args.margin,
+        domain=domain, margin=args.margin,
         standardise="auto" if args.standardise is None else args.standardise,
         grid=getattr(args, "grid", "64"), theta=theta,
     )  # fmt: skip
@@ -480,8 +491,8 @@ def _cmd_predict(args) -> None:
 
     out_draws = args.draws_out or args.out.with_name(args.out.stem + ".draws.nc")
     check_outputs(args.out, out_draws, overwrite=args.overwrite)
-    model = _model(args)
-    task = _task(args, model=model)
+    task = _task(args, model=_model(args))
+    model = task.model
     if task.domain_map is not None:
         check_prior_coverage(model.prior, task.domain_map, task.obs)  # logged, or a warning
         cell = model.resolution / task.domain_map.coordinate_scale

@@ -191,6 +191,17 @@ def test_cli_sample_and_predict_take_a_grid(tmp_path, capsys):
     assert code == 0
     assert "grid 40x48 at the model's resolution: cells of" in capsys.readouterr().out
     assert len(np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)) == 5
+    # --cell-size: the box (25 points in 10 x 8 km, widened by 10 % of its longer side on
+    # each side) covered by 250 m cells, sides rounded up to multiples of 8
+    span = points.max(0) - points.min(0) + 0.2 * (points.max(0) - points.min(0)).max()
+    want = [-(-(int(np.ceil(v / 250)) + 1) // 8) * 8 for v in span[::-1]]
+    args[args.index("--grid") : args.index("--grid") + 2] = ["--cell-size", "250"]
+    code = main(["predict", "--model", str(tmp_path / "conv"), "--obs", str(tmp_path / "obs.csv"),
+                 *args, "--overwrite"])  # fmt: skip
+    assert code == 0
+    assert f"grid {want[0]}x{want[1]} at the model's resolution: cells of 250 " in (
+        capsys.readouterr().out
+    )
     _conv_model(network="small").save(tmp_path / "small")
     code = main(["sample", "--model", str(tmp_path / "small"), "--grid", "64", "--n", "1",
                  "--out", str(tmp_path / "t.nc"), "--quiet"])  # fmt: skip

@@ -211,6 +211,57 @@ def build_task(
     )  # fmt: skip
 
 
+def grid_for_cell_size(model, obs: Observations, targets, cell_size: float, *,
+                       domain="auto", margin: float = 0.1):  # fmt: skip
+    """An any-size model on the grid whose cells are ``cell_size`` physical units wide
+    and that covers the physical domain, and that grid's exact physical extent.
+
+    Parameters
+    ----------
+    model : DiffusionModel
+        A model for any grid size (:attr:`~geodiff.diffusion.model.DiffusionModel.any_size`).
+    obs : Observations
+        In physical coordinates.
+    targets : "grid" or array_like of shape (m, 2)
+    cell_size : float
+        Physical length of one cell (the model's resolution in the data's units).
+    domain : "auto" or ((x0, x1), (y0, y1))
+        The box to cover: the data's (and targets') box widened by ``margin``, or given.
+    margin : float
+
+    Returns
+    -------
+    model : DiffusionModel
+        On ``(H, W)`` nodes, sides rounded up to what the network takes.
+    extent : ((float, float), (float, float))
+        The grid's physical extent, centred on the box: pass it as the task's domain.
+    """
+    from geodiff.diffusion.network import size_multiple
+    from geodiff.transform import padded_box
+
+    if not (np.isfinite(cell_size) and cell_size > 0):
+        raise GeodiffError(f"cell size must be a positive number, got {cell_size}")
+    if not model.any_size:
+        raise GeodiffError(f"a cell size needs a model of any grid size; this one takes "
+                           f"{model.grid_shapes_text()}")  # fmt: skip
+    if domain == "auto":
+        corners = obs.operator.support
+        if not _is_grid(targets):
+            corners = np.vstack([corners, _points(targets)])
+        domain = padded_box(corners, margin)
+    (x0, x1), (y0, y1) = domain
+    multiple = size_multiple(model.denoiser.config)
+    shape = []
+    for span, least in ((y1 - y0, model.window_shape[0]), (x1 - x0, model.window_shape[1])):
+        nodes = max(least, int(np.ceil(span / cell_size - 1e-9)) + 1)
+        shape.append(-(-nodes // multiple) * multiple)
+    h, w = shape
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half_w, half_h = (w - 1) * cell_size / 2, (h - 1) * cell_size / 2
+    extent = ((cx - half_w, cx + half_w), (cy - half_h, cy + half_h))
+    return model.on_grid((h, w)), extent
+
+
 def _warn_if_degrees(points: np.ndarray) -> None:
     """Warn when mapped coordinates look like longitude/latitude degrees.
 
