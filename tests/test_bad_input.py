@@ -308,7 +308,7 @@ CASES = {
         [*_KRIGE, "--obs", "{many}", "--noise-sd", "0.1"],
         "a 100000 x 100000 covariance (kriging) needs",
     ),
-    "predict many rows": ([*_PREDICT, "--obs", "{many}"], "a 100000 x 100000 covariance"),
+    "predict many rows": ([*_PREDICT, "--obs", "{many}"], "with 100000 observations needs"),
     "sample too many": (
         ["sample", "--model", str(MODEL), "--n", "100000000", "--out", "{tmp}/s.nc"],
         "sampling 100000000 fields of 32x32 needs",
