@@ -237,7 +237,9 @@ def _parser() -> argparse.ArgumentParser:
              (*_OBSERVATIONS, "--prior", "--at", "--grid", "--mcmc-chains", "--mcmc-warmup",
               "--mcmc-samples", "--draws", "--no-jit", "--predict", *_SUMMARY, *_RUN),
              {"--prior": required_prior, "--draws": {"default": 200}})  # fmt: skip
-    _command(sub, "predict", _cmd_predict, "posterior draws and predictions from a trained model",
+    _command(sub, "predict", _cmd_predict, "posterior draws and predictions from a trained model "
+             "(MMPS's memory: about 24 n² bytes for n observations, 1 GB of kept factors, and "
+             "10 KB per grid node per draw of a batch, batches cut to 2 GB; checked first)",
              ("--model", "--precision", *_OBSERVATIONS, "--grid", "--cell-size", "--at", "--method",
               "--draws",
               "--steps", "--particles", "--step-size", "--cg-iterations", "--cg-tolerance",
