@@ -54,16 +54,16 @@ if [ -z "${DRY:-}" ] && want tests; then
 fi
 
 echo "== 3. posterior draws at ${post}², $DATASETS datasets x (100, 1000) observations ($(left) s left)"
-want draws && timeout 240 python3 - "$OUT/posterior-draws.npz" "$device" "$MODEL" "$DATASETS" "$DRAWS" "$post" <<'PY'
+want draws && timeout 180 python3 - "$OUT/posterior-draws.npz" "$device" "$MODEL" "$DATASETS" "$DRAWS" "$post" <<'PY'
 import sys
 sys.path.insert(0, "benchmarks")
-from bench_any_size import FAST, make_posterior_draws
+from bench_any_size import DEFAULT, make_posterior_draws
 from geodiff.diffusion.model import load_model
 
 out, device, model_path = sys.argv[1:4]
 datasets, draws, size = map(int, sys.argv[4:7])
 model = load_model(model_path, device).on_grid((size, size))
-make_posterior_draws(model, datasets, draws, 0, dict(FAST, batch_size=draws), save=out)
+make_posterior_draws(model, datasets, draws, 0, dict(DEFAULT, batch_size=draws), save=out)
 PY
 echo "posterior draws exit $?"
 
@@ -95,18 +95,18 @@ json.dump(rows, open(out, "w"), indent=1)
 PY
 echo "timings exit $?"
 
-echo "== 4a. the prior at the window, 128² and 256² against exact simulations ($(left) s left)"
-want prior && timeout 170 python3 benchmarks/bench_any_size.py prior --model "$MODEL" \
-    --device "$device" --sizes $prior_sizes --fields "$prior_fields"
-echo "prior exit $?"
-want prior && cp BENCHMARKS.md "$OUT/BENCHMARKS-gpu.md"
-
 echo "== 4b. the README's ${map}² posterior map ($DRAWS draws), as docs/make_figures.sh ($(left) s left)"
 want map && python3 benchmarks/make_obs.py --grid "$map" --n-obs 1000 --out "$OUT/obs256.csv" &&
 timeout 90 python3 -m geodiff predict --model "$MODEL" --grid "$map" --obs "$OUT/obs256.csv" \
     --draws "$DRAWS" --batch-size 100 --device "$device" --out /tmp/pred256.csv \
     --plot "$OUT/predict256.png" --overwrite --quiet
 echo "map exit $?"
+
+echo "== 4a. the prior at the window, 128² and 256² against exact simulations ($(left) s left)"
+want prior && timeout 150 python3 benchmarks/bench_any_size.py prior --model "$MODEL" \
+    --device "$device" --sizes $prior_sizes --fields "$prior_fields"
+echo "prior exit $?"
+want prior && cp BENCHMARKS.md "$OUT/BENCHMARKS-gpu.md"
 
 echo "== 5. train the window model on the GPU for $TRAIN_S s ($(left) s left)"
 want train && timeout "$TRAIN_S" python3 -m geodiff train --prior spde-anisotropy --grid 64 --network conv \
