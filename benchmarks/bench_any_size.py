@@ -505,7 +505,8 @@ def bench_gpu_report(args) -> str:
         "seconds per 100 MMPS draws with the window-trained `conv` network, after a warm-up, "
         "batches of 100 draws (fewer where the graphs' memory budget, half the GPU's memory, "
         "says so); the CPU row is the same machine's 16 cores (10 draws). Fast = "
-        f"`{json.dumps(FAST)}`; default = the sampler's defaults. Ratio: against that CPU row.",
+        f"`{json.dumps(FAST)}`; default = the sampler's defaults. Ratio: against that CPU row. "
+        f"{args.note}",
         "",
         "| device | grid | observations | setting | s per 100 draws | × faster than its CPU |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -534,6 +535,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--timings", default="runs/gpu-2026-12-04/timings.json")
     parser.add_argument("--components", type=int, default=4, help="mse: oracle θ draws")
+    parser.add_argument("--note", default="", help="gpu-report: a sentence added to the text")
     parser.add_argument("--model", default="data/spde-anisotropy")
     parser.add_argument("--draws", type=int, default=None, help="posterior draws per case")
     parser.add_argument("--datasets", type=int, default=None)
