@@ -421,7 +421,8 @@ def bench_posterior(args) -> str:
             cov = np.mean([e["cover90"] for e in rows])
             if name == "mmps":
                 ranks = np.concatenate([e["ranks"] for e in rows])
-                _, p = rank_histogram(ranks, rows[0]["draws"])
+                n = rows[0]["draws"]
+                _, p = rank_histogram(ranks, n, bins=10 if (n + 1) % 10 == 0 else n + 1)
                 p_text, s100 = f"{p:.3f}", f"{np.mean([e['s100'] for e in rows]):.1f}"
             else:
                 p_text, s100 = "–", "–"
