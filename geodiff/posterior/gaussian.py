@@ -7,7 +7,8 @@ exact draw of ``x_t`` given ``y`` under it (the warm start). Two Gaussians provi
 - :class:`DenseGaussian` — any covariance ``Σ̄`` given as a ``(d, d)`` matrix, by its
   eigendecomposition: exact, ``O(d³)`` once, so for grids up to about 64².
 - :class:`StationaryGaussian` — a stationary covariance ``c(h)`` known up to a lag radius
-  ``K``, embedded in a torus of ``(H + K) × (W + K)`` nodes, where it is diagonal in
+  ``K``, embedded in a torus of at least ``(H + K + 1) × (W + K + 1)`` nodes (the next
+  FFT-friendly sizes), where it is diagonal in
   Fourier: ``V̄`` is a filter, ``x_t`` a filtered white noise, ``M`` an ``n × n`` matrix of
   kernel values. No ``d × d`` object exists; the cost is FFTs of the torus and
   ``O(n² k²)`` kernel look-ups for rows of ``A`` with ``k`` nonzeros (4 for bilinear
