@@ -14,7 +14,6 @@ from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.errors import GeodiffError
 
 __all__ = [
-    "FULLY_CONVOLUTIONAL",
     "NETWORKS",
     "PRECISIONS",
     "PREDICTIONS",
@@ -32,7 +31,7 @@ PRECISIONS = ("float32", "bfloat16")
 #: ``small`` (1.1 M parameters) trains on a CPU at 32²; ``base`` (6.3 M, 25 MB in float32,
 #: attention at 16² and 8²) is the 64² GPU model; ``tiny`` is for tests. ``conv`` (2.9 M,
 #: four levels, no attention) is fully convolutional: trained on windows of a
-#: translation-invariant prior, it denoises grids of any size (:data:`FULLY_CONVOLUTIONAL`).
+#: translation-invariant prior, it denoises grids of any size (:func:`is_fully_convolutional`).
 NETWORKS = {
     "tiny": {
         "block_out_channels": [16, 32],
@@ -64,10 +63,6 @@ NETWORKS = {
     },
 }
 
-#: networks whose output at a node depends on its neighbourhood only (no attention): the
-#: same weights apply to any grid whose sides are multiples of :func:`size_multiple`
-FULLY_CONVOLUTIONAL = ("conv",)
-
 
 def size_multiple(config: dict) -> int:
     """The number every grid side must be a multiple of for the network ``config``."""
@@ -75,7 +70,9 @@ def size_multiple(config: dict) -> int:
 
 
 def is_fully_convolutional(config: dict) -> bool:
-    """Whether the network ``config`` has no attention (so no tie to its training size)."""
+    """Whether the network ``config`` has no attention: its output at a node depends on a
+    neighbourhood only, so its weights apply to any grid whose sides are multiples of
+    :func:`size_multiple`."""
     blocks = [*config.get("down_block_types", ()), *config.get("up_block_types", ())]
     return bool(blocks) and not any("Attn" in b for b in blocks)
 

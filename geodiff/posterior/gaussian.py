@@ -114,10 +114,7 @@ class StationaryGaussian:
         self.shape = tuple(int(s) for s in shape)
         self.torus = tuple(next_fast_len(s + self.radius + 1) for s in self.shape)
         self._spectra: dict = {}
-
-    def with_shape(self, shape) -> StationaryGaussian:
-        """The same covariance on an ``(H, W)`` grid."""
-        return StationaryGaussian(self.lags, shape)
+        self._levels_key, self._levels = None, {}
 
     # ------------------------------------------------------------------ spectra
     def spectrum(self, device) -> torch.Tensor:
@@ -206,7 +203,7 @@ class StationaryGaussian:
 
     def _levels_for(self, rows, tau2) -> dict:
         """The cache of factors by level for this operator and noise (reset for others)."""
-        key = getattr(self, "_levels_key", None)
+        key = self._levels_key
         same = key is not None and all(
             a.shape == b.shape and a.device == b.device and torch.equal(a, b)
             for a, b in zip(key, (*rows, tau2), strict=True)
@@ -237,13 +234,9 @@ class StationaryGaussian:
         eps, eps_y = rest[:, : h * w], rest[:, h * w : h * w + n]
         x_t = ab**0.5 * x0.reshape(len(noise), -1) + (1 - ab) ** 0.5 * eps
         simulated = problem.apply(x0) + problem.noise_sd * eps_y
-        lam = self.spectrum(noise.device)
-        m = self._observation_covariance(self._kernel(lam), problem.rows())
-        chol = robust_cholesky(0.5 * (m + m.T) + torch.diag(problem.noise_sd**2),
-                               "the warm start's Gaussian")  # fmt: skip
-        weights = torch.cholesky_solve((problem.values - simulated).T, chol).T
-        spread = problem.adjoint(weights).reshape(len(noise), h, w)
-        return x_t + ab**0.5 * self._filter(spread, lam).reshape(len(noise), -1)
+        # at ᾱ = 0 the guess's V̄ is Σ̄ itself: M⁻¹ for M = A Σ̄ Aᵀ + diag(τ²), and Σ̄ Aᵀ
+        solve, cov_times = self.guess(problem)(0.0)
+        return x_t + ab**0.5 * cov_times(solve(problem.values - simulated))
 
     def start_noise_shape(self, n_observations: int, shape) -> tuple[int, int]:
         """Standard normals per warm-start draw, as rows of the torus width ``Q``."""
