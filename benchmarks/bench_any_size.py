@@ -5,6 +5,7 @@ Sections (each writes its own part of BENCHMARKS.md; run them one at a time)::
     python benchmarks/bench_any_size.py cg          # MMPS's CG tolerance at fixed θ, 24²
     python benchmarks/bench_any_size.py exact128    # MMPS = exact SPDE kriging at 128²
     python benchmarks/bench_any_size.py mse --model data/spde-anisotropy
+    python benchmarks/bench_any_size.py graph --model data/spde-anisotropy
     python benchmarks/bench_any_size.py prior --model data/spde-anisotropy
     python benchmarks/bench_any_size.py posterior --model data/spde-anisotropy
     python benchmarks/bench_any_size.py timing --model data/spde-anisotropy
@@ -270,6 +271,48 @@ def bench_prior(args) -> str:
     return body
 
 
+# --------------------------------------------------------------------------- graph
+def _graph_peak(model_path: str, size: int, batch: int, threads: int) -> float:
+    """In a fresh process: bytes per node per field of one forward pass with its graph and
+    one vector-Jacobian product (the growth of the peak resident size)."""
+    from geodiff.diffusion.model import load_model
+
+    torch.set_num_threads(threads)
+    model = load_model(model_path, "cpu")
+    before = _peak_mb()
+    x = torch.randn(batch, 1, size, size, dtype=torch.float64, requires_grad=True)
+    out = model.denoiser(x, torch.tensor(500))
+    torch.autograd.grad(out, x, torch.randn_like(out), retain_graph=True)
+    return (_peak_mb() - before) * 2**20 / (batch * size * size)
+
+
+def bench_graph(args) -> str:
+    """Bytes per node a field holds for MMPS, each size measured in its own process, beside
+    ``geodiff.diffusion.network.graph_bytes``'s estimate."""
+    import multiprocessing
+
+    from geodiff.diffusion.model import load_model
+    from geodiff.diffusion.network import graph_bytes
+
+    estimate = graph_bytes(load_model(args.model, "cpu").denoiser.config, 1)
+    lines = ["| grid | fields | measured bytes per node per field | graph_bytes estimate |",
+             "| --- | --- | --- | --- |"]  # fmt: skip
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        for size, batch in ((128, 4), (256, 2)):
+            measured = pool.apply(_graph_peak, (args.model, size, batch, args.threads))
+            lines.append(f"| {size}² | {batch} | {measured:.0f} | {estimate:.0f} |")
+    body = "\n".join(lines)
+    print(body)
+    if not args.print_only:
+        update_section(
+            "any-size-graph",
+            "Memory of the network's graph per grid node",
+            f"python benchmarks/bench_any_size.py graph --model {args.model}",
+            body,
+        )
+    return body
+
+
 # ----------------------------------------------------------------------------- mse
 def bench_mse(args) -> str:
     """The denoiser's MSE over the exact mixture oracle's at the window and larger grids."""
@@ -532,7 +575,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "section",
-        choices=("cg", "exact128", "mse", "prior", "posterior", "timing", "gpu-report"),
+        choices=("cg", "exact128", "graph", "mse", "prior", "posterior", "timing", "gpu-report"),
     )
     parser.add_argument("--timings", default="runs/gpu-2026-12-04/timings.json")
     parser.add_argument("--components", type=int, default=4, help="mse: oracle θ draws")
@@ -554,7 +597,8 @@ def main(argv=None) -> None:
     draws, datasets = defaults.get(args.section, (20, 1))
     args.draws = args.draws or draws
     args.datasets = args.datasets or datasets
-    {"cg": bench_cg, "exact128": bench_exact128, "mse": bench_mse, "prior": bench_prior,
+    {"cg": bench_cg, "exact128": bench_exact128, "graph": bench_graph, "mse": bench_mse,
+     "prior": bench_prior,
      "posterior": bench_posterior, "timing": bench_timing,
      "gpu-report": bench_gpu_report}[args.section](args)  # fmt: skip
 

@@ -78,8 +78,9 @@ def is_fully_convolutional(config: dict) -> bool:
 
 
 #: bytes per grid node of one field's forward pass held for a vector-Jacobian product, per
-#: channel of the first level (measured 10.3 KB per node for ``conv``, 32 channels, at 128²
-#: and 256² on the CPU: ``python benchmarks/bench_any_size.py``)
+#: channel of the first level (``conv``, 32 channels, measured at 128² and 256² on the CPU
+#: by ``python benchmarks/bench_any_size.py graph``: BENCHMARKS.md, "Memory of the
+#: network's graph per grid node")
 _GRAPH_BYTES_PER_NODE_CHANNEL = 330
 
 
