@@ -9,6 +9,8 @@ both must give the same draws. The dense path is itself tested against the exact
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -70,17 +72,25 @@ def test_saved_conv_model_loads_and_takes_any_size(tmp_path):
 
 
 def test_prior_gaussian_of_an_any_size_model_is_stationary_and_matches_the_prior():
-    """The lag covariance is the prior's covariance by lag: at lag 0 the mean variance,
-    against the variance map's law (log-normal, median 1, log sd 0.3: mean e^{0.045});
-    Monte Carlo over 64 θ draws of a spatially varying field gives a standard error of
-    about 0.3 × mean / √64 per map value, plus the map's own spread."""
+    """At lag 0 the covariance by lag is the mean over 64 θ draws of the variance map at
+    one point: log-normal, median 1, log sd 0.3 (its mean e^{0.045}, its sd that times
+    √(e^{0.09} - 1)), so the Monte Carlo standard error is that sd / √64; 4 of them bound
+    the estimate. Power: a prior whose variance median is 1.3 is rejected by the same
+    bound."""
+    from geodiff.fields.config import prior_from_config
+
     model = _conv_model()
-    gaussian = model.prior_gaussian()
-    assert isinstance(gaussian, StationaryGaussian)
+    assert isinstance(model.prior_gaussian(), StationaryGaussian)
     lags = model.lag_covariance()
     k = (len(lags) - 1) // 2
-    assert lags[k, k] == pytest.approx(np.exp(0.3**2 / 2), rel=4 * 0.3 / 8)
+    mean = np.exp(0.3**2 / 2)
+    bound = 4 * mean * np.sqrt(np.expm1(0.3**2)) / np.sqrt(64)
+    assert abs(lags[k, k] - mean) < bound
     assert lags[k, k] > lags[k, k + 3] > lags[k, k + 10] > -0.05
+    config = copy.deepcopy(model.prior_config)
+    config["parameters"]["variance"]["median"] = 1.3
+    wider = prior_from_config(config).lag_covariance(1.0, 1, n_theta=64)
+    assert abs(wider[1, 1] - mean) > bound
 
 
 # ----------------------------------------------------------- matrix-free MMPS
