@@ -7,7 +7,8 @@ Sections (each writes its own part of BENCHMARKS.md; run them one at a time)::
     python benchmarks/bench_any_size.py mse --model data/spde-anisotropy
     python benchmarks/bench_any_size.py graph --model data/spde-anisotropy
     python benchmarks/bench_any_size.py prior --model data/spde-anisotropy
-    python benchmarks/bench_any_size.py posterior --model data/spde-anisotropy
+    python benchmarks/bench_any_size.py draws --draws-file runs/post128.npz
+    python benchmarks/bench_any_size.py posterior --draws-file runs/post128.npz
     python benchmarks/bench_any_size.py timing --model data/spde-anisotropy
     python benchmarks/bench_any_size.py gpu-report --timings FILES/timings.json
 
@@ -365,7 +366,7 @@ def _posterior_draws(model, obs, draws: int, seed: int, options: dict):
     from geodiff.posterior.predict import diffusion_posterior
 
     post = diffusion_posterior(model, obs, samples=draws, seed=seed, **options)
-    return post.fields.reshape(draws, -1).astype(np.float64), post.info["wall_time_s"]
+    return post.fields.reshape(draws, -1).astype(np.float64), post.seconds
 
 
 def scored_nodes(grid, seed: int) -> np.ndarray:
@@ -377,12 +378,14 @@ def make_posterior_draws(model, datasets: int, draws: int, seed: int, options: d
                          save: Path | None = None) -> dict:  # fmt: skip
     """The network's draws at the scored nodes of the benchmark's datasets (what the GPU run
     returns: whole fields would exceed its 16 MB per file), dataset by dataset for 100 and
-    1,000 observations in turn; with ``save``, written after each."""
+    1,000 observations in turn; with ``save``, written after each and resumed from."""
     prior, grid = model.prior, model.grid
     keep = scored_nodes(grid, seed)
-    out = {}
+    out = dict(np.load(save)) if save is not None and Path(save).exists() else {}
     for k in range(datasets):
         for n_obs in (100, 1000):
+            if f"{n_obs}_{k}" in out and len(out[f"{n_obs}_{k}"]) == draws:
+                continue  # made by an earlier, interrupted run
             _, _, obs = synthetic_dataset(prior, grid, n_obs, 0.1, seed, n_obs, k)
             fields, wall = _posterior_draws(model, obs, draws, seed + k, options)
             out[f"{n_obs}_{k}"] = fields[:, keep].astype(np.float32)
@@ -393,6 +396,32 @@ def make_posterior_draws(model, datasets: int, draws: int, seed: int, options: d
             np.savez_compressed(partial, **out)
             partial.replace(save)
     return out
+
+
+def central_interval(draws: np.ndarray, level: float) -> tuple:
+    """The interval between order statistics ``k`` and ``n + 1 - k`` of ``n`` draws, whose
+    coverage of the truth is exactly ``(n + 1 - 2k) / (n + 1)`` when the draws and the truth
+    are exchangeable (a calibrated posterior), with ``k`` putting it nearest ``level``.
+    Empirical quantiles of a few draws would cover less than ``level`` even then.
+
+    Returns ``(lower, upper, nominal)``; ``draws`` is ``(n, nodes)``.
+    """
+    n = len(draws)
+    k = max(1, round((1 - level) / 2 * (n + 1)))
+    ordered = np.sort(draws, axis=0)
+    return ordered[k - 1], ordered[n - k], (n + 1 - 2 * k) / (n + 1)
+
+
+def bench_draws(args) -> None:
+    """The posterior benchmark's draws on this machine, resumable, into ``--draws-file``."""
+    from geodiff.diffusion.model import load_model
+
+    if args.draws_file is None:
+        raise SystemExit("draws: give --draws-file, where the draws are kept")
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model, args.device).on_grid((args.size, args.size))
+    make_posterior_draws(model, args.datasets, args.draws, args.seed, json.loads(args.options),
+                         save=args.draws_file)  # fmt: skip
 
 
 def bench_posterior(args) -> str:
@@ -426,13 +455,14 @@ def bench_posterior(args) -> str:
             fit = fit_covariance(first, settings["family"], method="reml", anisotropic=True,
                                  shape=settings["shape"])  # fmt: skip
             ok = ordinary_kriging(obs, grid.points()[targets], fit=fit)
-            lo, hi = np.quantile(d, [0.05, 0.95], axis=0)
+            lo, hi, nominal = central_interval(d, 0.9)
             entries = scores.setdefault(n_obs, {"mmps": [], "oracle kriging": [],
                                                 "ordinary kriging": []})  # fmt: skip
             entries["mmps"].append({
                 "crps": float(np.mean(crps(t, d))),
                 "cover90": float(np.mean((t >= lo) & (t <= hi))),
                 "ranks": truth_ranks(t, d), "s100": 100 * wall / len(d), "draws": len(d),
+                "nominal": nominal,
             })  # fmt: skip
             m, s = exact["mean"], exact["sd"]
             entries["oracle kriging"].append({
@@ -451,7 +481,9 @@ def bench_posterior(args) -> str:
         "200 scored nodes each (the true field there); MMPS options "
         f"`{json.dumps(options)}`{' (draws made on the GPU run)' if made else ''}. "
         "Oracle kriging: exact SPDE kriging with the true θ. Ordinary kriging: REML fit of an "
-        "anisotropic Matérn on the first 300 observations.",
+        "anisotropic Matérn on the first 300 observations. MMPS's 90 % interval: between "
+        "order statistics k and n + 1 − k of its n draws, whose coverage is exactly the nominal "
+        "value in brackets for a calibrated posterior; kriging's: mean ± 1.645 sd.",
         "",
         "| observations | method | CRPS | CRPS / oracle | 90 % coverage | rank χ² p | "
         "s per 100 draws |",
@@ -462,14 +494,16 @@ def bench_posterior(args) -> str:
         for name, rows in entries.items():
             c = np.mean([e["crps"] for e in rows])
             cov = np.mean([e["cover90"] for e in rows])
+            cov_text = f"{cov:.3f}"
             if name == "mmps":
                 ranks = np.concatenate([e["ranks"] for e in rows])
                 n = rows[0]["draws"]
                 _, p = rank_histogram(ranks, n, bins=10 if (n + 1) % 10 == 0 else n + 1)
                 p_text, s100 = f"{p:.3f}", f"{np.mean([e['s100'] for e in rows]):.1f}"
+                cov_text += f" (nominal {rows[0]['nominal']:.3f})"
             else:
                 p_text, s100 = "–", "–"
-            lines.append(f"| {n_obs} | {name} | {c:.4f} | {c / oracle_crps:.3f} | {cov:.3f} | "
+            lines.append(f"| {n_obs} | {name} | {c:.4f} | {c / oracle_crps:.3f} | {cov_text} | "
                          f"{p_text} | {s100} |")  # fmt: skip
     body = "\n".join(lines)
     print(body)
@@ -575,7 +609,17 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "section",
-        choices=("cg", "exact128", "graph", "mse", "prior", "posterior", "timing", "gpu-report"),
+        choices=(
+            "cg",
+            "exact128",
+            "graph",
+            "mse",
+            "prior",
+            "draws",
+            "posterior",
+            "timing",
+            "gpu-report",
+        ),
     )
     parser.add_argument("--timings", default="runs/gpu-2026-12-04/timings.json")
     parser.add_argument("--components", type=int, default=4, help="mse: oracle θ draws")
@@ -593,12 +637,18 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--print-only", action="store_true")
     args = parser.parse_args(argv)
-    defaults = {"cg": (200, 3), "exact128": (100, 1), "posterior": (10, 6), "timing": (4, 1)}
+    defaults = {
+        "cg": (200, 3),
+        "exact128": (100, 1),
+        "draws": (19, 50),
+        "posterior": (19, 50),
+        "timing": (4, 1),
+    }
     draws, datasets = defaults.get(args.section, (20, 1))
     args.draws = args.draws or draws
     args.datasets = args.datasets or datasets
     {"cg": bench_cg, "exact128": bench_exact128, "graph": bench_graph, "mse": bench_mse,
-     "prior": bench_prior,
+     "prior": bench_prior, "draws": bench_draws,
      "posterior": bench_posterior, "timing": bench_timing,
      "gpu-report": bench_gpu_report}[args.section](args)  # fmt: skip
 

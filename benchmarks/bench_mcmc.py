@@ -91,14 +91,14 @@ def run(prior_name: str, n: int, warmup: int, samples: int, chains: int, jit: bo
         "prior": prior_name,
         "n": n,
         "jit": jit,
-        "wall": result.wall_time,
+        "wall": result.seconds,
         "draws": result.n_draws,
         "ess": result.min_ess,
         "scalar_ess": scalar_ess,
         "rhat": result.max_rhat,
         "divergences": sum(result.divergences),
         "t_grad": t_grad,
-        "grad_per_iter": result.wall_time / (iterations * t_grad),
+        "grad_per_iter": result.seconds / (iterations * t_grad),
         "warnings": len(caught),
     }
 

@@ -70,9 +70,9 @@ def run_pair(model, k: int, args, samplers: dict) -> dict:
             name, options = method, {}
         pred = run_predictor(name, task, draws=args.draws, seed=args.seed, key=(k,), **options)
         score = score_prediction(pred, truth, seed=k)
-        score["wall_s"], score["draws"] = pred.info["seconds"], args.draws
+        score["wall_s"], score["draws"] = pred.seconds, args.draws
         if method == "mcmc":
-            score["fixed_s"] = pred.info["nuts_seconds"]
+            score["fixed_s"] = pred.info["parameter_seconds"]
             score["max_rhat"] = float(pred.info["max_rhat"])
             score["divergences"] = int(pred.info["divergences"])
         out[method] = score

@@ -52,7 +52,7 @@ import numpy as np
 from scipy import stats
 
 from geodiff.errors import GeodiffError
-from geodiff.prediction import Prediction, check_finite
+from geodiff.prediction import Prediction, check_finite, draw_moments
 
 __all__ = [
     "SKEWNESS_THRESHOLD",
@@ -591,26 +591,15 @@ def back_transform(pred: Prediction, transform: ValueTransform) -> Prediction:
     if pred.draws is not None:
         draws = transform.inverse(pred.draws)
         _check_back(draws, "draws", f"latent draws up to {np.max(pred.draws):.4g}", transform)
-        out = Prediction.from_draws(
-            pred.targets, draws, grid=pred.grid, method=pred.method, info=info
-        )
-        return replace(out, transform=transform)
+        mean, sd = draw_moments(draws)
+        return replace(pred, mean=mean, sd=sd, draws=draws, info=info, transform=transform)
     mean, sd = transform.gaussian_moments(pred.mean, pred.sd)
     where = f"latent means up to {np.max(pred.mean):.4g}, sds up to {np.max(pred.sd):.4g}"
     _check_back(mean, "means", where, transform)
     _check_back(sd, "standard deviations", where, transform)
-    return Prediction(
-        pred.targets,
-        mean,
-        sd,
-        None,
-        pred.grid,
-        pred.method,
-        info,
-        latent_mean=np.asarray(pred.mean, dtype=float).copy(),
-        latent_sd=np.asarray(pred.sd, dtype=float).copy(),
-        transform=transform,
-    )
+    return replace(pred, mean=mean, sd=sd, info=info, transform=transform,
+                   latent_mean=np.asarray(pred.mean, dtype=float).copy(),
+                   latent_sd=np.asarray(pred.sd, dtype=float).copy())  # fmt: skip
 
 
 def _check_back(values, what: str, where: str, transform: ValueTransform) -> None:

@@ -1,7 +1,7 @@
 """Measurement noise that geodiff infers instead of demanding it.
 
 Real data come without a known measurement-error sd ``τ`` (kriging users let the nugget
-be estimated). Every prediction method takes one of three noise modes (:data:`NOISE_MODES`):
+be estimated). Every prediction method takes one of three noise models (:class:`NoiseModel`):
 
 ``"given"``
     ``τ`` is known: the observations' own ``noise_sd`` (a column or a number).
@@ -15,9 +15,11 @@ be estimated). Every prediction method takes one of three noise modes (:data:`NO
     diffusion posterior, with :func:`gibbs_noise`, a Gibbs sampler that alternates a
     posterior-sampler run given ``τ`` and the conjugate draw of ``τ²`` given a field.
 
-A method's field draws come with the ``τ`` each was drawn under (``info["noise_sd_draws"]``)
-so that a *new measurement* (field plus noise, the default prediction for scoring
-against held-out data) carries the noise's own uncertainty.
+A method's field draws come with the ``τ`` each was drawn under
+(:attr:`~geodiff.prediction.Prediction.noise_sd_draws`; a plug-in ``τ̂`` is
+:attr:`~geodiff.prediction.Prediction.noise_sd`) so that a *new measurement* (field plus
+noise, the default prediction for scoring against held-out data) carries the noise's own
+uncertainty.
 
 Legend
 ------
@@ -32,6 +34,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 import torch
@@ -39,12 +42,53 @@ import torch
 from geodiff.errors import GeodiffError
 from geodiff.rng import derive_seed
 
-__all__ = ["NOISE_MODES", "GibbsNoise", "NoisePrior", "gibbs_noise", "noise_mode"]
+__all__ = ["NOISE_MODES", "GibbsNoise", "NoiseModel", "NoisePrior", "gibbs_noise"]
 
 logger = logging.getLogger(__name__)
 
-#: how a method learns the measurement noise (see the module's docstring)
-NOISE_MODES = ("given", "reml", "bayes")
+
+class NoiseModel(str, Enum):
+    """How a method learns the measurement noise (see the module's docstring).
+
+    A string enum: ``NoiseModel("reml") is NoiseModel.REML``, and a member equals its value,
+    so the API and the command line keep taking ``"given"``, ``"reml"`` or ``"bayes"``.
+    """
+
+    GIVEN = "given"
+    REML = "reml"
+    BAYES = "bayes"
+
+    @classmethod
+    def parse(cls, value) -> NoiseModel:
+        """The noise model called ``value``.
+
+        Raises
+        ------
+        GeodiffError
+            An unknown name; the message lists the known ones.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(m.value for m in cls)
+            raise GeodiffError(f"unknown noise mode {value!r}; choose from {known}") from None
+
+    @property
+    def inferred(self) -> bool:
+        """True when τ comes from the data (a plug-in or a posterior), not from the user."""
+        return self is not NoiseModel.GIVEN
+
+    @property
+    def sampled(self) -> bool:
+        """True when τ is a parameter of the posterior (drawn with the field)."""
+        return self is NoiseModel.BAYES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: the noise models' names, as the command line takes them
+NOISE_MODES = tuple(m.value for m in NoiseModel)
 
 #: a kept chain whose mean τ is below this fraction of its REML start has collapsed
 COLLAPSE_FRACTION = 0.5
@@ -68,7 +112,7 @@ def collapse_message(chain_mean: float, start: float) -> str | None:
     return (
         f"the sampled noise sd fell to {chain_mean:.3g}, below {COLLAPSE_FRACTION:g} x the "
         f"REML estimate {start:.3g}: the posterior sampler fits the data too closely for "
-        "the noise to be inferred (raise --steps, or use --noise-sd reml)"
+        "the noise to be inferred (raise --steps, or use --noise reml)"
     )
 
 
@@ -87,20 +131,13 @@ def plug_in_noise(obs, prior):
     if obs.operator.kind != "points" or obs.operator.grid is not None:
         raise GeodiffError(
             "the REML noise estimate needs point observations off any grid; give the noise "
-            "(--noise-sd) or sample it (--noise-sd bayes)"
+            "(--noise-sd) or sample it (--noise bayes)"
         )
     settings = plug_in_settings(prior)
     exact = Observations(obs.operator, obs.values, 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
         return reml_noise(exact, settings["family"], settings["shape"])
-
-
-def noise_mode(noise) -> str:
-    """Check a noise mode (a key of :data:`NOISE_MODES`)."""
-    if noise not in NOISE_MODES:
-        raise GeodiffError(f"unknown noise mode {noise!r}; choose from {', '.join(NOISE_MODES)}")
-    return noise
 
 
 @dataclass(frozen=True)

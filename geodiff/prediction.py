@@ -21,7 +21,7 @@ Two refinements, both recorded in ``info`` (so in the JSON sidecar):
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from geodiff.grid import Grid
 from geodiff.io import atomic_write
 from geodiff.rng import derive_seed
 
-__all__ = ["Prediction", "check_finite"]
+__all__ = ["Prediction", "check_finite", "draw_moments"]
 
 #: the derive_seed stream of the measurement noise of :meth:`Prediction.measurement`
 _MEASUREMENT_STREAM = 41
@@ -86,6 +86,12 @@ def check_finite(
     )
 
 
+def draw_moments(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and sd (``ddof=1``; zeros for one draw) of draws of shape (S, m), each (m,)."""
+    sd = draws.std(0, ddof=1) if len(draws) > 1 else np.zeros(draws.shape[1])
+    return draws.mean(0), sd
+
+
 @dataclass
 class Prediction:
     """The predictive distribution of the field (or a new measurement) at target points.
@@ -114,6 +120,13 @@ class Prediction:
         Gaussian predictions only; ``mean`` and ``sd`` are then in the original units).
     transform : geodiff.anamorphosis.ValueTransform, optional
         Set when the prediction was back-transformed to the original units.
+    noise_sd : float, optional
+        The measurement-noise sd the method inferred and plugged in (a REML nugget); None
+        when the noise was given or sampled.
+    noise_sd_draws : numpy.ndarray, shape (S,), optional
+        The noise sd each draw was made under, when the method sampled it with the field.
+    seconds : float, optional
+        Wall time of the method that made the prediction.
     """
 
     targets: np.ndarray
@@ -126,20 +139,29 @@ class Prediction:
     latent_mean: np.ndarray | None = field(default=None, kw_only=True)
     latent_sd: np.ndarray | None = field(default=None, kw_only=True)
     transform: object | None = field(default=None, kw_only=True)
+    noise_sd: float | None = field(default=None, kw_only=True)
+    noise_sd_draws: np.ndarray | None = field(default=None, kw_only=True)
+    seconds: float | None = field(default=None, kw_only=True)
 
     @classmethod
-    def from_draws(cls, targets, draws, *, grid=None, method="", info=None) -> Prediction:
-        """A prediction represented by draws of shape (S, m) (or (S, H, W) on a grid)."""
+    def from_draws(cls, targets, draws, *, grid=None, method="", info=None, **fields) -> Prediction:
+        """A prediction represented by draws of shape (S, m) (or (S, H, W) on a grid).
+
+        ``fields``: the keyword-only attributes (``noise_sd``, ``noise_sd_draws``, ...).
+        """
         draws = np.asarray(draws, dtype=float).reshape(len(draws), -1)
-        return cls(
-            np.asarray(targets, dtype=float),
-            draws.mean(0),
-            draws.std(0, ddof=1) if len(draws) > 1 else np.zeros(draws.shape[1]),
-            draws,
-            grid,
-            method,
-            dict(info or {}),
-        )
+        mean, sd = draw_moments(draws)
+        return cls(np.asarray(targets, dtype=float), mean, sd, draws, grid, method,
+                   dict(info or {}), **fields)  # fmt: skip
+
+    @property
+    def method_record(self) -> dict:
+        """What the method reported beyond the distribution: the noise it inferred and its
+        wall time (the entries that are set), for the JSON sidecar and NetCDF attributes."""
+        record = {"noise_sd": self.noise_sd, "seconds": self.seconds}
+        if self.noise_sd_draws is not None:
+            record["noise_sd_draws"] = np.asarray(self.noise_sd_draws, dtype=float)
+        return {k: v for k, v in record.items() if v is not None}
 
     def __post_init__(self):
         for name in ("mean", "sd", "draws", "latent_mean", "latent_sd"):
@@ -314,15 +336,13 @@ class Prediction:
         info = {**self.info, "quantity": "measurement", "measurement_noise_sd": summary}
         if self.draws is None:
             sd = np.sqrt(self.sd**2 + tau**2)
-            return Prediction(
-                self.targets, self.mean.copy(), sd, None, self.grid, self.method, info
-            )
+            return replace(self, mean=self.mean.copy(), sd=sd, info=info)
         rng = np.random.default_rng(derive_seed(seed, _MEASUREMENT_STREAM))
         noise = tau * rng.standard_normal(self.draws.shape)  # (S, m)
         info["measurement_seed"] = int(seed)
-        return Prediction.from_draws(
-            self.targets, self.draws + noise, grid=self.grid, method=self.method, info=info
-        )
+        draws = self.draws + noise
+        mean, sd = draw_moments(draws)
+        return replace(self, mean=mean, sd=sd, draws=draws, info=info)
 
     def _back(self, latent, what: str) -> np.ndarray:
         """``T⁻¹(latent)``, refusing an overflow (or Box-Cox beyond its range) clearly."""
@@ -387,7 +407,8 @@ class Prediction:
         if self.draws is not None:
             draws = np.asarray(self.draws, dtype=np.float32).reshape(len(self.draws), *shape)
             data["draws"] = (("draw", *dims), draws)
-        attrs = {**netcdf_attrs(self.info, plain_only=True), "method": self.method or "prediction"}
+        attrs = {**netcdf_attrs({**self.info, **self.method_record}, plain_only=True),
+                 "method": self.method or "prediction"}  # fmt: skip
         if self.transform is not None:
             import json
 
@@ -432,7 +453,7 @@ class Prediction:
         from geodiff.io import write_text
 
         out = self.write(path, quantiles, thresholds, overwrite=overwrite)
-        info = {k: v for k, v in self.info.items() if k != "cov"}
+        info = {**{k: v for k, v in self.info.items() if k != "cov"}, **self.method_record}
         try:
             text = json.dumps(
                 {"method": self.method, **info, **(details or {})}, indent=2, default=_json_value

@@ -89,10 +89,32 @@ def test_bad_numbers_are_rejected_by_the_parser(tmp_path, capsys):
     ],
 )  # fmt: skip
 def test_renamed_flags_keep_their_old_name_for_one_release(capsys, old, new, argv, dest, value):
-    from geodiff.cli import _parser
+    from geodiff.cli import build_parser as _parser
 
     args = _parser().parse_args([*argv, old, value])
     assert getattr(args, dest) == value
     assert capsys.readouterr().err.strip().endswith(f"{old} is deprecated; use {new}")
     assert getattr(_parser().parse_args([*argv, new, value]), dest) == value
     assert capsys.readouterr().err == ""  # the new name is silent
+
+
+
+@pytest.mark.parametrize("mode", ["reml", "bayes"])
+def test_noise_sd_with_a_mode_is_the_noise_flag_for_one_release(tmp_path, capsys, mode):
+    from geodiff.cli import build_parser
+    from geodiff.evaluate.tasks import read_observations
+
+    argv = ["krige", "--obs", "o.csv", "--out", "k.csv"]
+    args = build_parser().parse_args([*argv, "--noise-sd", mode])
+    assert capsys.readouterr().err.strip() == (
+        f"geodiff: warning: --noise-sd {mode} is now --noise {mode}"
+    )
+    csv = tmp_path / "o.csv"
+    csv.write_text("x,y,value\n0.1,0.2,1\n0.4,0.5,2\n")
+    old = read_observations(csv, args.noise_sd, noise=args.noise)
+    new_args = build_parser().parse_args([*argv, "--noise", mode])
+    new = read_observations(csv, new_args.noise_sd, noise=new_args.noise)
+    assert old[1] == new[1] == mode and capsys.readouterr().err == ""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--noise-sd", "plenty"])
+    assert "expected a number >= 0, got 'plenty'" in capsys.readouterr().err

@@ -112,7 +112,7 @@ def test_fit_bad_input():
 
 
 def test_the_former_name_ml_still_fits_reml_and_says_so(capsys):
-    from geodiff.cli import _parser
+    from geodiff.cli import build_parser as _parser
 
     obs = _observed_field()
     with pytest.warns(DeprecationWarning, match="now called 'reml'"):

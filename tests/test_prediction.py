@@ -51,12 +51,12 @@ def test_files_at_points_and_the_dataset(tmp_path):
 
     targets = np.array([[0.1, 0.2], [0.5, 0.5], [0.9, 0.3]])
     draws = np.random.default_rng(2).normal(size=(6, 3))
-    info = {"wall_time_s": 1.5, "options": {"steps": 4}, "samples": 6}
-    pred = Prediction.from_draws(targets, draws, method="mmps", info=info)
+    info = {"options": {"steps": 4}, "samples": 6}
+    pred = Prediction.from_draws(targets, draws, method="mmps", info=info, seconds=1.5)
     ds = pred.to_xarray(thresholds=[0.5])
     assert ds["mean"].dims == ("target",) and ds["draws"].dims == ("draw", "target")
     np.testing.assert_allclose(ds["x"].values, targets[:, 0])
-    assert ds.attrs == {"wall_time_s": 1.5, "samples": 6, "method": "mmps"}  # plain entries
+    assert ds.attrs == {"samples": 6, "seconds": 1.5, "method": "mmps"}  # plain entries
     nc = pred.write(tmp_path / "p.nc", thresholds=[0.5])
     with xr.open_dataset(nc, engine="scipy") as back:
         np.testing.assert_allclose(back["y"].values, targets[:, 1])

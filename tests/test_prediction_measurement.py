@@ -139,3 +139,20 @@ def test_behaviour_without_a_transform_is_unchanged():
     np.testing.assert_array_equal(pred.exceedance(0.25), p)
     with pytest.raises(GeodiffError, match="need the transform"):
         Prediction(TARGETS, MEAN, SD, latent_mean=MEAN, latent_sd=SD)
+
+
+def test_the_noise_and_wall_time_a_method_reports_travel_with_its_prediction(tmp_path):
+    import json
+
+    tau_draws = np.linspace(0.1, 0.2, 50)
+    pred = Prediction.from_draws(TARGETS, np.exp(field_draws(50).draws), method="mcmc",
+                                 noise_sd_draws=tau_draws, seconds=2.5)  # fmt: skip
+    meas = pred.measurement(tau_draws.reshape(-1, 1), seed=1)
+    back = back_transform(Prediction(TARGETS, MEAN, SD, noise_sd=0.3, seconds=1.0),
+                          LogTransform())  # fmt: skip
+    assert meas.seconds == 2.5 and meas.noise_sd_draws is tau_draws
+    assert back.noise_sd == 0.3 and back.seconds == 1.0
+    _, sidecar = pred.write_with_details(tmp_path / "p.csv")
+    record = json.loads(sidecar.read_text())
+    assert record["seconds"] == 2.5 and record["noise_sd_draws"] == tau_draws.tolist()
+    assert "noise_sd" not in record  # nothing inferred as a plug-in

@@ -11,6 +11,7 @@ from geodiff.anamorphosis import SkewWarning
 from geodiff.diffusion.model import load_model
 from geodiff.evaluate.predictors import run_predictor
 from geodiff.evaluate.tasks import build_task, read_observations
+from geodiff.noise import NoiseModel
 
 MODEL = Path(__file__).resolve().parents[1] / "data" / "stationary-matern-32"
 THETA = {"length_scale": 0.2, "anis_ratio": 0.8, "angle": 0.3}
@@ -75,7 +76,7 @@ def test_a_measurement_is_wider_than_the_field_by_the_inferred_noise(model):
     task = build_task(obs, targets, model=model, noise="reml", domain="auto", standardise=True)
     field = run_predictor("kriging-ok", task, quantity="field")
     new = run_predictor("kriging-ok", task, quantity="measurement")
-    tau = field.info["noise_sd"]
+    tau = field.noise_sd
     np.testing.assert_allclose(new.sd, np.sqrt(field.sd**2 + tau**2), rtol=1e-12)
     assert tau > 0 and not np.allclose(new.sd, field.sd)
 
@@ -115,6 +116,21 @@ def test_noise_modes_from_files(tmp_path):
     obs, mode = read_observations(with_column)
     assert mode == "given" and (obs.noise_sd == 0.3).all()
     assert read_observations(with_column, "bayes")[1] == "bayes"  # a nugget on top
+    obs, mode = read_observations(without, 0.2, noise="reml")  # known part + a nugget
+    assert mode is NoiseModel.REML and (obs.noise_sd == 0.2).all()
+    assert read_observations(with_column, noise="given")[1] is NoiseModel.GIVEN
+    with pytest.raises(GeodiffError, match="neither --noise-sd nor a noise_sd column"):
+        read_observations(without, noise="given")
+    with pytest.raises(GeodiffError, match="unknown noise mode 'exact'; choose from given"):
+        read_observations(without, noise="exact")
+
+
+def test_the_noise_model_is_one_type_that_still_reads_as_its_name():
+    assert NoiseModel.parse("reml") is NoiseModel.REML and NoiseModel.REML == "reml"
+    assert [m.inferred for m in NoiseModel] == [False, True, True]
+    assert [m.sampled for m in NoiseModel] == [False, False, True]
+    with pytest.raises(GeodiffError, match="unknown noise mode"):
+        NoiseModel.parse("ml")
 
 
 @pytest.mark.parametrize(

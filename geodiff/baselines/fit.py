@@ -769,11 +769,9 @@ def ordinary_kriging(
         "fit_method": fit.method,
         "fit_score": fit.score,
         "warnings": list(fit.warnings),
-        "wall_time": time.perf_counter() - started,
     }
     sd = np.sqrt(np.clip(np.asarray(var, dtype=float), 0.0, None))
     check_finite(mean, "means", obs.values, advice="rescale them")
     check_finite(sd, "standard deviations", obs.values, advice="rescale them")
-    return Prediction(
-        points, np.asarray(mean, dtype=float), sd, None, grid, "ordinary kriging", info
-    )
+    return Prediction(points, np.asarray(mean, dtype=float), sd, None, grid, "ordinary kriging",
+                      info, seconds=time.perf_counter() - started)  # fmt: skip

@@ -213,10 +213,10 @@ def simple_kriging(
         if full_cov:
             info["cov"] = cond["cov"].numpy()
     info["theta"] = {k: v[0].tolist() for k, v in theta.items()}
-    info["wall_time"] = time.perf_counter() - started
     check_finite(mean, "means", obs.values, advice="rescale them")
     check_finite(var, "variances", obs.values, advice="rescale them")
-    return Prediction(points, mean, np.sqrt(var), None, grid, "simple kriging", info)
+    return Prediction(points, mean, np.sqrt(var), None, grid, "simple kriging", info,
+                      seconds=time.perf_counter() - started)  # fmt: skip
 
 
 def _spde_kriging(prior, theta: dict, obs: Observations, targets, started: float) -> Prediction:
@@ -226,11 +226,10 @@ def _spde_kriging(prior, theta: dict, obs: Observations, targets, started: float
     cond = spde_condition(prior, theta, obs, targets)
     info = {"engine": "spde", "sd_method": cond["sd_method"],
             "sd_relative_error": cond["sd_relative_error"],
-            "theta": {k: v[0].tolist() for k, v in theta.items()},
-            "wall_time": time.perf_counter() - started}  # fmt: skip
+            "theta": {k: v[0].tolist() for k, v in theta.items()}}  # fmt: skip
     check_finite(cond["mean"], "means", obs.values, advice="rescale them")
     return Prediction(cond["points"], cond["mean"], cond["sd"], None, cond["grid"],
-                      "simple kriging", info)  # fmt: skip
+                      "simple kriging", info, seconds=time.perf_counter() - started)  # fmt: skip
 
 
 def gstools_model(prior, theta: dict) -> gstools.CovModel:

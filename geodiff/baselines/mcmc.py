@@ -101,8 +101,8 @@ class MCMCResult:
         Per site: ``rhat`` and ``ess`` (the worst over a site's components).
     divergences : list of int
         Divergent transitions after warm-up, per chain.
-    wall_time : float
-        Seconds for all chains, warm-up included.
+    seconds : float
+        Wall time of all chains, warm-up included.
     warnings : list of str
     """
 
@@ -111,7 +111,7 @@ class MCMCResult:
     samples: dict
     diagnostics: dict
     divergences: list
-    wall_time: float
+    seconds: float
     warnings: list = field(default_factory=list)
 
     @property
@@ -177,17 +177,18 @@ class MCMCResult:
         grid = targets if isinstance(targets, Grid) else None
         points = grid.points() if grid is not None else np.asarray(targets, dtype=float)
         info = {
-            "wall_time": self.wall_time,
             "max_rhat": self.max_rhat,
             "min_ess": self.min_ess,
             "divergences": sum(self.divergences),
             "warnings": list(self.warnings),
         }
-        if nugget_sd is not None:
-            info["noise_sd_draws"] = nugget_sd[picks]
         draws = np.stack(draws)
         check_finite(draws, "posterior draws", self.obs.values, advice="rescale them")
-        return Prediction.from_draws(points, draws, grid=grid, method="mcmc", info=info)
+        info["parameter_seconds"] = self.seconds  # the part that does not grow with the draws
+        return Prediction.from_draws(
+            points, draws, grid=grid, method="mcmc", info=info, seconds=self.seconds,
+            noise_sd_draws=None if nugget_sd is None else nugget_sd[picks],
+        )  # fmt: skip
 
     def summary(self) -> dict:
         """Per site: posterior mean, sd, 5% and 95% quantiles, R-hat and ESS (scalars)."""
@@ -209,7 +210,7 @@ class MCMCResult:
     def summary_text(self) -> str:
         """Chains, time, :meth:`summary` as a fixed-width table, and the divergences."""
         chains, draws = next(iter(self.samples.values())).shape[:2]
-        lines = [f"NUTS: {chains} chains x {draws} draws in {self.wall_time:.1f} s"]
+        lines = [f"NUTS: {chains} chains x {draws} draws in {self.seconds:.1f} s"]
         lines += summary_table(self.summary())
         lines.append(f"divergences per chain: {self.divergences}")
         return "\n".join(lines)

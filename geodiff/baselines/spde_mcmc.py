@@ -162,10 +162,6 @@ class SPDEPosterior:
         draws = [theta_from_white(self.prior, w) for w in flat]
         return {k: torch.cat([d[k] for d in draws]) for k in draws[0]}
 
-    @property
-    def wall_time(self) -> float:
-        return self.seconds
-
     def predict(self, targets, n_draws: int | None = None, seed: int = 0) -> Prediction:
         """Posterior predictive draws of the field at ``targets`` (a Grid or (k, 2) points).
 
@@ -188,9 +184,10 @@ class SPDEPosterior:
             out.append(cond["draws"][0])
         grid = targets if isinstance(targets, Grid) else None
         points = grid.points() if grid is not None else np.asarray(targets, dtype=float)
-        info = {"wall_time": self.seconds, "max_rhat": self.max_rhat, "min_ess": self.min_ess,
-                "sampler": "elliptical slice"}  # fmt: skip
-        return Prediction.from_draws(points, np.stack(out), grid=grid, method="mcmc", info=info)
+        info = {"max_rhat": self.max_rhat, "min_ess": self.min_ess, "sampler": "elliptical slice",
+                "parameter_seconds": self.seconds}  # fmt: skip
+        return Prediction.from_draws(points, np.stack(out), grid=grid, method="mcmc", info=info,
+                                     seconds=self.seconds)  # fmt: skip
 
     def summary(self) -> dict:
         """Per scalar entry of θ and the log-likelihood: mean, sd, 5%/95%, R-hat, ESS."""

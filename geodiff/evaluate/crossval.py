@@ -62,7 +62,7 @@ from geodiff.evaluate.folds import assign_folds
 from geodiff.evaluate.predictors import run_predictor
 from geodiff.evaluate.tasks import build_task
 from geodiff.metrics.scores import crps, interval_coverage
-from geodiff.noise import noise_mode
+from geodiff.noise import NoiseModel
 from geodiff.observe import Observations
 from geodiff.posterior.predict import DEFAULT_METHOD
 from geodiff.tables import markdown_table
@@ -301,14 +301,13 @@ class CrossValidation:
 def _plain_info(info: dict) -> dict:
     """A method's diagnostics without its bulky or non-JSON entries (arrays as lists)."""
     return {
-        k: v.tolist() if isinstance(v, np.ndarray) else v
-        for k, v in info.items()
-        if k not in ("cov", "posterior")
+        k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in info.items() if k != "cov"
     }
 
 
 def fold_noise_sd(info: list) -> float | None:
-    """The mean over folds of a method's inferred noise sd (None: not inferred)."""
+    """The mean over folds of a method's inferred noise sd (None: not inferred); ``info``
+    holds each fold's record (its ``noise_sd`` or ``noise_sd_draws``)."""
     values = []
     for fold in info:
         if fold.get("noise_sd_draws") is not None:
@@ -366,7 +365,7 @@ def write_point_table(cv: CrossValidation, path) -> None:
             writer.writerow([f"{float(v):.10g}" for v in row])
 
 
-def run_crossval_command(model, obs_path, out, *, noise_sd=None, duplicates="reject",
+def run_crossval_command(model, obs_path, out, *, noise_sd=None, noise=None, duplicates="reject",
                          command="", **options) -> str:  # fmt: skip
     """``geodiff crossval``: read, cross-validate, write ``out`` (.md) and ``out.csv``.
 
@@ -378,7 +377,7 @@ def run_crossval_command(model, obs_path, out, *, noise_sd=None, duplicates="rej
     from geodiff.evaluate.tasks import read_observations
     from geodiff.io import write_text
 
-    obs, noise = read_observations(obs_path, noise_sd, duplicates=duplicates)
+    obs, noise = read_observations(obs_path, noise_sd, noise=noise, duplicates=duplicates)
     cv = cross_validate(model, obs, noise=noise, **options)
     write_point_table(cv, Path(out).with_suffix(".csv"))
     write_text(out, crossval_report(cv, command=command))
@@ -474,7 +473,7 @@ def cross_validate(
         The posterior sampler, its steps and its other options.
     mcmc_warmup, mcmc_samples, mcmc_chains : int
         NUTS warm-up steps and kept draws per chain.
-    noise : {"given", "reml", "bayes"}
+    noise : NoiseModel or {"given", "reml", "bayes"}
         How the noise is known (:mod:`geodiff.noise`); inferred on each training fold.
     transform : {"none", "log", "boxcox", "normal-score"}
         Fitted on each training fold (:mod:`geodiff.evaluate.tasks`).
@@ -501,7 +500,7 @@ def cross_validate(
         method, an unknown method, NaNs, a draw count that does not give exact 90%
         intervals.
     """
-    noise_mode(noise)
+    noise = NoiseModel.parse(noise)
     if not isinstance(obs, Observations) or obs.operator.kind != "points":
         raise GeodiffError("cross-validation needs point observations off any grid")
     fold = assign_folds(obs.locations, folds, seed, scheme=scheme, block_size=block_size)
@@ -528,20 +527,20 @@ def cross_validate(
         task = build_task(
             train, obs.locations[test], model=model, noise=noise, transform=transform,
             domain=domain, margin=margin, standardise=True,
-            target_noise_sd=obs.noise_sd[test] if noise == "given" else None,
+            target_noise_sd=None if noise.inferred else obs.noise_sd[test],
         )  # fmt: skip
         log(f"fold {f + 1}/{folds}: {len(train)} training points, {len(test)} held out")
         for m in methods:
             pred = run_predictor(m, task, draws=draws, seed=seed, key=(f,), progress=progress,
                                  quantity=quantity, **options[m])  # fmt: skip
-            seconds[m][f] = pred.info["seconds"]
+            seconds[m][f] = pred.seconds
             summary = prediction_summaries(truth[test], pred)
             if pred.draws is not None:
                 draws_of[m][:, test] = pred.draws
             for key, value in stats_of[m].items():
                 value[test] = summary[key]
             dmap = {} if task.domain_map is None else {"domain_map": task.domain_map.to_dict()}
-            info[m].append({**dmap, **_plain_info(pred.info)})
+            info[m].append({**dmap, **_plain_info({**pred.info, **pred.method_record})})
             log(
                 f"  {m}: CRPS {summary['crps'].mean():.4f}, "
                 f"coverage {summary['covered'].mean():.2f}, {seconds[m][f]:.1f} s"

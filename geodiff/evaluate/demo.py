@@ -134,7 +134,7 @@ def _report(model, obs, predictions, scores, draws, figure) -> str:
             f"{s['rmse']:.3f}",
             f"{s['crps']:.3f}",
             f"{s['cover90']:.2f}",
-            f"{predictions[name].info['seconds']:.1f}",
+            f"{predictions[name].seconds:.1f}",
         )
         for name, s in scores.items()
     ]

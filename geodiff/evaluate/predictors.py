@@ -5,7 +5,7 @@ posterior sampler — is a function ``(task, *, draws, seed, key, progress, **op
 Prediction`` registered under one name in :data:`PREDICTORS`; :func:`run_predictor` is the
 only way the demo, validation, cross-validation and the benchmarks call them. It resolves
 the name, checks the options, times the call and logs one line, so that every caller
-gets the same names, the same timing (``info["seconds"]``) and the same seeds.
+gets the same names, the same timing (:attr:`Prediction.seconds`) and the same seeds.
 
 Names
 -----
@@ -35,7 +35,7 @@ other datasets or methods were run.
 
 Noise and what is predicted
 ---------------------------
-A task's ``noise`` (:data:`~geodiff.noise.NOISE_MODES`) says how the measurement noise is
+A task's ``noise`` (:class:`~geodiff.noise.NoiseModel`) says how the measurement noise is
 known: given with the observations, estimated by REML (a plug-in nugget), or inferred
 jointly with the field (``"bayes"``: MCMC samples it in NUTS, the diffusion posterior by
 Gibbs sweeps; the kriging methods are plug-in methods and use REML). Methods predict the
@@ -70,7 +70,7 @@ import numpy as np
 
 from geodiff.errors import GeodiffError
 from geodiff.grid import Grid
-from geodiff.noise import NoisePrior, noise_mode, plug_in_noise
+from geodiff.noise import NoiseModel, NoisePrior, plug_in_noise
 from geodiff.observe import Observations
 from geodiff.prediction import Prediction
 from geodiff.rng import derive_seed
@@ -84,6 +84,7 @@ __all__ = [
     "display_name",
     "measurement_noise_sd",
     "resolve_predictor",
+    "run_diffusion",
     "run_predictor",
 ]
 
@@ -95,19 +96,20 @@ STREAMS = {"mcmc": 4, "mcmc-draws": 5, "diffusion": 6, "measurement": 7}
 QUANTITIES = ("field", "measurement")
 
 
-def measurement_noise_sd(info: dict, target_noise_sd=0.0):
-    """The sd of a new measurement's noise given a method's ``info``.
+def measurement_noise_sd(pred: Prediction, target_noise_sd=0.0):
+    """The sd of a new measurement's noise given a method's prediction.
 
     ``sqrt(target_noise_sd² + τ̂²)``, with ``τ̂`` the inferred nugget: per draw when the
-    method sampled it (``info["noise_sd_draws"]``), else the plug-in ``info["noise_sd"]``,
-    else 0. Shape: a scalar, (1, m) per target, or (S, 1) / (S, m) per draw.
+    method sampled it (:attr:`Prediction.noise_sd_draws`), else the plug-in
+    :attr:`Prediction.noise_sd`, else 0. Shape: a scalar, (1, m) per target, or (S, 1) /
+    (S, m) per draw.
     """
     target = np.asarray(target_noise_sd, dtype=float)
     target = target if target.ndim == 0 else target.reshape(1, -1)
-    if info.get("noise_sd_draws") is not None:
-        nugget = np.asarray(info["noise_sd_draws"], dtype=float).reshape(-1, 1)
+    if pred.noise_sd_draws is not None:
+        nugget = np.asarray(pred.noise_sd_draws, dtype=float).reshape(-1, 1)
     else:
-        nugget = np.asarray(info.get("noise_sd", 0.0), dtype=float)
+        nugget = np.asarray(pred.noise_sd or 0.0, dtype=float)
     return np.sqrt(target**2 + nugget**2)
 
 
@@ -130,7 +132,7 @@ class PredictionTask:
     domain_map : DomainMap, optional
         Physical coordinates and units to the model's; ``None``: the task is in the
         model's units already.
-    noise : {"given", "reml", "bayes"}
+    noise : NoiseModel or {"given", "reml", "bayes"}
         How the measurement noise is known (see the module's docstring).
     target_noise_sd : float or numpy.ndarray of shape (m,)
         The known noise of a new measurement at the targets (added to an inferred one).
@@ -149,13 +151,13 @@ class PredictionTask:
     model: object | None = None
     theta: dict | None = None
     domain_map: object | None = None
-    noise: str = "given"
+    noise: NoiseModel = NoiseModel.GIVEN
     target_noise_sd: object = 0.0
     transform: object | None = None
     grid_field: bool = True
 
     def __post_init__(self):
-        noise_mode(self.noise)
+        object.__setattr__(self, "noise", NoiseModel.parse(self.noise))
 
     @cached_property
     def reml_noise(self):
@@ -164,7 +166,7 @@ class PredictionTask:
 
     def plug_in_obs(self) -> Observations:
         """The observations with the REML nugget added to their noise (noise not given)."""
-        if self.noise == "given":
+        if not self.noise.inferred:
             return self.obs
         total = np.sqrt(self.obs.noise_variance + self.reml_noise.sd**2)
         return Observations(self.obs.operator, self.obs.values, total)
@@ -249,8 +251,8 @@ def _oracle_kriging(task, *, draws, seed, key, progress):
     if task.on_model_grid:  # the synthetic truth lives on the grid: condition on its reads
         obs = obs.on_grid(task.targets)
     pred = simple_kriging(task.prior, task.theta, obs, targets, engine="torch")
-    if task.noise != "given":
-        pred.info["noise_sd"] = task.reml_noise.sd
+    if task.noise.inferred:
+        pred.noise_sd = task.reml_noise.sd
     return task.to_physical(pred)
 
 
@@ -262,7 +264,7 @@ def _spde_mcmc(task, obs, targets, noise_prior, *, draws, seed, key, progress, w
 
     if noise_prior is not None:
         raise GeodiffError("the SPDE reference posterior needs the noise: give --noise-sd "
-                           "(a number) or --noise-sd reml")  # fmt: skip
+                           "(a number) or --noise reml")  # fmt: skip
     if isinstance(targets, Grid):
         grid = targets
     else:
@@ -272,10 +274,9 @@ def _spde_mcmc(task, obs, targets, noise_prior, *, draws, seed, key, progress, w
                        seed=chain_seed, progress=progress)  # fmt: skip
     pred = result.predict(targets, n_draws=draws,
                           seed=derive_seed(seed, STREAMS["mcmc-draws"], *key))  # fmt: skip
-    pred.info.update(summary=result.summary(), summary_text=result.summary_text(),
-                     nuts_seconds=result.wall_time)  # fmt: skip
-    if task.noise == "reml":
-        pred.info["noise_sd"] = task.reml_noise.sd
+    pred.info.update(summary=result.summary(), summary_text=result.summary_text())
+    if task.noise is NoiseModel.REML:
+        pred.noise_sd = task.reml_noise.sd
     return task.to_physical(pred)
 
 
@@ -285,7 +286,7 @@ def _ordinary_kriging(task, *, draws, seed, key, progress, anisotropic=True, fit
     # a random shape parameter is held at its prior median for the plug-in fit
     settings = plug_in_settings(task.prior)
     pred = ordinary_kriging(task.obs, task.targets, method=fit, anisotropic=anisotropic, **settings)
-    pred.info["noise_sd"] = float(np.sqrt(pred.info["fit"]["nugget"]))  # its nugget: REML
+    pred.noise_sd = float(np.sqrt(pred.info["fit"]["nugget"]))  # its nugget: REML
     return pred
 
 
@@ -294,10 +295,10 @@ def _mcmc(
 ):
     from geodiff.baselines.mcmc import mcmc_posterior
 
-    obs = task.model_obs(task.plug_in_obs() if task.noise == "reml" else task.obs)
+    obs = task.model_obs(task.plug_in_obs() if task.noise is NoiseModel.REML else task.obs)
     targets = task.model_targets()
     noise_prior = None
-    if task.noise == "bayes":
+    if task.noise.sampled:
         noise_prior = NoisePrior.weak(task.obs.values).scaled(1 / task.value_scale())
     if on_grid is None:
         on_grid = task.on_model_grid
@@ -327,17 +328,16 @@ def _mcmc(
             f"MCMC kept {len(pred.draws)} parameter draws, fewer than the {draws} asked for; "
             "raise its samples"
         )
-    pred.info.update(summary=result.summary(), summary_text=result.summary_text(),
-                     nuts_seconds=result.wall_time)  # fmt: skip
-    if task.noise == "reml":
-        pred.info["noise_sd"] = task.reml_noise.sd
-    elif task.noise == "bayes":
-        pred.info["noise_sd_draws"] = pred.info["noise_sd_draws"] * task.value_scale()
+    pred.info.update(summary=result.summary(), summary_text=result.summary_text())
+    if task.noise is NoiseModel.REML:
+        pred.noise_sd = task.reml_noise.sd
+    elif task.noise.sampled:
+        pred.noise_sd_draws = pred.noise_sd_draws * task.value_scale()
     return task.to_physical(pred)
 
 
 def _diffusion(
-    task, *, draws, seed, key, progress, method=None, batch_size=64, keep_posterior=False, **options
+    task, *, draws, seed, key, progress, method=None, batch_size=64, on_posterior=None, **options
 ):
     from geodiff.posterior.predict import DEFAULT_METHOD, diffusion_posterior
 
@@ -362,8 +362,8 @@ def _diffusion(
     else:
         pred = post.at(task.targets)
     pred.info.update(post.info, method=method)
-    if keep_posterior:  # the caller takes the draws of the whole field (and pops them)
-        pred.info["posterior"] = post
+    if on_posterior is not None:  # the caller keeps the draws of the whole field
+        on_posterior(post)
     return pred
 
 
@@ -457,8 +457,8 @@ def run_predictor(
     -------
     Prediction
         At ``task.targets`` in the task's units (back-transformed when the task has a
-        ``transform``); ``info["seconds"]`` is the wall time, ``info["predictor"]`` the
-        name, ``info["noise_sd"]`` or ``info["noise_sd_draws"]`` the inferred nugget.
+        ``transform``); ``seconds`` is the wall time, ``info["predictor"]`` the name,
+        ``noise_sd`` or ``noise_sd_draws`` the inferred nugget.
 
     Raises
     ------
@@ -483,7 +483,7 @@ def run_predictor(
     pred = predictor.run(task, draws=draws, seed=seed, key=tuple(key), progress=progress, **options)
     if quantity == "measurement":
         pred = pred.measurement(
-            measurement_noise_sd(pred.info, task.target_noise_sd),
+            measurement_noise_sd(pred, task.target_noise_sd),
             seed=derive_seed(seed, STREAMS["measurement"], *key),
         )
     if task.transform is not None:
@@ -491,7 +491,24 @@ def run_predictor(
 
         pred = back_transform(pred, task.transform)
     seconds = time.perf_counter() - started
-    pred.info.update(seconds=seconds, predictor=predictor.name)
+    pred.seconds = seconds
+    pred.info["predictor"] = predictor.name
     pred.method = display_name(name, options)
     logger.info("%s: %.1f s", pred.method, seconds)
     return pred
+
+
+def run_diffusion(task: PredictionTask, **arguments) -> tuple:
+    """:func:`run_predictor` of ``"diffusion"`` that also returns the whole field's draws.
+
+    Returns
+    -------
+    posterior : PosteriorDraws
+        The draws on the model's grid, in the task's units before any back-transform
+        (what ``geodiff predict --draws-out`` writes).
+    prediction : Prediction
+        As :func:`run_predictor` returns it.
+    """
+    kept = []
+    pred = run_predictor("diffusion", task, on_posterior=kept.append, **arguments)
+    return kept[0], pred

@@ -33,7 +33,7 @@ import numpy as np
 from geodiff.errors import GeodiffError
 from geodiff.evaluate.predictors import PredictionTask
 from geodiff.grid import Grid
-from geodiff.noise import noise_mode
+from geodiff.noise import NoiseModel
 from geodiff.observe import MissingNoiseError, Observations
 from geodiff.transform import DomainMap
 
@@ -64,34 +64,45 @@ class DegreesWarning(UserWarning):
 _DEGREES_BOX, _DEGREES_DISTORTION = 20.0, 1.05
 
 
-def read_observations(path, noise_sd=None, *, duplicates: str = "reject"):
+def read_observations(path, noise_sd=None, *, noise=None, duplicates: str = "reject"):
     """Observations from a CSV file and how their noise is known.
 
     Parameters
     ----------
     path : path-like
-    noise_sd : float, {"reml", "bayes"} or None
-        A number: every row's noise sd (given). ``"reml"``/``"bayes"``: infer a nugget
-        (added to a ``noise_sd`` column if the file has one). None: the file's column if
-        it has one, else ``"bayes"``.
+    noise_sd : float or None
+        Every row's measurement-noise sd (known); None: the file's ``noise_sd`` column,
+        else none known. A noise model's name here (``"reml"``, ``"bayes"``: the former
+        way of asking for one) is taken as ``noise``.
+    noise : NoiseModel or {"given", "reml", "bayes"}, optional
+        How the noise is learned: ``"given"`` (the known sds), ``"reml"``/``"bayes"``
+        (a nugget inferred on top of the known sds, if any). Default: given when sds are
+        known, else ``"bayes"``.
     duplicates : {"reject", "merge"}
 
     Returns
     -------
     obs : Observations
-    noise : str
-        ``"given"``, ``"reml"`` or ``"bayes"``.
+    noise : NoiseModel
+
+    Raises
+    ------
+    GeodiffError
+        ``noise="given"`` without a number or a ``noise_sd`` column.
     """
-    if noise_sd is not None and not isinstance(noise_sd, str):
-        return Observations.from_csv(path, float(noise_sd), duplicates=duplicates), "given"
-    mode = noise_mode(noise_sd) if noise_sd is not None else None
-    if mode == "given":
-        raise GeodiffError("noise mode 'given' needs a noise sd or a noise_sd column")
+    if isinstance(noise_sd, str):
+        noise_sd, noise = None, noise if noise is not None else noise_sd
+    mode = None if noise is None else NoiseModel.parse(noise)
+    if noise_sd is not None:
+        obs = Observations.from_csv(path, float(noise_sd), duplicates=duplicates)
+        return obs, mode or NoiseModel.GIVEN
     try:
-        obs = Observations.from_csv(path, None, duplicates=duplicates)
-        return obs, mode or "given"
+        return Observations.from_csv(path, None, duplicates=duplicates), mode or NoiseModel.GIVEN
     except MissingNoiseError:
-        return Observations.from_csv(path, 0.0, duplicates=duplicates), mode or "bayes"
+        if mode is NoiseModel.GIVEN:
+            raise GeodiffError("the noise is 'given' but neither --noise-sd nor a noise_sd "
+                               "column gives it") from None  # fmt: skip
+        return Observations.from_csv(path, 0.0, duplicates=duplicates), mode or NoiseModel.BAYES
 
 
 def transform_observations(obs: Observations, kind: str = "none"):
@@ -127,7 +138,7 @@ def build_task(
     *,
     prior=None,
     model=None,
-    noise: str = "given",
+    noise: NoiseModel | str = NoiseModel.GIVEN,
     transform: str = "none",
     domain="model",
     margin: float = 0.1,
@@ -147,7 +158,7 @@ def build_task(
     prior : GRFPrior, optional
         The prior (default: the model's).
     model : DiffusionModel, optional
-    noise : {"given", "reml", "bayes"}
+    noise : NoiseModel or {"given", "reml", "bayes"}
     transform : {"none", "log", "boxcox", "normal-score"}
     domain : "model", "auto" or ((x0, x1), (y0, y1))
     margin : float
@@ -174,7 +185,8 @@ def build_task(
     extent = model.grid.extent if model is not None else prior.domain
     if standardise not in (True, False, "auto"):
         raise GeodiffError(f"standardise must be True, False or 'auto', got {standardise!r}")
-    _check_stations(obs, inferred=noise != "given" or standardise is True or transform != "none")
+    noise = NoiseModel.parse(noise)
+    _check_stations(obs, inferred=noise.inferred or standardise is True or transform != "none")
     points = None if _is_grid(targets) else _points(targets)
     if domain == "model":
         try:
@@ -200,7 +212,7 @@ def build_task(
         shape = model.grid.shape if model is not None else Grid.parse(grid).shape
         target_grid = Grid(shape, physical)
     if target_noise_sd is None:
-        target_noise = float(np.median(obs.noise_sd)) if noise == "given" else 0.0
+        target_noise = 0.0 if noise.inferred else float(np.median(obs.noise_sd))
     else:  # the delta method at the observations' median value (as for their noise)
         slope = 1.0 if value_transform is None else _median_slope(value_transform, raw_values)
         target_noise = np.asarray(target_noise_sd, dtype=float) * slope

@@ -22,11 +22,11 @@ from geodiff.grid import Grid
 from geodiff.logs import progress_bar
 from geodiff.machine import check_dense, check_memory
 from geodiff.noise import (
+    NoiseModel,
     NoisePrior,
     NoiseWarning,
     collapse_message,
     gibbs_noise,
-    noise_mode,
     plug_in_noise,
 )
 from geodiff.observe import Observations
@@ -61,10 +61,15 @@ class PosteriorDraws:
     domain_map : DomainMap
     method : str
     info : dict
-        Options, wall time, sampler diagnostics.
+        Options, sampler diagnostics, the noise's summary.
     noise_sd : numpy.ndarray, shape (S,), optional
         The measurement noise sd each draw was made under (physical units), when it
-        was inferred (``noise="reml"`` or ``"bayes"``); None when it was given.
+        was inferred (``noise="reml"``: the plug-in, the same for every draw; ``"bayes"``:
+        sampled); None when it was given.
+    noise : NoiseModel
+        How the noise was learned.
+    seconds : float, optional
+        Wall time of the sampling.
     """
 
     fields: np.ndarray
@@ -73,6 +78,8 @@ class PosteriorDraws:
     method: str
     info: dict = field(default_factory=dict)
     noise_sd: np.ndarray | None = None
+    noise: NoiseModel = NoiseModel.GIVEN
+    seconds: float | None = None
 
     def __post_init__(self):
         check_finite(self.fields, "posterior draws")
@@ -91,14 +98,16 @@ class PosteriorDraws:
             A target outside the model's domain (in physical coordinates).
         """
         info = {"method": self.method, **self.info}
-        if self.noise_sd is not None:
-            info["noise_sd_draws"] = self.noise_sd
+        made = {"seconds": self.seconds}
+        if self.noise is NoiseModel.REML:  # a plug-in: one value
+            made["noise_sd"] = float(self.noise_sd[0])
+        elif self.noise.sampled:
+            made["noise_sd_draws"] = self.noise_sd
         if isinstance(targets, str):
             if targets != "grid":
                 raise GeodiffError(f"targets must be 'grid' or points, got {targets!r}")
-            return Prediction.from_draws(
-                self.grid.points(), self.fields, grid=self.grid, method=self.method, info=info
-            )
+            return Prediction.from_draws(self.grid.points(), self.fields, grid=self.grid,
+                                         method=self.method, info=info, **made)  # fmt: skip
         points = np.asarray(targets, dtype=float)
         if points.ndim != 2 or points.shape[1] != 2:
             raise GeodiffError(f"targets must have shape (m, 2), got {points.shape}")
@@ -110,7 +119,7 @@ class PosteriorDraws:
                 f"{_extent_text(self.grid.extent)}, first #{k} at {tuple(points[k])}"
             )
         values = self.grid.interpolate(torch.from_numpy(self.fields).double(), points).numpy()
-        return Prediction.from_draws(points, values, method=self.method, info=info)
+        return Prediction.from_draws(points, values, method=self.method, info=info, **made)
 
     def to_xarray(self, attrs: dict | None = None):
         """The draws as an :class:`xarray.Dataset`: ``fields(sample, y, x)``, float32.
@@ -123,6 +132,7 @@ class PosteriorDraws:
 
         meta = {
             **netcdf_attrs(self.info, plain_only=True),
+            "seconds": self.seconds,
             "method": self.method,
             "content": "posterior draws",
             **(attrs or {}),
@@ -152,7 +162,7 @@ def diffusion_posterior(
     domain_map: DomainMap | None = None,
     batch_size: int = 64,
     progress: bool = False,
-    noise: str = "given",
+    noise: NoiseModel | str = NoiseModel.GIVEN,
     noise_prior: NoisePrior | None = None,
     noise_sweeps: int = 10,
     **options,
@@ -179,7 +189,7 @@ def diffusion_posterior(
         Fields per denoiser evaluation (MCGdiff: draws × particles).
     progress : bool
         Show a progress bar.
-    noise : {"given", "reml", "bayes"}
+    noise : NoiseModel or {"given", "reml", "bayes"}
         The measurement noise (see :mod:`geodiff.noise`): the observations' own
         ``noise_sd``; or that plus a nugget ``τ`` estimated by REML (a plug-in); or plus
         a nugget ``τ`` sampled jointly with the field by :func:`~geodiff.noise.gibbs_noise`
@@ -216,7 +226,7 @@ def diffusion_posterior(
         raise GeodiffError(f"batch size must be a positive integer, got {batch_size!r}")
     given = options if steps is None else dict(options, steps=steps)
     sampler.check(given)
-    noise = noise_mode(noise)
+    noise = NoiseModel.parse(noise)
     if sampler.matrix_free:
         check_memory(
             posterior_memory(model, len(obs), samples, batch_size),
@@ -232,14 +242,14 @@ def diffusion_posterior(
     )
     started = time.perf_counter()
     run = _Runner(sampler, model, problem, given, seed, batch_size)
-    noise_sd, noise_info = None, {"mode": noise}
-    if noise == "given":
+    noise_sd, noise_info = None, {"mode": noise.value}
+    if not noise.inferred:
         draws, infos = run(problem, range(samples), progress)
         fields = np.concatenate(draws)
     else:
         start = _reml_noise_sd(model, model_obs, noise)
         noise_info["reml_sd"] = float(dmap.to_physical_sd(start))
-        if noise == "reml":
+        if noise is NoiseModel.REML:
             draws, infos = run(run.with_nugget(start), range(samples), progress)
             fields, noise_sd = np.concatenate(draws), np.full(samples, start)
         else:
@@ -265,7 +275,6 @@ def diffusion_posterior(
         "options": {k: v for k, v in given.items() if not isinstance(v, torch.Tensor)},
         "samples": samples,
         "seed": seed,
-        "wall_time_s": elapsed,
         "device": str(model.device),
         "domain_map": dmap.to_dict(),
         "n_observations": len(obs),
@@ -275,7 +284,8 @@ def diffusion_posterior(
         info["per_draw"] = sampler.cost(model.schedule, problem, run.options(problem))
     if sampler.summary is not None:
         info.update(sampler.summary(infos))
-    return PosteriorDraws(fields, dmap.physical_grid(model.grid), dmap, method, info, noise_sd)
+    return PosteriorDraws(fields, dmap.physical_grid(model.grid), dmap, method, info, noise_sd,
+                          noise, elapsed)  # fmt: skip
 
 
 #: memory the denoiser's graphs may take per batch: posterior draws are batched below it
@@ -317,10 +327,10 @@ def _noise_summary(noise_sd: np.ndarray) -> dict:
     return {"sd_mean": float(noise_sd.mean()), "sd_q05": float(q05), "sd_q95": float(q95)}
 
 
-def _reml_noise_sd(model, model_obs: Observations, mode: str) -> float:
+def _reml_noise_sd(model, model_obs: Observations, noise: NoiseModel) -> float:
     """The REML nugget's sd (model units); a chain on block means starts at 0.1 data scale."""
     blocks = model_obs.operator.kind != "points" or model_obs.operator.grid is not None
-    if blocks and mode == "bayes":
+    if blocks and noise.sampled:
         return 0.1 * model.data_scale
     return max(float(plug_in_noise(model_obs, model.prior).sd), 1e-3 * model.data_scale)
 

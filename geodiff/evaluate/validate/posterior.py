@@ -140,10 +140,10 @@ def _score_dataset(model, k: int, s: dict, progress: bool) -> dict:
         ok = run("kriging-ok")
     record = {
         "dataset": k,
-        "diffusion": {"seconds": diffusion.info["seconds"]},
-        "mcmc": {"seconds": both.info["seconds"], "max_rhat": both.info["max_rhat"]},
-        "kriging-oracle": {"seconds": oracle.info["seconds"]},
-        "kriging-ok": {"seconds": ok.info["seconds"], "warnings": len(caught)},
+        "diffusion": {"seconds": diffusion.seconds},
+        "mcmc": {"seconds": both.seconds, "max_rhat": both.info["max_rhat"]},
+        "kriging-oracle": {"seconds": oracle.seconds},
+        "kriging-ok": {"seconds": ok.seconds, "warnings": len(caught)},
     }
     for name, pred in (
         ("diffusion", diffusion),
