@@ -51,15 +51,12 @@ from geodiff.metrics.scores import interval_coverage, sliced_wasserstein
 from geodiff.observe import Observations
 from geodiff.posterior import (
     LinearGaussianProblem,
-    daps_limit,
     gaussian_posterior,
-    mcgdiff_limit,
-    mmps_limit,
-    pigdm_limit,
     posterior_sample,
 )
 from geodiff.rng import derive_seed, generators_for
 from geodiff.tables import markdown_table
+from geodiff.testing import daps_limit, mcgdiff_limit, mmps_limit, pigdm_limit
 
 PRIOR = "stationary-matern"
 THETA = {"length_scale": 0.15, "anis_ratio": 0.6, "angle": 0.5}

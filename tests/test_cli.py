@@ -98,7 +98,6 @@ def test_renamed_flags_keep_their_old_name_for_one_release(capsys, old, new, arg
     assert capsys.readouterr().err == ""  # the new name is silent
 
 
-
 @pytest.mark.parametrize("mode", ["reml", "bayes"])
 def test_noise_sd_with_a_mode_is_the_noise_flag_for_one_release(tmp_path, capsys, mode):
     from geodiff.cli import build_parser

@@ -23,14 +23,11 @@ from geodiff.observe import Observations
 from geodiff.posterior import (
     LinearGaussianProblem,
     conditional_denoiser,
-    daps_limit,
     gaussian_posterior,
-    mcgdiff_limit,
-    mmps_limit,
-    pigdm_limit,
     posterior_sample,
 )
 from geodiff.rng import generators_for
+from geodiff.testing import daps_limit, mcgdiff_limit, mmps_limit, pigdm_limit
 from tests.shared import gaussian_law_pvalue
 
 SCHEDULE = NoiseSchedule()

@@ -65,7 +65,7 @@ def gaussian_sampler_law(
     transfer : numpy.ndarray, shape (d,)
         The coefficient of the start ``x_T`` in the output (a zero-mean prior makes it
         irrelevant; a chain whose target has a mean ``μ`` is shifted by it, see
-        :func:`geodiff.posterior.exact.mmps_limit`).
+        :func:`geodiff.testing.mmps_limit`).
     variance : numpy.ndarray, shape (d,)
         Output variances from the start (``x_T ~ N(0, I)`` unless ``start_variance``);
         the exact sampler would give ``eigval``.

@@ -23,14 +23,7 @@ from __future__ import annotations
 
 from geodiff.posterior.daps import daps_sample
 from geodiff.posterior.dps import dps_sample
-from geodiff.posterior.exact import (
-    condition_gaussian,
-    daps_limit,
-    gaussian_posterior,
-    mcgdiff_limit,
-    mmps_limit,
-    pigdm_limit,
-)
+from geodiff.posterior.exact import condition_gaussian, gaussian_posterior
 from geodiff.posterior.mcgdiff import mcgdiff_sample
 from geodiff.posterior.methods import (
     POSTERIOR_SAMPLERS,
@@ -53,16 +46,12 @@ __all__ = [
     "SpectralProblem",
     "condition_gaussian",
     "conditional_denoiser",
-    "daps_limit",
     "daps_sample",
     "diffusion_posterior",
     "dps_sample",
     "gaussian_posterior",
-    "mcgdiff_limit",
     "mcgdiff_sample",
-    "mmps_limit",
     "mmps_sample",
-    "pigdm_limit",
     "pigdm_sample",
     "posterior_sample",
     "predict",

@@ -7,7 +7,7 @@ condition that Gaussian in closed form, which yields a conditional denoiser
 ``E[x_0 | x_t, y]``; an unconditional integrator (DPM-Solver++(2M) or DDIM) run on it
 samples the posterior. For a Gaussian prior ``x_0 | x_t`` *is* that Gaussian, so the
 conditional denoiser is exact and the only error is the integrator's discretisation,
-known in closed form (:func:`~geodiff.posterior.exact.mmps_limit`).
+known in closed form (:func:`~geodiff.testing.mmps_limit`).
 
 Legend:
 
