@@ -248,8 +248,8 @@ def bench_prior(args) -> str:
     for size in sizes:
         n = args.fields if size <= model.window_shape[0] else max(20, args.fields // (size // 64))
         components = 16 if size <= 128 else 4  # the oracle's factorisations grow with size
-        report = validate_prior(model.on_grid((size, size)), n=n, oracle_components=components,
-                                n_mse=min(64, n), classifier_epochs=5, seed=args.seed,
+        report = validate_prior(model.on_grid((size, size)), fields=n, oracle_components=components,
+                                mse_fields=min(64, n), classifier_epochs=5, seed=args.seed,
                                 progress=False)  # fmt: skip
         ratio = report.network_mse / report.oracle_mse
         pick = [int(np.argmin(abs(report.sigma - s))) for s in (0.1, 1.7, 10.0)]

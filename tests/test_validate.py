@@ -112,9 +112,9 @@ def _prior_checks(model, monkeypatch, factor):
     monkeypatch.setattr(model, "sample", sample)
     result = validate_prior(
         model,
-        n=150,
+        fields=150,
         oracle_components=4,
-        n_mse=16,
+        mse_fields=16,
         n_directions=16,
         classifier_epochs=1,
         progress=False,
@@ -336,3 +336,18 @@ def test_coverage_check_adds_two_standard_errors():
     noisy = records([0.80, 1.0, 0.83, 0.99] * 10)  # 0.905 ± 0.013
     assert _coverage_check(steady, "m", "steady").passed
     assert not _coverage_check(noisy, "m", "noisy").passed
+
+
+def test_validate_prior_takes_the_command_line_names_and_its_former_ones_for_a_release():
+    from geodiff.errors import renamed_arguments
+
+    with pytest.warns(DeprecationWarning, match=r"validate_prior: n= is now fields="):
+        moved = renamed_arguments({"n": 30}, {"n": "fields"}, "validate_prior")
+    assert moved == {"fields": 30}
+    with pytest.raises(TypeError, match="unexpected keyword argument 'fieldz'"):
+        validate_prior(None, fieldz=3)
+    with (
+        pytest.warns(DeprecationWarning, match="n_mse= is now mse_fields="),
+        pytest.raises(GeodiffError, match="at least 20 fields"),
+    ):
+        validate_prior(None, fields=10, n_mse=8)

@@ -48,11 +48,11 @@ def validation_options(preset: str = "full", **given) -> tuple[dict, dict]:
     """
     s = {k: given.get(k) if given.get(k) is not None else v for k, v in PRESETS[preset].items()}
     prior = {
-        "n": s["fields"],
-        "sampler": given.get("prior_sampler", "dpm2m"),
-        "steps": given.get("prior_steps", 50),
+        "fields": s["fields"],
+        "prior_sampler": given.get("prior_sampler", "dpm2m"),
+        "prior_steps": given.get("prior_steps", 50),
         "oracle_components": s["oracle_components"],
-        "n_mse": s["mse_fields"],
+        "mse_fields": s["mse_fields"],
         "classifier_epochs": s["classifier_epochs"],
     }
     posterior = {

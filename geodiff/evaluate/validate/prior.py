@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from geodiff.diffusion.validation import denoising_mse, validation_steps
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, renamed_arguments
 from geodiff.evaluate.validate.checks import Check
 from geodiff.fields.simulate import simulate
 from geodiff.metrics import (
@@ -181,29 +181,30 @@ def _lag_apply(lags: np.ndarray, field: np.ndarray) -> np.ndarray:
 def validate_prior(
     model,
     *,
-    n: int = 500,
-    sampler: str = "dpm2m",
-    steps: int = 50,
+    fields: int = 500,
+    prior_sampler: str = "dpm2m",
+    prior_steps: int = 50,
     oracle_components: int = 64,
-    n_mse: int = 256,
+    mse_fields: int = 256,
     n_directions: int = 64,
     classifier_epochs: int = 10,
     seed: int = 0,
     device=None,
     progress: bool = True,
+    **former,
 ) -> PriorValidation:
     """Check unconditional samples and the denoiser of a trained model against exact ones.
 
     Parameters
     ----------
     model : DiffusionModel
-    n : int
+    fields : int
         Fields in each set: generated, reference and control (exact simulations).
-    sampler, steps :
+    prior_sampler, prior_steps :
         How the network samples (see :meth:`DiffusionModel.sample`).
     oracle_components : int
         θ draws in the exact mixture oracle (the denoising floor).
-    n_mse : int
+    mse_fields : int
         Fields for the denoising error.
     n_directions : int
         Principal directions for the max-sliced Wasserstein distance.
@@ -214,11 +215,20 @@ def validate_prior(
     progress : bool
         Log each stage (``logging.INFO``, logger ``geodiff.evaluate.validate.prior``)
         and show progress bars.
+    **former
+        The former names ``n``, ``sampler``, ``steps`` and ``n_mse`` (one release, with a
+        :class:`DeprecationWarning`); the names above are the command line's flags.
 
     Returns
     -------
     PriorValidation
     """
+    renamed = renamed_arguments(former, _FORMER_NAMES, "validate_prior")
+    fields = renamed.get("fields", fields)
+    prior_sampler = renamed.get("prior_sampler", prior_sampler)
+    prior_steps = renamed.get("prior_steps", prior_steps)
+    mse_fields = renamed.get("mse_fields", mse_fields)
+    n, sampler, steps, n_mse = fields, prior_sampler, prior_steps, mse_fields
     if n < 20:
         raise GeodiffError(f"prior checks need at least 20 fields per set, got {n}")
     prior, grid = model.prior, model.grid
@@ -253,11 +263,11 @@ def validate_prior(
     checks = [_denoiser_check(errors), *_distribution_checks(stats, n_directions)]
     checks.append(_classifier_check(c2st))
     settings = {
-        "n": n,
-        "sampler": sampler,
-        "steps": steps,
+        "fields": n,
+        "prior_sampler": sampler,
+        "prior_steps": steps,
         "oracle_components": oracle_components,
-        "n_mse": n_mse,
+        "mse_fields": n_mse,
         "n_directions": n_directions,
         "classifier_epochs": classifier_epochs,
         "seed": seed,
@@ -276,6 +286,9 @@ def validate_prior(
 
 #: statistics that the checks use but :class:`PriorValidation` does not keep
 _NOT_STORED = ("anisotropy", "control_anisotropy")
+#: validate_prior's former argument names (before they matched the command line's flags)
+_FORMER_NAMES = {"n": "fields", "sampler": "prior_sampler", "steps": "prior_steps",
+                 "n_mse": "mse_fields"}  # fmt: skip
 
 
 @contextmanager

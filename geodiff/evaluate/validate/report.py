@@ -188,9 +188,10 @@ def _prior_section(model, prior: PriorValidation, out: Path) -> list:
     return [
         "## Prior checks",
         "",
-        f"{s['n']} fields from the network ({s['sampler']}, {s['steps']} steps) against "
-        f"{s['n']} exact simulations of the training prior (the reference); a control set "
-        f"of {s['n']} more exact simulations gives each statistic's noise floor. ({timing}.)",
+        f"{s['fields']} fields from the network ({s['prior_sampler']}, {s['prior_steps']} "
+        f"steps) against {s['fields']} exact simulations of the training prior (the "
+        f"reference); a control set of {s['fields']} more exact simulations gives each "
+        f"statistic's noise floor. ({timing}.)",
         "",
         "![network samples above exact simulations](prior_samples.png)",
         "",
