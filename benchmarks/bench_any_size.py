@@ -365,7 +365,7 @@ def bench_mse(args) -> str:
 def _posterior_draws(model, obs, draws: int, seed: int, options: dict):
     from geodiff.posterior.predict import diffusion_posterior
 
-    post = diffusion_posterior(model, obs, samples=draws, seed=seed, **options)
+    post = diffusion_posterior(model, obs, draws=draws, seed=seed, **options)
     return post.fields.reshape(draws, -1).astype(np.float64), post.seconds
 
 

@@ -693,7 +693,7 @@ def main(argv=None) -> None:
         model,
         obs,
         method=args.sampler,
-        samples=args.draws,
+        draws=args.draws,
         steps=args.steps,
         seed=args.seed,
         domain_map=dmap,

@@ -190,7 +190,7 @@ def test_diffusion_noise_draws_do_not_depend_on_the_batch_size(model):
     obs = _noisy(model, 0.3)
     runs = [
         diffusion_posterior(
-            model, obs, samples=6, steps=3, seed=4, noise="bayes", noise_sweeps=3, batch_size=b
+            model, obs, draws=6, steps=3, seed=4, noise="bayes", noise_sweeps=3, batch_size=b
         )
         for b in (1, 64)
     ]
@@ -199,9 +199,9 @@ def test_diffusion_noise_draws_do_not_depend_on_the_batch_size(model):
     assert len(np.unique(runs[0].noise_sd)) == 3  # one τ per kept sweep
     info = runs[0].info["noise"]
     assert info["mode"] == "bayes" and len(info["chain"]) == 3 + 3  # burn-in + kept
-    reml = diffusion_posterior(model, obs, samples=4, steps=3, seed=4, noise="reml")
+    reml = diffusion_posterior(model, obs, draws=4, steps=3, seed=4, noise="reml")
     assert (reml.noise_sd == reml.info["noise"]["reml_sd"]).all()
-    given = diffusion_posterior(model, obs, samples=4, steps=3, seed=4)
+    given = diffusion_posterior(model, obs, draws=4, steps=3, seed=4)
     assert given.noise_sd is None and given.info["noise"] == {"mode": "given"}
 
 
@@ -244,8 +244,8 @@ def test_diffusion_noise_is_recovered_and_a_crude_sampler_is_flagged(model):
     reml = reml_noise(obs, "matern", {"nu": 1.5})
     with warnings.catch_warnings():
         warnings.simplefilter("error", NoiseWarning)
-        good = diffusion_posterior(model, obs, samples=10, seed=4, noise="bayes", noise_sweeps=5)
+        good = diffusion_posterior(model, obs, draws=10, seed=4, noise="bayes", noise_sweeps=5)
     assert abs(good.noise_sd.mean() - reml.sd) < 3 * reml.sd_se
     assert abs(reml.sd - 0.3) < 3 * reml.sd_se  # and REML holds the truth
     with pytest.warns(NoiseWarning, match="fits the data too closely"):
-        diffusion_posterior(model, obs, samples=10, steps=3, seed=4, noise="bayes", noise_sweeps=5)
+        diffusion_posterior(model, obs, draws=10, steps=3, seed=4, noise="bayes", noise_sweeps=5)

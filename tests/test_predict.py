@@ -14,7 +14,7 @@ from geodiff.posterior import diffusion_posterior, predict
 from geodiff.transform import DomainMap
 
 MODEL = Path(__file__).resolve().parents[1] / "data" / "stationary-matern-32"
-FAST = {"samples": 3, "steps": 4}
+FAST = {"draws": 3, "steps": 4}
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +87,14 @@ def test_draws_are_reproducible_and_batch_independent(model):
 
 def test_warm_start_draws_are_batch_independent_and_cost_fewer_steps(model):
     """MMPS's start from the prior's Gaussian at σ = 10: rows do not depend on the batch."""
-    obs, warm = _obs(), {"start_sigma": 10.0, "cg_iterations": 0, "samples": 5, "steps": 4}
+    obs, warm = _obs(), {"start_sigma": 10.0, "cg_iterations": 0, "draws": 5, "steps": 4}
     one = diffusion_posterior(model, obs, batch_size=2, **warm)
     two = diffusion_posterior(model, obs, batch_size=5, **warm)
     np.testing.assert_allclose(one.fields, two.fields, rtol=1e-6, atol=1e-6)
     # 25 steps over the whole range make 20 calls, 12 of them at σ <= 10; a warm start at
     # σ = 10 with 13 steps keeps that density below σ = 10 and makes 13 calls
-    cold = predict(model, obs, at="grid", samples=2, steps=25, cg_iterations=0)
-    hot = predict(model, obs, at="grid", samples=2, steps=13, cg_iterations=0, start_sigma=10.0)
+    cold = predict(model, obs, at="grid", draws=2, steps=25, cg_iterations=0)
+    hot = predict(model, obs, at="grid", draws=2, steps=13, cg_iterations=0, start_sigma=10.0)
     assert cold.info["per_draw"]["denoiser_evaluations"] == 20
     assert hot.info["per_draw"]["denoiser_evaluations"] == 13
     cold_steps = model.schedule.log_snr_timesteps(25)
@@ -133,7 +133,7 @@ def test_bad_input_is_refused(model):
     with pytest.raises(GeodiffError, match=r"mmps does not take the option\(s\) particles; its"):
         diffusion_posterior(model, _obs(), particles=4, **FAST)
     with pytest.raises(GeodiffError, match="positive integer"):
-        diffusion_posterior(model, _obs(), samples=0)
+        diffusion_posterior(model, _obs(), draws=0)
 
 
 def test_predict_command(tmp_path, capsys):
@@ -152,7 +152,7 @@ def test_predict_command(tmp_path, capsys):
     assert header == ["x", "y", "mean", "sd", "q05", "q50", "q95", "p_gt_5"]
     assert (tmp_path / "pred.draws.nc").is_file() and (tmp_path / "pred.png").is_file()
     meta = json.loads((tmp_path / "pred.csv.json").read_text())
-    assert meta["method"] == "mmps" and meta["samples"] == 3
+    assert meta["method"] == "mmps" and meta["draws"] == 3
     # physical observations without a domain map leave the model's domain: a clear error
     bad = ["predict", "--model", str(MODEL), "--obs", str(tmp_path / "obs.csv"),
            "--draws", "2", "--out", str(tmp_path / "x.csv"), "--quiet"]  # fmt: skip
@@ -180,3 +180,11 @@ def test_demo_command_writes_its_report(tmp_path, capsys):
         assert f"| {method} |" in report
     assert (out / "maps.png").is_file()
     assert "demo done" in capsys.readouterr().out
+
+
+def test_the_number_of_draws_is_draws_and_its_former_name_warns(model):
+    with pytest.warns(DeprecationWarning, match="diffusion_posterior: samples= is now draws="):
+        old = diffusion_posterior(model, _obs(), samples=2, seed=3, steps=4)
+    new = diffusion_posterior(model, _obs(), draws=2, seed=3, steps=4)
+    np.testing.assert_array_equal(old.fields, new.fields)
+    assert new.info["draws"] == 2 and new.seconds > 0

@@ -40,7 +40,7 @@ def _replicate(r, points, held_out):
         draws = result.samples[key][:, ::THIN].reshape(-1)
         ranks[key] = int((draws < theta[key][0]).sum())
     n_draws = result.samples["variance"][:, ::THIN].numel()
-    pred = result.predict(held_out, n_draws=n_draws, seed=r)
+    pred = result.predict(held_out, draws=n_draws, seed=r)
     for k in range(len(held_out)):
         ranks[f"field@{k}"] = int((pred.draws[:, k] < field[N_OBS + k].item()).sum())
     return ranks, n_draws

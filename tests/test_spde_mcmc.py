@@ -87,8 +87,9 @@ def test_slice_sampler_rejects_the_posterior_under_wrong_noise(chains):
 
 def test_posterior_predictive_draws(chains):
     result = chains[3]
-    pred = result.predict(GRID, n_draws=5, seed=0)
+    pred = result.predict(GRID, draws=5, seed=0)
     assert pred.draws.shape == (5, GRID.n_nodes)
-    again = result.predict(GRID, n_draws=5, seed=0)
+    with pytest.warns(DeprecationWarning, match="n_draws= is now draws="):
+        again = result.predict(GRID, n_draws=5, seed=0)  # the former name, one release
     np.testing.assert_array_equal(pred.draws, again.draws)
     assert "length_scale" in result.summary_text()

@@ -31,7 +31,7 @@ from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 from tqdm.auto import tqdm
 
 from geodiff.baselines.kriging import conditional_simulation
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, renamed_arguments
 from geodiff.fields.parameters import ScalarPrior
 from geodiff.grid import Grid
 from geodiff.machine import check_dense
@@ -45,6 +45,7 @@ __all__ = ["MCMCResult", "MCMCWarning", "mcmc_posterior", "n_hyperparameters", "
 RHAT_MAX = 1.05
 ESS_MIN = 100
 _JITTER = 1e-9  # relative diagonal jitter of the likelihood's covariance
+_FORMER_NAMES = {"n_draws": "draws"}  # predict()'s former argument names
 _CHAIN_STREAM, _PREDICT_STREAM = 10, 11
 
 
@@ -139,29 +140,32 @@ class MCMCResult:
             return None
         return self.samples["noise_variance"].reshape(-1).sqrt().numpy()
 
-    def predict(self, targets, n_draws: int | None = None, seed: int = 0, progress=False):
+    def predict(self, targets, draws: int | None = None, seed: int = 0, progress=False, **former):
         """Posterior predictive draws of the field at targets.
 
         Parameters
         ----------
         targets : Grid or array_like of shape (m, 2)
-        n_draws : int, optional
+        draws : int, optional
             Parameter draws used, evenly thinned from all chains (default: all); one
             field is drawn per parameter draw.
         seed : int
         progress : bool
+        **former
+            ``n_draws``, the former name of ``draws`` (one release, with a warning).
 
         Returns
         -------
         Prediction
-            Represented by its draws, shape (n_draws, m).
+            Represented by its draws, shape (draws, m).
         """
         from geodiff.baselines.kriging import n_targets_of
 
         check_dense("MCMC", len(self.obs.operator.support), n_targets_of(targets), joint=True)
         theta = self.theta()
         total = next(iter(theta.values())).shape[0]
-        n_draws = total if n_draws is None else min(int(n_draws), total)
+        draws = renamed_arguments(former, _FORMER_NAMES, "predict").get("draws", draws)
+        n_draws = total if draws is None else min(int(draws), total)
         picks = np.unique(np.linspace(0, total - 1, n_draws).round().astype(int))
         nugget_sd, draws = self.noise_sd_draws(), []
         for k in tqdm(picks, desc="predictive", unit="draw", disable=not progress, leave=False):

@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from geodiff.baselines.spde_kriging import SPDEConditional, spde_condition
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, renamed_arguments
 from geodiff.grid import Grid
 from geodiff.observe import Observations
 from geodiff.prediction import Prediction
@@ -162,19 +162,22 @@ class SPDEPosterior:
         draws = [theta_from_white(self.prior, w) for w in flat]
         return {k: torch.cat([d[k] for d in draws]) for k in draws[0]}
 
-    def predict(self, targets, n_draws: int | None = None, seed: int = 0) -> Prediction:
+    def predict(self, targets, draws: int | None = None, seed: int = 0, **former) -> Prediction:
         """Posterior predictive draws of the field at ``targets`` (a Grid or (k, 2) points).
 
         Draw ``i`` uses θ draw ``i`` of an even thinning and its own exact conditional
         draw of the field.
 
+        ``n_draws``, the former name of ``draws``, still works for one release (with a warning).
+
         Returns
         -------
         Prediction
-            Represented by its draws, shape (n_draws, k).
+            Represented by its draws, shape (draws, k).
         """
+        draws = renamed_arguments(former, {"n_draws": "draws"}, "predict").get("draws", draws)
         flat = self.white.reshape(-1, self.white.shape[-1])
-        n = len(flat) if n_draws is None else min(int(n_draws), len(flat))
+        n = len(flat) if draws is None else min(int(draws), len(flat))
         picks = np.linspace(0, len(flat) - 1, n).round().astype(int)
         out = []
         for i, k in enumerate(picks):

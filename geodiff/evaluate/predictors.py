@@ -272,7 +272,7 @@ def _spde_mcmc(task, obs, targets, noise_prior, *, draws, seed, key, progress, w
     chain_seed = derive_seed(seed, STREAMS["mcmc"], *key)
     result = spde_mcmc(task.prior, obs, grid, chains=chains, warmup=warmup, samples=samples,
                        seed=chain_seed, progress=progress)  # fmt: skip
-    pred = result.predict(targets, n_draws=draws,
+    pred = result.predict(targets, draws=draws,
                           seed=derive_seed(seed, STREAMS["mcmc-draws"], *key))  # fmt: skip
     pred.info.update(summary=result.summary(), summary_text=result.summary_text())
     if task.noise is NoiseModel.REML:
@@ -320,9 +320,7 @@ def _mcmc(
         noise_prior=noise_prior,
         jit=jit,
     )
-    pred = result.predict(
-        targets, n_draws=draws, seed=derive_seed(seed, STREAMS["mcmc-draws"], *key)
-    )
+    pred = result.predict(targets, draws=draws, seed=derive_seed(seed, STREAMS["mcmc-draws"], *key))
     if len(pred.draws) < draws:
         raise GeodiffError(
             f"MCMC kept {len(pred.draws)} parameter draws, fewer than the {draws} asked for; "
@@ -346,7 +344,7 @@ def _diffusion(
         task.model,
         task.obs,
         method=method,
-        samples=draws,
+        draws=draws,
         seed=derive_seed(seed, STREAMS["diffusion"], *key),
         domain_map=task.domain_map,
         batch_size=batch_size,

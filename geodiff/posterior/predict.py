@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from geodiff.errors import GeodiffError
+from geodiff.errors import GeodiffError, renamed_arguments
 from geodiff.grid import Grid
 from geodiff.logs import progress_bar
 from geodiff.machine import check_dense, check_memory
@@ -156,7 +156,7 @@ def diffusion_posterior(
     obs: Observations,
     *,
     method: str = DEFAULT_METHOD,
-    samples: int = 100,
+    draws: int = 100,
     seed: int = 0,
     steps: int | None = None,
     domain_map: DomainMap | None = None,
@@ -176,8 +176,9 @@ def diffusion_posterior(
         Points or block means, in physical coordinates and units.
     method : str
         A key of :data:`~geodiff.posterior.POSTERIOR_SAMPLERS`.
-    samples : int
-        Number of posterior draws ``S``.
+    draws : int
+        Number of posterior draws ``S`` (formerly ``samples``, which still works for one
+        release with a :class:`DeprecationWarning`).
     seed : int
         Draw ``i`` depends on ``(seed, i)`` only, not on ``batch_size``.
     steps : int, optional
@@ -193,7 +194,7 @@ def diffusion_posterior(
         The measurement noise (see :mod:`geodiff.noise`): the observations' own
         ``noise_sd``; or that plus a nugget ``τ`` estimated by REML (a plug-in); or plus
         a nugget ``τ`` sampled jointly with the field by :func:`~geodiff.noise.gibbs_noise`
-        (``noise_sweeps`` sampler runs of about ``samples / noise_sweeps`` draws each,
+        (``noise_sweeps`` sampler runs of about ``draws / noise_sweeps`` draws each,
         after 3 burn-in runs of one draw, started at the REML estimate).
     noise_prior : NoisePrior, optional
         The prior of ``τ²`` in physical units (default :meth:`NoisePrior.weak` of the
@@ -220,6 +221,10 @@ def diffusion_posterior(
         Observations outside the model's domain, an unknown method or option.
     """
     sampler = spec(method)
+    if "samples" in options:  # the former name of draws
+        draws = renamed_arguments({"samples": options.pop("samples")}, {"samples": "draws"},
+                                  "diffusion_posterior")["draws"]  # fmt: skip
+    samples = draws
     if not isinstance(samples, int) or samples < 1:
         raise GeodiffError(f"number of posterior draws must be a positive integer, got {samples!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -273,7 +278,7 @@ def diffusion_posterior(
     check_finite(fields, "posterior draws", obs.values)
     info = {
         "options": {k: v for k, v in given.items() if not isinstance(v, torch.Tensor)},
-        "samples": samples,
+        "draws": samples,
         "seed": seed,
         "device": str(model.device),
         "domain_map": dmap.to_dict(),
