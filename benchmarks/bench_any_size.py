@@ -425,9 +425,10 @@ def bench_draws(args) -> None:
 
 
 def bench_posterior(args) -> str:
-    from geodiff.baselines.fit import fit_covariance, ordinary_kriging, plug_in_settings
+    from geodiff.baselines.kriging import ordinary_kriging
     from geodiff.baselines.spde_kriging import spde_condition
     from geodiff.diffusion.model import load_model
+    from geodiff.fields.fit import fit_covariance, plug_in_settings
     from geodiff.metrics.scores import crps, rank_histogram, truth_ranks
 
     model = load_model(args.model, args.device).on_grid((args.size, args.size))

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 import geodiff
-from geodiff.baselines.fit import plug_in_settings
 from geodiff.evaluate.crossval import CV_METHODS, CrossValidation, cross_validate, point_summaries
+from geodiff.fields.fit import plug_in_settings
 from geodiff.realdata import meuse, meuse_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +116,8 @@ def trend_kriging(cv: CrossValidation, obs, covariate, prior) -> None:
     ordinary kriging (REML, the prior's family) of the residuals. The trend's own
     estimation uncertainty is ignored (two coefficients from ~124 points).
     """
-    from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
+    from geodiff.baselines.kriging import ordinary_kriging
+    from geodiff.fields.fit import plug_in_settings
 
     n = len(obs)
     out = {k: np.full(n, np.nan) for k in _ARRAYS}
@@ -155,7 +156,7 @@ def data_facts(obs, table, model, dmap) -> dict:
     from scipy import stats
     from scipy.spatial import cKDTree
 
-    from geodiff.baselines.fit import FitWarning
+    from geodiff.fields.fit import FitWarning
 
     z = obs.values
     zinc = table["zinc"]

@@ -63,8 +63,7 @@ Example
 
 from geodiff._version import __version__
 from geodiff.anamorphosis import back_transform, fit_transform
-from geodiff.baselines.fit import fit_covariance, ordinary_kriging, reml_noise
-from geodiff.baselines.kriging import conditional_simulation, simple_kriging
+from geodiff.baselines.kriging import conditional_simulation, ordinary_kriging, simple_kriging
 from geodiff.baselines.mcmc import mcmc_posterior
 from geodiff.baselines.spde_kriging import spde_condition
 from geodiff.diffusion import (
@@ -83,6 +82,7 @@ from geodiff.evaluate.tasks import build_task, read_observations
 from geodiff.evaluate.validate import run_validation
 from geodiff.fields.config import builtin_priors, load_prior, prior_from_config
 from geodiff.fields.datasets import SimulatedFieldDataset, StoreFieldDataset
+from geodiff.fields.fit import fit_covariance, reml_noise
 from geodiff.fields.from_data import prior_from_data
 from geodiff.fields.maps import MapPrior, SpectralMapPrior
 from geodiff.fields.parameters import Fixed, HalfNormal, LogNormal, LogUniform, Normal, Uniform

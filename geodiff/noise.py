@@ -8,7 +8,7 @@ be estimated). Every prediction method takes one of three noise models (:class:`
 ``"reml"``
     The practitioner's plug-in: ``τ̂`` is the nugget of a stationary covariance of the
     prior's family fitted by REML to the observations taken as noiseless
-    (:func:`~geodiff.baselines.fit.reml_noise`), then used as if known.
+    (:func:`~geodiff.fields.fit.reml_noise`), then used as if known.
 ``"bayes"``
     Fully Bayesian: ``τ² ~`` :class:`NoisePrior` and ``τ`` is inferred jointly with the
     field — by MCMC, as one more NUTS site (the marginal likelihood is exact); by the
@@ -120,12 +120,12 @@ def plug_in_noise(obs, prior):
     """The REML nugget of ``obs`` under ``prior``'s family (a :class:`NoiseEstimate`).
 
     The observations are taken as noiseless and the prior's shape parameter is held at
-    its median (:func:`~geodiff.baselines.fit.plug_in_settings`); the fit's own
+    its median (:func:`~geodiff.fields.fit.plug_in_settings`); the fit's own
     warnings are left out (the estimate is a plug-in or a chain's start, reported as such).
     """
     import warnings
 
-    from geodiff.baselines.fit import FitWarning, plug_in_settings, reml_noise
+    from geodiff.fields.fit import FitWarning, plug_in_settings, reml_noise
     from geodiff.observe import Observations
 
     if obs.operator.kind != "points" or obs.operator.grid is not None:

@@ -88,10 +88,10 @@ def reml_noise_sd(obs: Observations, family: str = "matern", shape: dict | None 
     """The measurement noise implied by a REML fit: the square root of its nugget.
 
     Fits a stationary anisotropic covariance with an unknown constant mean and a nugget
-    (:func:`~geodiff.baselines.fit.fit_covariance`) to ``obs`` taken as noiseless, and
+    (:func:`~geodiff.fields.fit.fit_covariance`) to ``obs`` taken as noiseless, and
     returns ``sqrt(nugget)``, in the units of the values.
     """
-    from geodiff.baselines.fit import reml_noise
+    from geodiff.fields.fit import reml_noise
 
     return reml_noise(obs, family, shape).sd
 

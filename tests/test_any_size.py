@@ -24,7 +24,7 @@ from geodiff.fields.config import load_prior
 from geodiff.grid import Grid
 from geodiff.observe import Observations, point_operator
 from geodiff.posterior import posterior_sample
-from geodiff.posterior.gaussian import DenseGaussian, StationaryGaussian
+from geodiff.posterior.gaussian import DenseGaussian, StationaryGaussian, model_gaussian
 from geodiff.posterior.problem import LinearGaussianProblem
 from geodiff.rng import generators_for
 
@@ -71,7 +71,7 @@ def test_saved_conv_model_loads_and_takes_any_size(tmp_path):
     assert loaded.on_grid((40, 40)).grid.shape == (40, 40)
 
 
-def test_prior_gaussian_of_an_any_size_model_is_stationary_and_matches_the_prior():
+def test_the_gaussian_of_an_any_size_model_is_stationary_and_matches_the_prior():
     """At lag 0 the covariance by lag is the mean over 64 θ draws of the variance map at
     one point: log-normal, median 1, log sd 0.3 (its mean e^{0.045}, its sd that times
     √(e^{0.09} - 1)), so the Monte Carlo standard error is that sd / √64; 4 of them bound
@@ -80,7 +80,7 @@ def test_prior_gaussian_of_an_any_size_model_is_stationary_and_matches_the_prior
     from geodiff.fields.config import prior_from_config
 
     model = _conv_model()
-    assert isinstance(model.prior_gaussian(), StationaryGaussian)
+    assert isinstance(model_gaussian(model), StationaryGaussian)
     lags = model.lag_covariance()
     k = (len(lags) - 1) // 2
     mean = np.exp(0.3**2 / 2)

@@ -14,7 +14,7 @@ MODEL = str(Path(__file__).resolve().parents[1] / "data" / "stationary-matern-32
 THETA = {"length_scale": 0.15, "anis_ratio": 0.7, "angle": 0.4}
 ORIGIN, METRES = np.array([181000.0, 330000.0]), 3000.0
 pytestmark = [
-    pytest.mark.filterwarnings("ignore::geodiff.baselines.fit.FitWarning"),
+    pytest.mark.filterwarnings("ignore::geodiff.fields.fit.FitWarning"),
     pytest.mark.filterwarnings("ignore::geodiff.baselines.mcmc.MCMCWarning"),
 ]
 

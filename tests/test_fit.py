@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from geodiff import GeodiffError, Grid, StationaryPrior, simulate
-from geodiff.baselines.fit import FitWarning, fit_covariance, ordinary_kriging
+from geodiff.baselines.kriging import ordinary_kriging
+from geodiff.fields.fit import FitWarning, fit_covariance
 from geodiff.observe import Observations
 
 TRUTH = {"variance": 2.0, "length_scale": 0.15, "anis_ratio": 0.5, "angle": 0.7}

@@ -236,7 +236,7 @@ def test_diffusion_noise_is_recovered_and_a_crude_sampler_is_flagged(model):
     chain collapses and the same check warns."""
     import warnings
 
-    from geodiff.baselines.fit import reml_noise
+    from geodiff.fields.fit import reml_noise
     from geodiff.noise import NoiseWarning
     from geodiff.posterior import diffusion_posterior
 

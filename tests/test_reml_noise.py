@@ -16,7 +16,7 @@ import torch
 from scipy import optimize, stats
 from scipy.spatial.distance import cdist
 
-from geodiff.baselines.fit import FitWarning, NoiseEstimate, fit_covariance, reml_noise
+from geodiff.fields.fit import FitWarning, NoiseEstimate, fit_covariance, reml_noise
 from geodiff.fields.prior import StationaryPrior
 from geodiff.observe import Observations
 

@@ -48,7 +48,7 @@ def _predict(model, name, options, noise, origin, metres, shift, scale):
 
 
 @pytest.mark.filterwarnings("ignore::geodiff.baselines.mcmc.MCMCWarning")  # short chains
-@pytest.mark.filterwarnings("ignore::geodiff.baselines.fit.FitWarning")
+@pytest.mark.filterwarnings("ignore::geodiff.fields.fit.FitWarning")
 @pytest.mark.parametrize(("name", "options", "modes"), CASES, ids=[c[0] for c in CASES])
 def test_every_method_is_equivariant_under_the_domain_map(model, name, options, modes):
     """Coordinates translated and scaled, values shifted and scaled: predictions follow.
@@ -69,7 +69,7 @@ def test_every_method_is_equivariant_under_the_domain_map(model, name, options, 
         assert moved.quantity == "measurement"
 
 
-@pytest.mark.filterwarnings("ignore::geodiff.baselines.fit.FitWarning")
+@pytest.mark.filterwarnings("ignore::geodiff.fields.fit.FitWarning")
 def test_a_measurement_is_wider_than_the_field_by_the_inferred_noise(model):
     obs, _ = _obs(tau=0.0)
     targets = np.array([[0.3, 0.4], [0.7, 0.2]])

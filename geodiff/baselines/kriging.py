@@ -9,8 +9,9 @@
 * :func:`conditional_simulation` — joint posterior draws by Matheron's rule (kriging of
   the residuals of unconditional simulations).
 
-The practitioner's plug-in baseline, ordinary kriging with fitted parameters, is in
-:mod:`geodiff.baselines.fit`.
+* :func:`ordinary_kriging` — the practitioner's plug-in baseline: a stationary
+  covariance fitted to the observations (:mod:`geodiff.fields.fit`), then GSTools'
+  ``krige.Ordinary`` with the fitted nugget acting as measurement error.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from geodiff.errors import GeodiffError
+from geodiff.fields.fit import CovarianceFit, fit_covariance
 from geodiff.fields.simulate import simulate
 from geodiff.grid import Grid
 from geodiff.linalg import check_conditioning, robust_cholesky
@@ -30,7 +32,13 @@ from geodiff.observe import ObservationOperator, Observations, point_operator
 from geodiff.prediction import Prediction, check_finite
 from geodiff.rng import derive_seed
 
-__all__ = ["conditional_simulation", "gaussian_condition", "simple_kriging", "target_operator"]
+__all__ = [
+    "conditional_simulation",
+    "gaussian_condition",
+    "ordinary_kriging",
+    "simple_kriging",
+    "target_operator",
+]
 
 _ENGINES = ("auto", "gstools", "torch")
 _NOISE_STREAM = 2  # stream of the simulated measurement errors in Matheron's rule
@@ -332,3 +340,59 @@ def _joint_draws(prior, theta, op_a: ObservationOperator, op_b: ObservationOpera
     z = torch.randn(n, len(points), generator=gen, dtype=torch.float64)
     values = z @ chol.T
     return values[:, : len(op_a.support)], values[:, len(op_a.support) :]
+
+
+def ordinary_kriging(
+    obs: Observations,
+    targets,
+    *,
+    fit: CovarianceFit | None = None,
+    family: str = "matern",
+    method: str = "reml",
+    anisotropic: bool = True,
+    shape: dict | None = None,
+) -> Prediction:
+    """Ordinary kriging (unknown constant mean) with a fitted covariance, via GSTools.
+
+    Parameters
+    ----------
+    obs : Observations
+        Point observations; the known noise adds to the fitted nugget as measurement
+        error, and predictions are of the field without either.
+    targets : Grid or array_like of shape (m, 2)
+    fit : CovarianceFit, optional
+        A fit to use; else one is made with ``family, method, anisotropic, shape`` (see
+        :func:`fit_covariance`).
+
+    Returns
+    -------
+    Prediction
+        Gaussian, with ``info["fit"]`` the fitted parameters and ``info["warnings"]``.
+    """
+    started = time.perf_counter()
+    check_dense("kriging", len(obs), n_targets_of(targets), copies=3)
+    if fit is None:
+        fit = fit_covariance(obs, family, method=method, anisotropic=anisotropic, shape=shape)
+    grid = targets if isinstance(targets, Grid) else None
+    points = grid.points() if grid is not None else np.asarray(targets, dtype=float)
+    krige = gstools.krige.Ordinary(
+        fit.gstools_model(nugget=False),
+        cond_pos=obs.locations.T,
+        cond_val=obs.values,
+        exact=False,
+        cond_err=obs.noise_variance + fit.params["nugget"],
+        pseudo_inv=False,
+    )
+    check_gstools_conditioning(krige)
+    mean, var = krige(points.T, mesh_type="unstructured", return_var=True, store=False)
+    info = {
+        "fit": dict(fit.params),
+        "fit_method": fit.method,
+        "fit_score": fit.score,
+        "warnings": list(fit.warnings),
+    }
+    sd = np.sqrt(np.clip(np.asarray(var, dtype=float), 0.0, None))
+    check_finite(mean, "means", obs.values, advice="rescale them")
+    check_finite(sd, "standard deviations", obs.values, advice="rescale them")
+    return Prediction(points, np.asarray(mean, dtype=float), sd, None, grid, "ordinary kriging",
+                      info, seconds=time.perf_counter() - started)  # fmt: skip

@@ -200,19 +200,6 @@ class DiffusionModel:
             self._lag_covariances[key] = lags / self.data_scale**2
         return self._lag_covariances[key]
 
-    def prior_gaussian(self):
-        """The Gaussian that MMPS preconditions with and warm-starts from, network units.
-
-        A model for any grid size gets the :class:`~geodiff.posterior.gaussian.StationaryGaussian`
-        of :meth:`lag_covariance` (no ``d × d`` object); others the dense
-        :meth:`prior_covariance`.
-        """
-        from geodiff.posterior.gaussian import DenseGaussian, StationaryGaussian
-
-        if self.any_size:
-            return StationaryGaussian(self.lag_covariance(), self.grid.shape)
-        return DenseGaussian(self.prior_covariance().to(self.device))
-
     @torch.no_grad()
     def sample(
         self,

@@ -13,7 +13,7 @@ Methods
     :func:`~geodiff.posterior.diffusion_posterior` with the trained model, read at the
     held-out points (bilinear reads of each posterior draw on the model's grid).
 ``"kriging-ok"``
-    :func:`~geodiff.baselines.fit.ordinary_kriging` in physical coordinates: a
+    :func:`~geodiff.baselines.kriging.ordinary_kriging` in physical coordinates: a
     stationary anisotropic covariance of the model's family (shape parameter at its
     prior median), refitted by REML with a nugget on every training fold.
 ``"mcmc"``

@@ -281,7 +281,8 @@ def _spde_mcmc(task, obs, targets, noise_prior, *, draws, seed, key, progress, w
 
 
 def _ordinary_kriging(task, *, draws, seed, key, progress, anisotropic=True, fit="reml"):
-    from geodiff.baselines.fit import ordinary_kriging, plug_in_settings
+    from geodiff.baselines.kriging import ordinary_kriging
+    from geodiff.fields.fit import plug_in_settings
 
     # a random shape parameter is held at its prior median for the plug-in fit
     settings = plug_in_settings(task.prior)

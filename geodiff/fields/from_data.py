@@ -12,7 +12,7 @@ these rules (numbers are module constants):
   repeated here), without its final widening to a model's aspect ratio — there is no
   model yet. No datum sits on the edge, where a learned prior is least constrained.
 * **length scale** — ``loguniform(low, high)`` around the length scale ``l`` of an
-  isotropic REML fit (:func:`geodiff.baselines.fit.fit_covariance`, the family's shape
+  isotropic REML fit (:func:`geodiff.fields.fit.fit_covariance`, the family's shape
   held fixed, noise as given with the observations, a free nugget): ``low = l / 3``,
   ``high = 3 l`` (:data:`LENGTH_FACTOR`). ``l`` is GSTools' ``len_scale``, the very
   parameter the prior samples (the practical range, where the correlation falls to 5 %,
@@ -172,7 +172,7 @@ def _fit(pts: np.ndarray, obs: Observations, family: str, shape: dict | None):
     (CovarianceFit, float)
         The fit in scaled coordinates and the scale (physical length per fit length).
     """
-    from geodiff.baselines.fit import fit_covariance
+    from geodiff.fields.fit import fit_covariance
 
     lo = pts.min(0)
     side = float(np.ptp(pts, 0).max())
@@ -568,7 +568,7 @@ def prior_coverage(prior, domain_map, obs: Observations | None = None, *, unit: 
 
 def _data_length_scale(prior, domain_map, obs: Observations) -> tuple[float | None, list]:
     """Isotropic REML length scale of ``obs`` in model units, and notes."""
-    from geodiff.baselines.fit import fit_covariance
+    from geodiff.fields.fit import fit_covariance
 
     if obs.operator.kind != "points":
         return None, [f"the fit needs point observations, these are {obs.operator.kind}"]

@@ -31,7 +31,7 @@ from scipy.fft import next_fast_len
 from geodiff.errors import GeodiffError
 from geodiff.linalg import robust_cholesky
 
-__all__ = ["DenseGaussian", "StationaryGaussian", "as_gaussian"]
+__all__ = ["DenseGaussian", "StationaryGaussian", "as_gaussian", "model_gaussian"]
 
 #: bytes of one (b, k, n, k) array of kernel look-ups (rows are taken in blocks below it)
 _GATHER_BYTES = 2**25
@@ -244,3 +244,16 @@ class StationaryGaussian:
         p, q = self.torus
         extra = math.ceil((h * w + n_observations) / q)
         return (p + extra, q)
+
+
+def model_gaussian(model):
+    """The Gaussian that MMPS preconditions with and warm-starts from, in network units.
+
+    A model for any grid size gets the :class:`StationaryGaussian` of its
+    :meth:`~geodiff.diffusion.model.DiffusionModel.lag_covariance` (no ``d × d`` object);
+    others the :class:`DenseGaussian` of its
+    :meth:`~geodiff.diffusion.model.DiffusionModel.prior_covariance`.
+    """
+    if model.any_size:
+        return StationaryGaussian(model.lag_covariance(), model.grid.shape)
+    return DenseGaussian(model.prior_covariance().to(model.device))

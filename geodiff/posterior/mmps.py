@@ -350,10 +350,12 @@ def _check_start_sigma(start_sigma) -> float:
 
 def _prepare(model, problem: LinearGaussianProblem, options: dict) -> dict:
     """With a trained model, precondition by its prior's Gaussian unless told otherwise
-    (:meth:`~geodiff.diffusion.model.DiffusionModel.prior_gaussian`)."""
+    (:func:`~geodiff.posterior.gaussian.model_gaussian`)."""
+    from geodiff.posterior.gaussian import model_gaussian
+
     if options.get("preconditioner") is not None:
         return options
-    return dict(options, preconditioner=model.prior_gaussian())
+    return dict(options, preconditioner=model_gaussian(model))
 
 
 def _cost(schedule: NoiseSchedule, problem: LinearGaussianProblem, options: dict) -> dict:
