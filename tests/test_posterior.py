@@ -25,11 +25,11 @@ from geodiff.posterior import (
     POSTERIOR_SAMPLERS,
     LinearGaussianProblem,
     gaussian_posterior,
-    mcgdiff_limit,
     mcgdiff_sample,
     posterior_sample,
 )
 from geodiff.rng import generators_for
+from geodiff.testing import mcgdiff_limit
 from tests.shared import moment_z_scores
 
 THETA = {"length_scale": 0.3, "anis_ratio": 0.6, "angle": 0.5}

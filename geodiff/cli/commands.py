@@ -218,10 +218,10 @@ def _cmd_predict(args) -> None:
         cell = model.resolution / task.domain_map.coordinate_scale
         h, w = model.grid.shape
         print(f"grid {h}x{w} at the model's resolution: cells of {cell:.4g} physical units")
+    from geodiff.cli.flags import SAMPLER_OPTIONS, sampler_option
     from geodiff.evaluate.predictors import run_diffusion
 
-    names = ("steps", "particles", "step_size", "eta", "cg_iterations", "cg_tolerance",
-             "start_sigma", "batch_size")  # fmt: skip
+    names = [*map(sampler_option, SAMPLER_OPTIONS), "batch_size"]
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     post, pred = run_diffusion(task, method=args.method, **_run_arguments(args), **options)
     print(_noise_line(pred))

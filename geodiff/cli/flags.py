@@ -10,7 +10,7 @@ from pathlib import Path
 
 from geodiff.noise import NOISE_MODES
 
-__all__ = ["DEPRECATED", "FLAGS", "build_parser"]
+__all__ = ["DEPRECATED", "FLAGS", "SAMPLER_OPTIONS", "build_parser", "sampler_option"]
 
 
 def _typed(parse, what: str, ok=lambda value: True):
@@ -109,16 +109,14 @@ FLAGS = {
     "--batch-size": _flag("fields per batch", _count, 64),
     "--workers": _flag("CPU processes (default: all cores)", _count),
     "--method": _flag("diffusion posterior sampler", choices=None),
-    "--steps": _flag("diffusion sampler steps (default: the sampler's)", _count),
+    "--steps": _flag("diffusion sampler steps", _count),
     "--sampler": _flag("unconditional sampler (ddpm: every step)", default="dpm2m",
                        choices=("dpm2m", "ddim", "ddpm")),
     "--eta": _flag("DDIM's η (0: deterministic)", _size),
     "--particles": _flag("mcgdiff: particles per draw", _count),
     "--step-size": _flag("dps: step size ζ'", _size),
-    "--cg-iterations": _flag("mmps: most CG iterations per step (default 30; 0: no Jacobian)",
-                             _index),
-    "--cg-tolerance": _flag("mmps: stop CG at this residual relative to its start "
-                            "(default 0.03)", _rate),
+    "--cg-iterations": _flag("mmps: most CG iterations per step (0: no Jacobian)", _index),
+    "--cg-tolerance": _flag("mmps: stop CG at this residual relative to its start", _rate),
     "--start-sigma": _flag("mmps: start at this noise level from the prior's Gaussian "
                            "(skips the steps above it)", _rate),
     "--precision": _flag("the network's arithmetic (bfloat16 is faster on CPUs with AVX-512 "
@@ -182,8 +180,8 @@ _MODEL_GRID = {"default": None, "help": "grid HxW at the model's resolution: a l
                "a larger area (conv models of a translation-invariant prior; default: the "
                "training window)"}  # fmt: skip
 _RUN = ("--seed", "--device", "--quiet")
-#: the diffusion posterior samplers' own options
-_SAMPLER_OPTIONS = ("--steps", "--particles", "--step-size", "--cg-iterations", "--cg-tolerance",
+#: the diffusion posterior samplers' own options (their defaults: the samplers' signatures)
+SAMPLER_OPTIONS = ("--steps", "--particles", "--step-size", "--cg-iterations", "--cg-tolerance",
                     "--start-sigma", "--eta")  # fmt: skip
 
 
@@ -225,12 +223,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sampler_flag() -> dict:
-    """``--method``: the diffusion posterior samplers, the default one first."""
+    """``--method`` (the diffusion posterior samplers) and the samplers' options, each
+    help ending with the defaults that the samplers' own signatures declare."""
     from geodiff.posterior.methods import POSTERIOR_SAMPLERS
     from geodiff.posterior.predict import DEFAULT_METHOD
 
-    return {"--method": {**FLAGS["--method"], "default": DEFAULT_METHOD,
-                         "choices": sorted(POSTERIOR_SAMPLERS)}}  # fmt: skip
+    out = {"--method": {**FLAGS["--method"], "default": DEFAULT_METHOD,
+                        "choices": sorted(POSTERIOR_SAMPLERS)}}  # fmt: skip
+    for flag in SAMPLER_OPTIONS:
+        key = sampler_option(flag)
+        defaults = [
+            f"{name} {'none' if spec.defaults[key] is None else spec.defaults[key]}"
+            for name, spec in POSTERIOR_SAMPLERS.items()
+            if key in spec.defaults
+        ]
+        out[flag] = {"help": f"{FLAGS[flag]['help']} (default: {', '.join(defaults)})"}
+    return out
+
+
+def sampler_option(flag: str) -> str:
+    """The sampler option a flag sets: ``--cg-tolerance`` → ``cg_tolerance``."""
+    return flag[2:].replace("-", "_")
 
 
 def _data_commands(sub) -> None:
@@ -265,7 +278,7 @@ def _model_commands(sub) -> None:
              "(MMPS's memory: about 24 n² bytes for n observations, 1 GB of kept factors, and "
              "10 KB per grid node per draw of a batch, batches cut to 2 GB; checked first)",
              ("--model", "--precision", *_OBSERVATIONS, "--grid", "--cell-size", "--at", "--method",
-              "--draws", *_SAMPLER_OPTIONS, "--batch-size", "--predict", *_SUMMARY, "--draws-out",
+              "--draws", *SAMPLER_OPTIONS, "--batch-size", "--predict", *_SUMMARY, "--draws-out",
               *_RUN), {**method, "--grid": _MODEL_GRID})  # fmt: skip
     _command(sub, "crossval", "K-fold cross-validation of every method on "
              "observations in physical units; print and write the table",

@@ -7,6 +7,7 @@ The steps (:func:`~geodiff.diffusion.samplers.visited_steps`), the DDIM update
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -36,12 +37,13 @@ class SamplerSpec:
         The ``--method`` name.
     sample : callable
         ``sample(denoiser, schedule, problem, generators, *, steps, device, callback,
-        **options) -> PosteriorSample``.
+        **options) -> PosteriorSample``. Its signature is the one place its options and
+        their defaults are written: ``steps`` and ``options`` are read from it.
     steps : int
-        Its default number of steps.
+        Its default number of steps (read from ``sample``).
     options : dict
-        Its own options (besides ``steps``, ``timesteps``, ``device``, ``callback``)
-        with their defaults.
+        Its own keyword-only options (besides ``steps``, ``timesteps``, ``device``,
+        ``callback``) with their defaults (read from ``sample``).
     gradients : bool
         Whether it differentiates the denoiser.
     prepare : callable, optional
@@ -60,17 +62,29 @@ class SamplerSpec:
 
     name: str
     sample: Callable[..., PosteriorSample]
-    steps: int
-    options: dict[str, Any] = field(default_factory=dict)
     gradients: bool = False
     prepare: Callable | None = None
     cost: Callable | None = None
     fields_per_draw: Callable[[dict], int] = lambda options: 1
     summary: Callable | None = None
     matrix_free: bool = False
+    steps: int = field(init=False)
+    options: dict[str, Any] = field(init=False)
 
     #: options every sampler takes
     COMMON = ("steps", "timesteps", "device", "callback")
+
+    def __post_init__(self):
+        parameters = inspect.signature(self.sample).parameters
+        own = {name: p.default for name, p in parameters.items()
+               if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in self.COMMON}  # fmt: skip
+        object.__setattr__(self, "steps", parameters["steps"].default)
+        object.__setattr__(self, "options", own)
+
+    @property
+    def defaults(self) -> dict:
+        """Every option's default, ``steps`` included."""
+        return {"steps": self.steps, **self.options}
 
     def check(self, options: dict) -> None:
         """Refuse options the sampler does not declare, naming those it does."""

@@ -78,4 +78,4 @@ def daps_sample(
     return PosteriorSample(x0, {})
 
 
-SPEC = SamplerSpec("daps", daps_sample, steps=100)
+SPEC = SamplerSpec("daps", daps_sample)

@@ -85,6 +85,4 @@ def dps_sample(
     return PosteriorSample(x0, {})
 
 
-SPEC = SamplerSpec(
-    "dps", dps_sample, steps=1000, options={"step_size": 1.0, "eta": 1.0}, gradients=True
-)
+SPEC = SamplerSpec("dps", dps_sample, gradients=True)

@@ -198,8 +198,6 @@ def _systematic(log_w: torch.Tensor, generators: list, n: int | None = None) -> 
 SPEC = SamplerSpec(
     "mcgdiff",
     mcgdiff_sample,
-    steps=100,
-    options={"particles": DEFAULT_PARTICLES, "eta": 1.0, "ess_threshold": 0.5},
     fields_per_draw=_fields_per_draw,
     summary=_summary,
 )

@@ -196,25 +196,19 @@ def _conjugate_gradients(
 
 
 def mmps_cost(
-    schedule: NoiseSchedule,
-    n_observations: int,
-    *,
-    steps: int = 25,
-    cg_iterations: int | None = DEFAULT_CG_ITERATIONS,
-    jacobian_sigma_max: float = JACOBIAN_SIGMA_MAX,
-    integrator: str = "dpm2m",
-    start_sigma: float | None = None,
-    preconditioned: bool = True,
-    **_,
+    schedule: NoiseSchedule, n_observations: int, *, preconditioned: bool = True, **options
 ) -> dict:
     """Denoiser evaluations and vector-Jacobian products per draw of :func:`mmps_sample`.
 
     Upper bounds for conjugate gradients that may stop early (``None``: at most
-    ``4 n``); other options as there. Returns ``{"denoiser_evaluations": …, "vjps": …}``.
+    ``4 n``); ``options`` as there, those not given at :func:`mmps_sample`'s defaults.
+    Returns ``{"denoiser_evaluations": …, "vjps": …}``.
     """
-    ts = _timesteps(schedule, steps, integrator, start_sigma)
+    o = {**SPEC.defaults, **options}
+    ts = _timesteps(schedule, o["steps"], o["integrator"], o["start_sigma"])
     sigma = schedule.sigma(ts)
-    with_jacobian = int((sigma <= jacobian_sigma_max).sum()) if preconditioned else len(ts)
+    with_jacobian = int((sigma <= o["jacobian_sigma_max"]).sum()) if preconditioned else len(ts)
+    cg_iterations = o["cg_iterations"]
     per_step = _CONVERGED_ITERATIONS * n_observations if cg_iterations is None else cg_iterations
     return {"denoiser_evaluations": len(ts), "vjps": with_jacobian * per_step}
 
@@ -366,16 +360,6 @@ def _cost(schedule: NoiseSchedule, problem: LinearGaussianProblem, options: dict
 SPEC = SamplerSpec(
     "mmps",
     mmps_sample,
-    steps=25,
-    options={
-        "cg_iterations": DEFAULT_CG_ITERATIONS,
-        "cg_tolerance": DEFAULT_CG_TOLERANCE,
-        "preconditioner": None,
-        "jacobian_sigma_max": JACOBIAN_SIGMA_MAX,
-        "integrator": "dpm2m",
-        "eta": 0.0,
-        "start_sigma": None,
-    },
     gradients=True,
     prepare=_prepare,
     cost=_cost,

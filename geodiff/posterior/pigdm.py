@@ -82,4 +82,4 @@ def pigdm_sample(
     return PosteriorSample(x0, {})
 
 
-SPEC = SamplerSpec("pigdm", pigdm_sample, steps=100, options={"eta": 1.0}, gradients=True)
+SPEC = SamplerSpec("pigdm", pigdm_sample, gradients=True)
