@@ -10,7 +10,7 @@ from scipy import stats
 
 from geodiff import GeodiffError, Prediction
 from geodiff.anamorphosis import LogTransform, back_transform
-from geodiff.metrics.scores import crps
+from geodiff.metrics.scores import crps, prediction_crps
 
 TARGETS = np.zeros((4, 2))
 MEAN = np.array([0.0, 1.0, -2.0, 0.5])
@@ -112,20 +112,20 @@ def test_intervals_and_crps_of_each_representation():
     np.testing.assert_array_equal(lo, MEAN - z * SD)
     np.testing.assert_array_equal(hi, MEAN + z * SD)
     truth = np.array([0.3, -1.0, 2.0, 0.5])
-    np.testing.assert_array_equal(gaussian.crps(truth), crps(truth, mean=MEAN, sd=SD))
+    np.testing.assert_array_equal(prediction_crps(gaussian, truth), crps(truth, mean=MEAN, sd=SD))
     # closed form of the standard normal at 0: 2 φ(0) - 1/√π
-    assert gaussian.crps(np.zeros(4))[0] == pytest.approx(
+    assert prediction_crps(gaussian, np.zeros(4))[0] == pytest.approx(
         2 * stats.norm.pdf(0) - 1 / np.sqrt(np.pi)
     )
     draws = field_draws(300)
     lo, hi = draws.interval(0.5)
     np.testing.assert_array_equal(lo, np.quantile(draws.draws, 0.25, axis=0))
-    np.testing.assert_array_equal(draws.crps(truth), crps(truth, draws.draws))
+    np.testing.assert_array_equal(prediction_crps(draws, truth), crps(truth, draws.draws))
     for bad in (0.0, 1.0, "wide"):
         with pytest.raises(GeodiffError, match="interval level"):
             gaussian.interval(bad)
     with pytest.raises(GeodiffError, match="3 observed values for 4 targets"):
-        gaussian.crps(truth[:3])
+        prediction_crps(gaussian, truth[:3])
     assert gaussian.representation == "gaussian" and draws.representation == "draws"
 
 

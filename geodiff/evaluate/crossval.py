@@ -61,7 +61,7 @@ from geodiff.errors import GeodiffError
 from geodiff.evaluate.folds import assign_folds
 from geodiff.evaluate.predictors import run_predictor
 from geodiff.evaluate.tasks import build_task
-from geodiff.metrics.scores import crps, interval_coverage
+from geodiff.metrics.scores import crps, interval_coverage, prediction_crps
 from geodiff.noise import NoiseModel
 from geodiff.observe import Observations
 from geodiff.posterior.predict import DEFAULT_METHOD
@@ -564,6 +564,6 @@ def prediction_summaries(truth, pred) -> dict:
     truth = np.asarray(truth, dtype=float).reshape(-1)
     lower, upper = pred.interval(0.9)
     out = {"mean": pred.mean, "sd": pred.sd, "lower": lower, "upper": upper}
-    out["crps"] = pred.crps(truth)
+    out["crps"] = prediction_crps(pred, truth)
     out["covered"] = interval_coverage(truth, lower, upper)
     return out

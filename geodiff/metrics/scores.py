@@ -26,6 +26,7 @@ __all__ = [
     "energy_score",
     "interval_coverage",
     "max_sliced_wasserstein",
+    "prediction_crps",
     "rank_histogram",
     "score_prediction",
     "sliced_wasserstein",
@@ -221,7 +222,7 @@ def score_prediction(pred, truth, seed: int = 0) -> dict:
         latent = np.asarray(pred.transform.forward_extended(truth), dtype=float)
         pit = stats.norm.cdf((latent - pred.latent_mean) / np.maximum(pred.latent_sd, 1e-12))
         return {
-            "crps": float(pred.crps(truth).mean()),
+            "crps": float(prediction_crps(pred, truth).mean()),
             "rmse": float(np.sqrt(np.mean((pred.mean - truth) ** 2))),
             "cover90": float(interval_coverage(truth, lower, upper).mean()),
             "ranks": np.bincount(
@@ -252,3 +253,49 @@ def score_prediction(pred, truth, seed: int = 0) -> dict:
         "cover90": float(((ranks >= k) & (ranks <= s - k)).mean()),
         "ranks": np.bincount(ranks * RANK_BINS // (s + 1), minlength=RANK_BINS).tolist(),
     }
+
+
+#: probability levels (midpoints of K equal bins) of the quantile-grid CRPS of a
+#: back-transformed Gaussian prediction
+_CRPS_LEVELS = 1000
+
+
+def prediction_crps(pred, observed) -> np.ndarray:
+    """The CRPS of a :class:`~geodiff.prediction.Prediction` at each observed value.
+
+    Draws: the fair ensemble estimator; Gaussian: the closed form (both by :func:`crps`).
+    Back-transformed Gaussian: the quantile representation
+    ``CRPS = 2 ∫₀¹ (1{y < q_p} - p)(q_p - y) dp`` by the midpoint rule on 1000 levels of
+    ``p``. Against the closed-form CRPS of a log-normal (observations from 0.01 to 100
+    times its median) the relative error is below 1e-4 up to σ = 1.5 and 4e-4 at σ = 3:
+    the error is the unresolved extreme tails.
+
+    Parameters
+    ----------
+    pred : Prediction
+        Of m targets.
+    observed : array_like, shape (m,)
+
+    Returns
+    -------
+    numpy.ndarray, shape (m,)
+        Lower is better.
+    """
+    truth = np.asarray(observed, dtype=float).reshape(-1)
+    if truth.shape != (len(pred),):
+        raise GeodiffError(f"{truth.size} observed values for {len(pred)} targets")
+    if not np.isfinite(truth).all():
+        raise GeodiffError(f"{int((~np.isfinite(truth)).sum())} of {truth.size} observed values "
+                           "are NaN or infinite; give finite observed values")  # fmt: skip
+    if pred.draws is not None:
+        return crps(truth, pred.draws)
+    if pred.transform is None:
+        return crps(truth, mean=pred.mean, sd=pred.sd)
+    probs = (np.arange(_CRPS_LEVELS) + 0.5) / _CRPS_LEVELS  # (K,)
+    out = np.empty(len(pred))
+    for start in range(0, len(pred), 4096):  # (K, 4096) blocks bound the memory
+        part = slice(start, start + 4096)
+        q = pred.subset(part).quantiles(probs)  # (K, b)
+        y = truth[None, part]
+        out[part] = 2.0 * (((y < q) - probs[:, None]) * (q - y)).mean(0)
+    return out
