@@ -13,6 +13,7 @@ __all__ = [
     "JITTERS",
     "IllConditionedWarning",
     "check_conditioning",
+    "condition_on",
     "robust_cholesky",
 ]
 
@@ -83,3 +84,31 @@ def robust_cholesky(matrix: torch.Tensor, what: str = "covariance") -> torch.Ten
             stacklevel=2,
         )
     return chol
+
+
+def condition_on(chol: torch.Tensor, cross: torch.Tensor, values: torch.Tensor):
+    """Gaussian conditioning, the one place it is written: the mean of ``f`` given ``y``
+    and the factor of the covariance it removes.
+
+    With ``y ~ N(0, K)``, ``K = L Lᵀ``, and ``k = Cov(f, y)``: ``E[f | y] = k K⁻¹ y`` and
+    ``Cov(f | y) = Cov(f) - Hᵀ H`` with ``H = L⁻¹ kᵀ``.
+
+    Parameters
+    ----------
+    chol : torch.Tensor, shape (n, n)
+        ``L``, the lower Cholesky factor of the observations' covariance (noise included).
+    cross : torch.Tensor, shape (m, n)
+        ``k``, the covariance between the m quantities predicted and the n observations.
+    values : torch.Tensor, shape (n,)
+        ``y``.
+
+    Returns
+    -------
+    mean : torch.Tensor, shape (m,)
+    half : torch.Tensor, shape (n, m)
+        ``H``: the conditional covariance is ``Cov(f) - Hᵀ H``, its diagonal
+        ``diag Cov(f) - (H * H).sum(0)``.
+    """
+    half = torch.linalg.solve_triangular(chol, cross.T, upper=False)
+    mean = half.T @ torch.linalg.solve_triangular(chol, values[:, None], upper=False)[:, 0]
+    return mean, half

@@ -26,7 +26,7 @@ from geodiff.errors import GeodiffError
 from geodiff.fields.fit import CovarianceFit, fit_covariance
 from geodiff.fields.simulate import simulate
 from geodiff.grid import Grid
-from geodiff.linalg import check_conditioning, robust_cholesky
+from geodiff.linalg import check_conditioning, condition_on, robust_cholesky
 from geodiff.machine import check_dense
 from geodiff.observe import ObservationOperator, Observations, point_operator
 from geodiff.prediction import Prediction, check_finite
@@ -125,8 +125,7 @@ def gaussian_condition(prior, theta: dict, obs: Observations, targets, *, full_c
     chol = _observation_cholesky(prior, theta, obs)
     y = torch.as_tensor(obs.values, dtype=torch.float64)
     cross = op.covariance(prior, theta, obs.operator)[0]  # (m, n)
-    half = torch.linalg.solve_triangular(chol, cross.T, upper=False)  # L^-1 k^T, (n, m)
-    mean = half.T @ torch.linalg.solve_triangular(chol, y[:, None], upper=False)[:, 0]
+    mean, half = condition_on(chol, cross, y)
     out = {"mean": mean, "points": points, "grid": grid}
     if full_cov:
         out["cov"] = op.covariance(prior, theta)[0] - half.T @ half

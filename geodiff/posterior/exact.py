@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from geodiff.linalg import robust_cholesky
+from geodiff.linalg import condition_on, robust_cholesky
 from geodiff.posterior.problem import LinearGaussianProblem
 
 __all__ = ["condition_gaussian", "gaussian_posterior"]
@@ -33,10 +33,9 @@ def condition_gaussian(cov, matrix, values, noise_var) -> tuple[torch.Tensor, to
     """
     cov = torch.as_tensor(cov, dtype=torch.float64)
     matrix = torch.as_tensor(matrix, dtype=torch.float64)
-    cross = cov @ matrix.T  # (d, n)
+    cross = cov @ matrix.T  # Cov(x, y) = Σ Aᵀ, (d, n)
     chol = robust_cholesky(matrix @ cross + torch.diag(noise_var), "covariance of the observations")
-    half = torch.linalg.solve_triangular(chol, cross.T, upper=False)  # L⁻¹ A Σ, (n, d)
-    mean = half.T @ torch.linalg.solve_triangular(chol, values[:, None], upper=False)[:, 0]
+    mean, half = condition_on(chol, cross, values)
     return mean, cov - half.T @ half
 
 
