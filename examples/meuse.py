@@ -58,6 +58,14 @@ _ARRAYS = ("mean", "sd", "lower", "upper", "crps")
 
 
 # --------------------------------------------------------------------------- cache
+def _cv_methods(args, method: str) -> dict:
+    """``{method: options}`` of one cross-validated method from this script's flags."""
+    mcmc = {"warmup": args.mcmc_warmup, "samples": args.mcmc_samples}
+    given = {"diffusion": {"method": args.sampler, "steps": args.steps}, "mcmc": mcmc,
+             "mcmc-grid": mcmc}  # fmt: skip
+    return {method: given.get(method, {})}
+
+
 def _settings(args, model_path: Path, obs) -> dict:
     digest = hashlib.sha256((model_path / "model.safetensors").read_bytes()).hexdigest()[:16]
     return {
@@ -552,9 +560,8 @@ def user_workflow(args, model, model_path: Path, methods, progress) -> str:
         if part is None:
             print(f"== cross-validating {m} (blocked folds, noise and transform inferred)")
             part = cross_validate(
-                model, obs, folds=args.folds, methods=(m,), draws=args.draws,
-                diffusion_method=args.sampler, steps=args.steps, mcmc_warmup=args.mcmc_warmup,
-                mcmc_samples=args.mcmc_samples, noise="bayes", transform="log",
+                model, obs, folds=args.folds, methods=_cv_methods(args, m), draws=args.draws,
+                noise="bayes", transform="log",
                 scheme="blocked", margin=args.margin, seed=args.seed, progress=progress,
             )  # fmt: skip
             _save(part, m, cache, settings)
@@ -667,12 +674,8 @@ def main(argv=None) -> None:
                 model,
                 obs,
                 folds=args.folds,
-                methods=(m,),
+                methods=_cv_methods(args, m),
                 draws=args.draws,
-                diffusion_method=args.sampler,
-                steps=args.steps,
-                mcmc_warmup=args.mcmc_warmup,
-                mcmc_samples=args.mcmc_samples,
                 margin=args.margin,
                 seed=args.seed,
                 progress=progress,

@@ -244,8 +244,8 @@ def test_lag_covariance_of_a_fixed_stationary_prior_is_gstools_matern():
 def test_demo_on_a_larger_window_leaves_out_mcmc(tmp_path):
     from geodiff.evaluate.demo import run_demo
 
-    report = run_demo(_conv_model().on_grid((72, 72)), tmp_path, n_obs=20, draws=2, steps=3,
-                      progress=False)  # fmt: skip
+    report = run_demo(_conv_model().on_grid((72, 72)), tmp_path, n_obs=20, draws=2,
+                      methods={"diffusion": {"steps": 3}}, progress=False)  # fmt: skip
     text = report.read_text()
     assert "72x72 grid" in text and "left out on this grid" in text
     assert "| MCMC |" not in text and (tmp_path / "maps.png").exists()

@@ -13,7 +13,10 @@ from geodiff.diffusion.model import load_model
 from geodiff.evaluate.crossval import CrossValidation, assign_folds, cross_validate, point_summaries
 
 MODEL = Path(__file__).resolve().parents[1] / "data" / "stationary-matern-32"
-FAST = {"draws": 19, "steps": 4, "mcmc_warmup": 15, "mcmc_samples": 15, "progress": False}
+FAST = {"draws": 19, "progress": False}
+#: short runs of each sampled method
+QUICK = {"diffusion": {"steps": 4}, "mcmc": {"warmup": 15, "samples": 15},
+         "mcmc-grid": {"warmup": 15, "samples": 15}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +124,7 @@ def test_kriging_cross_validation_is_kriging_of_the_other_folds(model):
 @pytest.mark.filterwarnings("ignore::geodiff.baselines.mcmc.MCMCWarning")  # short chains
 def test_predictions_follow_the_units_of_the_data(model):
     """Data in other coordinates and units give the same predictions, mapped."""
-    methods = ("diffusion", "mcmc", "mcmc-grid")
+    methods = QUICK
     base = cross_validate(model, _data(), folds=2, methods=methods, **FAST)
     shift, scale = 5.0e4, 1000.0
     other = _data(origin=(-3.0, 7.0), metres=2.0, shift=shift, scale=scale)
@@ -158,8 +161,10 @@ def test_bad_input_is_refused_clearly(model):
         cross_validate(model, obs, draws=20)
     with pytest.raises(GeodiffError, match="too few points per fold"):
         cross_validate(model, _data(n=8), folds=4, methods=("kriging-ok",))
-    with pytest.raises(GeodiffError, match="raise mcmc_samples"):
-        cross_validate(model, obs, methods=("mcmc",), mcmc_samples=5)
+    with pytest.raises(GeodiffError, match="raise its samples"):
+        cross_validate(model, obs, methods={"mcmc": {"samples": 5}})
+    with pytest.raises(GeodiffError, match="repeated"):
+        cross_validate(model, obs, methods=("kriging-ok", "kriging-ok"))
     blocks = Observations.of_blocks([[0.1, 0.2, 0.1, 0.2], [0.5, 0.6, 0.5, 0.7]], [1.0, 2.0], 0.1)
     with pytest.raises(GeodiffError, match="point observations"):
         cross_validate(model, blocks, folds=2)

@@ -114,3 +114,18 @@ def test_a_diffusion_sampler_runs_under_its_own_name():
     b = run_predictor("diffusion", task, draws=2, seed=5, steps=3, method="daps")
     np.testing.assert_array_equal(a.draws, b.draws)
     assert a.method == "diffusion (daps)" and a.grid == model.grid and a.draws.shape == (2, 1024)
+
+
+def test_a_harness_takes_each_method_with_its_options():
+    from geodiff.evaluate.predictors import method_options
+
+    defaults = {"diffusion": {"method": "mmps"}, "mcmc": {"warmup": 200, "samples": 200}}
+    got = method_options({"mcmc": {"samples": 50}, "diffusion": {"steps": None}}, defaults)
+    assert got == {"mcmc": {"warmup": 200, "samples": 50}, "diffusion": {"method": "mmps"}}
+    assert list(got) == ["mcmc", "diffusion"]  # in the order given
+    assert method_options(("kriging-ok", "mcmc"), defaults)["kriging-ok"] == {}
+    assert set(method_options({"mcmc": {"chains": 4}}, defaults, fixed=True)) == set(defaults)
+    with pytest.raises(GeodiffError, match="runs diffusion, mcmc; got options for dps"):
+        method_options({"dps": {}}, defaults, fixed=True)
+    with pytest.raises(GeodiffError, match="repeated"):
+        method_options(["mcmc", "mcmc"], defaults)

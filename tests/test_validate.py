@@ -148,7 +148,8 @@ def test_prior_checks_pass_exact_simulations_and_flag_scaled_fields(model, monke
     assert result.msw > exact_msw
 
 
-POSTERIOR = dict(datasets=2, draws=19, steps=4, mcmc_warmup=30, mcmc_samples=30, progress=False)
+POSTERIOR = dict(datasets=2, draws=19, methods={"diffusion": {"steps": 4},
+                 "mcmc": {"warmup": 30, "samples": 30}}, progress=False)  # fmt: skip
 
 
 def _oracle_coverage_variance(prior, grid, obs, theta) -> float:

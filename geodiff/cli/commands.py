@@ -122,6 +122,15 @@ def _run_arguments(args) -> dict:
             "progress": not args.quiet, "quantity": args.predict}  # fmt: skip
 
 
+def _method_options(args, names) -> dict:
+    """``{method: options}`` of the harness commands (crossval, demo, validate) from the
+    flags: the diffusion sampler and its steps, MCMC's warm-up and kept draws."""
+    mcmc = {"warmup": args.mcmc_warmup, "samples": args.mcmc_samples}
+    given = {"diffusion": {"method": args.method, "steps": args.steps}, "mcmc": mcmc,
+             "mcmc-grid": mcmc}  # fmt: skip
+    return {name: given.get(name, {}) for name in names}
+
+
 def _cmd_krige(args) -> None:
     from geodiff.fields.config import load_theta
 
@@ -180,8 +189,8 @@ def _cmd_demo(args) -> None:
     model = _model(args)
     report = run_demo(
         model, args.out, n_obs=args.n_obs, noise_sd=args.noise_sd, draws=args.draws,
-        method=args.method, steps=args.steps, mcmc_warmup=args.mcmc_warmup,
-        mcmc_samples=args.mcmc_samples, seed=args.seed, progress=not args.quiet,
+        methods=_method_options(args, ("diffusion", "mcmc")), seed=args.seed,
+        progress=not args.quiet,
     )  # fmt: skip
     print("\n".join(line for line in report.read_text().splitlines() if line.startswith("|")))
     print(f"demo done in {time.perf_counter() - started:.0f} s: {report} (figure beside it)")
@@ -244,11 +253,11 @@ def _cmd_crossval(args) -> None:
     table = run_crossval_command(
         _model(args), args.obs, args.out, noise_sd=args.noise_sd, noise=args.noise,
         duplicates=duplicates,
-        methods=tuple(m.strip() for m in args.predictors.split(",") if m.strip()),
+        methods=_method_options(args, [m.strip() for m in args.predictors.split(",")
+                                       if m.strip()]),
         folds=args.folds, scheme=args.fold_scheme, block_size=args.block_size,
         transform=args.transform, domain=args.domain, margin=args.margin, draws=args.draws,
-        diffusion_method=args.method, steps=args.steps, mcmc_warmup=args.mcmc_warmup,
-        mcmc_samples=args.mcmc_samples, quantity=args.predict, seed=args.seed,
+        quantity=args.predict, seed=args.seed,
         progress=not args.quiet, command="geodiff " + shlex.join(args.argv),
     )  # fmt: skip
     print(table)

@@ -59,7 +59,7 @@ from scipy import stats
 
 from geodiff.errors import GeodiffError
 from geodiff.evaluate.folds import assign_folds
-from geodiff.evaluate.predictors import run_predictor
+from geodiff.evaluate.predictors import method_options, run_predictor
 from geodiff.evaluate.tasks import build_task
 from geodiff.metrics.scores import crps, interval_coverage, prediction_crps
 from geodiff.noise import NoiseModel
@@ -70,6 +70,7 @@ from geodiff.tables import markdown_table
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CV_DEFAULTS",
     "CV_METHODS",
     "CrossValidation",
     "assign_folds",
@@ -82,6 +83,9 @@ __all__ = [
 
 #: the methods :func:`cross_validate` knows
 CV_METHODS = ("diffusion", "kriging-ok", "mcmc", "mcmc-grid")
+_MCMC = {"warmup": 300, "samples": 300, "chains": 2}
+#: each method's options unless told otherwise
+CV_DEFAULTS = {"diffusion": {"method": DEFAULT_METHOD}, "mcmc": _MCMC, "mcmc-grid": _MCMC}
 _MIN_TRAIN_KRIGING = 7  # mean, variance, length scale, nugget, ratio, angle: more than 6
 _Z90 = float(stats.norm.ppf(0.95))
 
@@ -384,7 +388,7 @@ def run_crossval_command(model, obs_path, out, *, noise_sd=None, noise=None, dup
     return cv.table()
 
 
-def _check(model, obs, fold, methods, draws, mcmc_samples, mcmc_chains) -> tuple:
+def _check(model, obs, fold, options: dict, draws) -> tuple:
     if not isinstance(obs, Observations):
         raise GeodiffError(f"expected Observations, got {type(obs).__name__}")
     if obs.operator.kind != "points":
@@ -395,14 +399,10 @@ def _check(model, obs, fold, methods, draws, mcmc_samples, mcmc_chains) -> tuple
         raise GeodiffError("observations with NaN or infinite values or coordinates")
     if not np.isfinite(obs.noise_sd).all():
         raise GeodiffError("observations with NaN or infinite noise sd")
-    if isinstance(methods, str):
-        methods = (methods,)
-    methods = tuple(methods)
+    methods = tuple(options)
     unknown = [m for m in methods if m not in CV_METHODS]
-    if unknown or not methods:
+    if unknown:
         raise GeodiffError(f"unknown method(s) {unknown}; choose from {CV_METHODS}")
-    if len(set(methods)) != len(methods):
-        raise GeodiffError(f"method(s) repeated in {methods}")
     if not isinstance(draws, int) or draws < 19 or (draws + 1) % 20:
         raise GeodiffError(
             f"draws must be an integer with draws + 1 a multiple of 20 (19, 39, 99, ...) so "
@@ -417,11 +417,13 @@ def _check(model, obs, fold, methods, draws, mcmc_samples, mcmc_chains) -> tuple
         from geodiff.baselines.mcmc import n_hyperparameters
 
         need = max(need, n_hyperparameters(model.prior))
-        if mcmc_samples * mcmc_chains < draws:
-            raise GeodiffError(
-                f"MCMC keeps {mcmc_chains} x {mcmc_samples} parameter draws, fewer than the "
-                f"{draws} predictive draws asked for; raise mcmc_samples"
-            )
+        for m in (m for m in methods if m.startswith("mcmc")):
+            chains, samples = options[m]["chains"], options[m]["samples"]
+            if samples * chains < draws:
+                raise GeodiffError(
+                    f"MCMC keeps {chains} x {samples} parameter draws, fewer than the {draws} "
+                    "predictive draws asked for; raise its samples"
+                )
     if smallest_train < need:
         raise GeodiffError(
             f"too few points per fold: {n} points in {folds} folds leave {smallest_train} to "
@@ -437,12 +439,6 @@ def cross_validate(
     folds: int = 5,
     methods=("diffusion", "kriging-ok", "mcmc"),
     draws: int = 39,
-    diffusion_method: str = DEFAULT_METHOD,
-    steps: int | None = None,
-    diffusion_options: dict | None = None,
-    mcmc_warmup: int = 300,
-    mcmc_samples: int = 300,
-    mcmc_chains: int = 2,
     noise: str = "given",
     transform: str = "none",
     scheme: str = "random",
@@ -464,15 +460,14 @@ def cross_validate(
         Point observations in physical coordinates and units, with their noise.
     folds : int
         Number of folds, 2 to n (:func:`~geodiff.evaluate.folds.assign_folds`).
-    methods : sequence of str
-        From :data:`CV_METHODS`.
+    methods : sequence of str or dict of str to dict
+        From :data:`CV_METHODS`; a mapping gives a method's options over
+        :data:`CV_DEFAULTS` (:func:`~geodiff.evaluate.predictors.method_options`):
+        ``"diffusion"``'s ``method`` (the sampler), ``steps`` and the sampler's own;
+        ``"mcmc"``'s ``warmup``, ``samples`` (kept draws per chain) and ``chains``.
     draws : int
         Predictive draws per point of the draw-based methods; ``draws + 1`` a multiple
         of 20.
-    diffusion_method, steps, diffusion_options :
-        The posterior sampler, its steps and its other options.
-    mcmc_warmup, mcmc_samples, mcmc_chains : int
-        NUTS warm-up steps and kept draws per chain.
     noise : NoiseModel or {"given", "reml", "bayes"}
         How the noise is known (:mod:`geodiff.noise`); inferred on each training fold.
     transform : {"none", "log", "boxcox", "normal-score"}
@@ -504,7 +499,8 @@ def cross_validate(
     if not isinstance(obs, Observations) or obs.operator.kind != "points":
         raise GeodiffError("cross-validation needs point observations off any grid")
     fold = assign_folds(obs.locations, folds, seed, scheme=scheme, block_size=block_size)
-    methods = _check(model, obs, fold, methods, draws, mcmc_samples, mcmc_chains)
+    options = method_options(methods, CV_DEFAULTS)
+    methods = _check(model, obs, fold, options, draws)
     n, truth = len(obs), obs.values.copy()
     cv = CrossValidation(obs.locations.copy(), truth, obs.noise_sd.copy(), fold, methods,
                          include_noise=quantity == "measurement")  # fmt: skip
@@ -513,13 +509,6 @@ def cross_validate(
     draws_of = {m: None if m == "kriging-ok" else np.full((draws, n), np.nan) for m in methods}
     seconds = {m: np.zeros(folds) for m in methods}
     info = {m: [] for m in methods}
-    mcmc = {"warmup": mcmc_warmup, "samples": mcmc_samples, "chains": mcmc_chains}
-    options = {
-        "diffusion": {"method": diffusion_method, "steps": steps, **(diffusion_options or {})},
-        "kriging-ok": {},
-        "mcmc": mcmc,
-        "mcmc-grid": mcmc,
-    }
     log = logger.info if progress else logger.debug
     for f in range(folds):
         test = np.flatnonzero(fold == f)

@@ -15,13 +15,13 @@ import numpy as np
 
 from geodiff.errors import GeodiffError
 from geodiff.evaluate.datasets import synthetic_dataset
-from geodiff.evaluate.predictors import PredictionTask, run_predictor
+from geodiff.evaluate.predictors import PredictionTask, method_options, run_predictor
 from geodiff.io import write_text
 from geodiff.metrics.scores import score_prediction
 from geodiff.posterior.predict import DEFAULT_METHOD
 from geodiff.tables import markdown_table
 
-__all__ = ["run_demo", "synthetic_dataset"]
+__all__ = ["DEMO_DEFAULTS", "run_demo", "synthetic_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 #: grids above this many nodes leave out the MCMC reference (its SPDE likelihood takes
 #: 0.33 s at 128², 3.8 per slice-sampling transition: BENCHMARKS.md "SPDE prior engine")
 MCMC_MAX_NODES = 64 * 64
+#: the options of the demo's methods unless told otherwise
+DEMO_DEFAULTS = {"diffusion": {"method": DEFAULT_METHOD}, "kriging-oracle": {}, "kriging-ok": {},
+                 "mcmc": {"warmup": 100, "samples": 100, "chains": 2}}  # fmt: skip
 
 
 def run_demo(
@@ -38,10 +41,7 @@ def run_demo(
     n_obs: int = 30,
     noise_sd: float = 0.1,
     draws: int = 39,
-    method: str = DEFAULT_METHOD,
-    steps: int | None = None,
-    mcmc_warmup: int = 100,
-    mcmc_samples: int = 100,
+    methods=None,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
@@ -58,12 +58,10 @@ def run_demo(
         Measurement noise of the observations.
     draws : int
         Posterior draws of the diffusion sampler and MCMC.
-    method : str
-        Diffusion posterior sampler.
-    steps : int, optional
-        Its steps (default: the sampler's).
-    mcmc_warmup, mcmc_samples : int
-        NUTS warm-up steps and draws per chain (2 chains).
+    methods : dict of str to dict, optional
+        Options of ``"diffusion"`` (``method``: the sampler, ``steps``, the sampler's own)
+        and ``"mcmc"`` (``warmup``, ``samples`` per chain, ``chains``) over
+        :data:`DEMO_DEFAULTS`; every method of the demo runs.
     seed : int
     progress : bool
         Log each stage and show progress bars.
@@ -84,16 +82,16 @@ def run_demo(
     task = PredictionTask(prior, obs, grid, model=model, theta=theta)
     log = logger.info if progress else logger.debug
     log(f"true field drawn from {prior.name}; {n_obs} observations, noise sd {noise_sd}")
+    options = method_options(methods, DEMO_DEFAULTS, fixed=True)
+    mcmc = {"chains": 2, **options["mcmc"]}
     runs = (
-        (method, {"steps": steps}, f"diffusion posterior ({method}, {draws} draws)"),
+        ("diffusion", options["diffusion"],
+         f"diffusion posterior ({options['diffusion']['method']}, {draws} draws)"),
         ("kriging-oracle", {}, "oracle kriging (the true parameters)"),
         ("kriging-ok", {}, "ordinary kriging (parameters fitted by REML)"),
-        (
-            "mcmc",
-            {"warmup": mcmc_warmup, "samples": mcmc_samples},
-            f"MCMC reference (NUTS, 2 chains x {mcmc_warmup}+{mcmc_samples})",
-        ),
-    )
+        ("mcmc", mcmc, f"MCMC reference (NUTS, {mcmc['chains']} chains x "
+         f"{mcmc['warmup']}+{mcmc['samples']})"),
+    )  # fmt: skip
     if grid.n_nodes > MCMC_MAX_NODES:  # the reference's likelihood is too slow beyond 64²
         log(f"MCMC skipped: a {grid.shape[0]}x{grid.shape[1]} grid is above its "
             f"{MCMC_MAX_NODES}-node limit (64²)")  # fmt: skip

@@ -83,6 +83,7 @@ __all__ = [
     "Predictor",
     "display_name",
     "measurement_noise_sd",
+    "method_options",
     "resolve_predictor",
     "run_diffusion",
     "run_predictor",
@@ -511,3 +512,50 @@ def run_diffusion(task: PredictionTask, **arguments) -> tuple:
     kept = []
     pred = run_predictor("diffusion", task, on_posterior=kept.append, **arguments)
     return kept[0], pred
+
+
+def method_options(methods, defaults: dict | None = None, *, fixed: bool = False) -> dict:
+    """``{method: options}`` for a harness (cross-validation, the demo, the posterior checks).
+
+    Parameters
+    ----------
+    methods : str, sequence of str or dict of str to dict
+        Method names (each with its ``defaults``), or a mapping from a name to options that
+        update its defaults (:func:`run_predictor`'s ``**options``).
+    defaults : dict of str to dict, optional
+        Each method's options when not told otherwise.
+    fixed : bool
+        The methods are those of ``defaults``, all of them: ``methods`` (a mapping) only
+        changes their options, and names another method at its peril.
+
+    Returns
+    -------
+    dict of str to dict
+        In the order given; ``None`` values dropped (the predictor's own default).
+
+    Raises
+    ------
+    GeodiffError
+        An empty selection, a name given twice, options that are not a mapping, or with
+        ``fixed`` a method not among ``defaults``.
+    """
+    if fixed:
+        other = sorted(set(methods or {}) - set(defaults))
+        if other:
+            raise GeodiffError(f"runs {', '.join(defaults)}; got options for {', '.join(other)}")
+        methods = {name: (methods or {}).get(name, {}) for name in defaults}
+    if isinstance(methods, str):
+        methods = (methods,)
+    pairs = list(methods.items()) if isinstance(methods, dict) else [(m, {}) for m in methods]
+    names = [name for name, _ in pairs]
+    if not names:
+        raise GeodiffError("no method given")
+    if len(set(names)) != len(names):
+        raise GeodiffError(f"method(s) repeated in {tuple(names)}")
+    out = {}
+    for name, options in pairs:
+        if not isinstance(options, dict):
+            raise GeodiffError(f"the options of {name} must be a mapping, got {options!r}")
+        merged = {**(defaults or {}).get(name, {}), **options}
+        out[name] = {k: v for k, v in merged.items() if v is not None}
+    return out

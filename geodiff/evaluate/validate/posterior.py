@@ -21,7 +21,7 @@ import numpy as np
 
 from geodiff.errors import GeodiffError
 from geodiff.evaluate.datasets import synthetic_dataset
-from geodiff.evaluate.predictors import PredictionTask, run_predictor
+from geodiff.evaluate.predictors import PredictionTask, method_options, run_predictor
 from geodiff.evaluate.validate.checks import Check
 from geodiff.metrics.scores import (
     RANK_BINS,
@@ -37,6 +37,7 @@ __all__ = [
     "COVERAGE_TOLERANCE",
     "DISTANCE_RATIO_LIMIT",
     "METHODS",
+    "POSTERIOR_DEFAULTS",
     "RANK_SHARE_TOLERANCE",
     "RHAT_LIMIT",
     "SCORE_RATIO_LIMIT",
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 #: the methods scored on every dataset, in the report's order
 METHODS = ("diffusion", "mcmc", "kriging-oracle", "kriging-ok")
+#: the options of the sampled methods unless told otherwise
+POSTERIOR_DEFAULTS = {"diffusion": {"method": DEFAULT_METHOD},
+                      "mcmc": {"warmup": 200, "samples": 200}}  # fmt: skip
 #: 90 % interval coverage within this of 0.90, with two standard errors over datasets
 #: added to the distance (``|c - 0.90| + 2 se``), so that a noisy estimate cannot pass by luck
 COVERAGE_TOLERANCE = 0.03
@@ -130,9 +134,9 @@ def _score_dataset(model, k: int, s: dict, progress: bool) -> dict:
     truth = truth.reshape(-1)
     task = PredictionTask(prior, obs, grid, model=model, theta=theta)
     run = functools.partial(run_predictor, task=task, seed=s["seed"], key=(k,), progress=progress)
-    diffusion = run(s["method"], draws=s["draws"], steps=s["steps"])
+    diffusion = run("diffusion", draws=s["draws"], **s["methods"]["diffusion"])
     # twice the draws: one half is scored, the other gives the distance floor
-    both = run("mcmc", draws=2 * s["draws"], warmup=s["mcmc_warmup"], samples=s["mcmc_samples"])
+    both = run("mcmc", draws=2 * s["draws"], **s["methods"]["mcmc"])
     half = Prediction.from_draws(grid.points(), both.draws[0::2], grid=grid, method="mcmc")
     oracle = run("kriging-oracle")
     with warnings.catch_warnings(record=True) as caught:
@@ -161,9 +165,10 @@ def _score_dataset(model, k: int, s: dict, progress: bool) -> dict:
 
 
 def check_settings(
-    *, datasets: int = 20, draws: int = 19, n_obs: int = 30, mcmc_samples: int = 200, **_
+    *, datasets: int = 20, draws: int = 19, n_obs: int = 30, methods: dict | None = None, **_
 ) -> None:
     """Raise :class:`GeodiffError` on settings :func:`validate_posterior` cannot use."""
+    mcmc_samples = {**POSTERIOR_DEFAULTS["mcmc"], **(methods or {}).get("mcmc", {})}["samples"]
     if datasets < 2:
         raise GeodiffError(f"posterior checks need at least 2 datasets, got {datasets}")
     if (draws + 1) % 20:
@@ -181,10 +186,7 @@ def validate_posterior(
     n_obs: int = 30,
     noise_sd: float = 0.1,
     draws: int = 19,
-    method: str = DEFAULT_METHOD,
-    steps: int | None = None,
-    mcmc_warmup: int = 200,
-    mcmc_samples: int = 200,
+    methods: dict | None = None,
     seed: int = 0,
     results=None,
     progress: bool = True,
@@ -203,11 +205,11 @@ def validate_posterior(
     draws : int
         Posterior draws per method and dataset; ``draws + 1`` must be a multiple of 20
         (exact 90 % intervals and equally likely rank bins).
-    method, steps :
-        The diffusion posterior sampler and its steps (default: the sampler's).
-    mcmc_warmup, mcmc_samples : int
-        NUTS warm-up and draws per chain (2 chains); ``2 * draws`` field draws are
-        taken from them: one half is scored, the other gives the distance floor.
+    methods : dict of str to dict, optional
+        Options over :data:`POSTERIOR_DEFAULTS` of ``"diffusion"`` (``method``: the
+        sampler, ``steps``, the sampler's own) and ``"mcmc"`` (``warmup``, ``samples`` per
+        chain; 2 chains): ``2 * draws`` field draws are taken from MCMC, one half is
+        scored, the other gives the distance floor. Kriging runs as it is.
     seed : int
     results : str or Path, optional
         JSON-lines file of per-dataset results, read to resume and appended to.
@@ -217,16 +219,14 @@ def validate_posterior(
     -------
     PosteriorValidation
     """
-    check_settings(datasets=datasets, draws=draws, n_obs=n_obs, mcmc_samples=mcmc_samples)
+    options = method_options(methods, POSTERIOR_DEFAULTS, fixed=True)
+    check_settings(datasets=datasets, draws=draws, n_obs=n_obs, methods=options)
     settings = {
         "datasets": datasets,
         "n_obs": n_obs,
         "noise_sd": noise_sd,
         "draws": draws,
-        "method": method,
-        "steps": steps,
-        "mcmc_warmup": mcmc_warmup,
-        "mcmc_samples": mcmc_samples,
+        "methods": options,
         "seed": seed,
     }
     key = {k: v for k, v in settings.items() if k != "datasets"}  # more datasets extend a run
@@ -242,7 +242,8 @@ def validate_posterior(
         if k in done:
             continue
         (logger.info if progress else logger.debug)(
-            f"[posterior] dataset {k + 1}/{datasets}: {method}, MCMC, kriging"
+            f"[posterior] dataset {k + 1}/{datasets}: {options['diffusion']['method']}, MCMC, "
+            "kriging"
         )
         done[k] = _score_dataset(model, k, settings, progress)
         if results is not None:
@@ -303,7 +304,7 @@ def _ratio_check(records, score: str, label: str, method: str) -> Check:
 
 
 def _checks(records: list, settings: dict) -> list:
-    method = settings["method"]
+    method = settings["methods"]["diffusion"]["method"]
     shares = _shares(records, "diffusion")
     mcmc_shares = _shares(records, "mcmc")
     sw = np.mean([r["diffusion"]["sw"] for r in records])

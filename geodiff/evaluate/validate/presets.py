@@ -60,11 +60,9 @@ def validation_options(preset: str = "full", **given) -> tuple[dict, dict]:
         "n_obs": given.get("n_obs", 30),
         "noise_sd": given.get("noise_sd", 0.1),
         "draws": given.get("draws", 19),
-        "method": given.get("method"),
-        "steps": given.get("steps"),
-        "mcmc_warmup": s["mcmc_warmup"],
-        "mcmc_samples": s["mcmc_samples"],
+        "methods": {
+            "diffusion": {"method": given.get("method"), "steps": given.get("steps")},
+            "mcmc": {"warmup": s["mcmc_warmup"], "samples": s["mcmc_samples"]},
+        },
     }
-    if posterior["method"] is None:
-        del posterior["method"]
     return prior, posterior

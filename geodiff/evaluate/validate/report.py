@@ -199,7 +199,7 @@ def _prior_section(model, prior: PriorValidation, out: Path) -> list:
         "",
         f"The exact denoiser E[x₀ | x_t] of a {s['oracle_components']}-component mixture "
         "of the prior's Gaussians has the smallest possible error (the Bayes risk); the "
-        f"network is scored on {s['n_mse']} fields drawn from that mixture with the same "
+        f"network is scored on {s['mse_fields']} fields drawn from that mixture with the same "
         f"noise. Criterion: ratio ≤ {DENOISER_TOLERANCE} at every level. Ratios from "
         f"σ = {prior.sigma[0]:.3g} to {prior.sigma[-1]:.3g}: "
         + ", ".join(f"{r:.3f}" for r in ratio)
@@ -253,16 +253,18 @@ def _posterior_section(posterior: PosteriorValidation, out: Path) -> list:
     figures.plot_rank_histograms(
         {name: _shares(records, name) for name in METHODS}, out / "ranks.png"
     )
-    figures.plot_calibration(records, s["method"], out / "calibration.png")
+    diffusion, mcmc = s["methods"]["diffusion"], s["methods"]["mcmc"]
+    figures.plot_calibration(records, diffusion["method"], out / "calibration.png")
     return [
         "## Posterior checks",
         "",
         f"{s['datasets']} datasets drawn from the training prior: parameters θ, a true "
         f"field, {s['n_obs']} uniformly placed point observations with noise sd "
         f"{s['noise_sd']:g}. Methods predict every grid node with {s['draws']} draws: "
-        f"diffusion posterior sampling ({s['method']}, {s['steps']} steps) with the "
-        f"trained network; MCMC (NUTS, 2 chains × ({s['mcmc_warmup']} + "
-        f"{s['mcmc_samples']}), then exact conditional fields), the fully Bayesian "
+        f"diffusion posterior sampling ({diffusion['method']}, "
+        f"{diffusion.get('steps', 'its default')} steps) with the trained network; MCMC "
+        f"(NUTS, 2 chains × ({mcmc['warmup']} + {mcmc['samples']}), then exact conditional "
+        "fields), the fully Bayesian "
         "reference; and, for context, kriging with the true θ (oracle, which no method "
         "can beat on average) and ordinary kriging with REML-fitted parameters.",
         "",
