@@ -83,7 +83,7 @@ def run_demo(
     log = logger.info if progress else logger.debug
     log(f"true field drawn from {prior.name}; {n_obs} observations, noise sd {noise_sd}")
     options = method_options(methods, DEMO_DEFAULTS, fixed=True)
-    mcmc = {"chains": 2, **options["mcmc"]}
+    mcmc = options["mcmc"]
     runs = (
         ("diffusion", options["diffusion"],
          f"diffusion posterior ({options['diffusion']['method']}, {draws} draws)"),

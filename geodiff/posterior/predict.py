@@ -131,8 +131,7 @@ class PosteriorDraws:
         from geodiff.netcdf import fields_dataset, netcdf_attrs
 
         meta = {
-            **netcdf_attrs(self.info, plain_only=True),
-            "seconds": self.seconds,
+            **netcdf_attrs({**self.info, "seconds": self.seconds}, plain_only=True),
             "method": self.method,
             "content": "posterior draws",
             **(attrs or {}),
