@@ -480,7 +480,7 @@ def bench_posterior(args) -> str:
     lines = [
         f"{args.datasets} datasets per case on a {args.size}² window of the prior, τ = 0.1, "
         "200 scored nodes each (the true field there); MMPS options "
-        f"`{json.dumps(options)}`{' (draws made on the GPU run)' if made else ''}. "
+        f"`{json.dumps(options)}`{' (draws read from the --draws-file)' if made else ''}. "
         "Oracle kriging: exact SPDE kriging with the true θ. Ordinary kriging: REML fit of an "
         "anisotropic Matérn on the first 300 observations. MMPS's 90 % interval: between "
         "order statistics k and n + 1 − k of its n draws, whose coverage is exactly the nominal "
@@ -506,12 +506,14 @@ def bench_posterior(args) -> str:
                 p_text, s100 = "–", "–"
             lines.append(f"| {n_obs} | {name} | {c:.4f} | {c / oracle_crps:.3f} | {cov_text} | "
                          f"{p_text} | {s100} |")  # fmt: skip
-    body = "\n".join(lines)
+    body = "\n".join([*lines, *(["", args.note] if args.note else [])])
     print(body)
     if not args.print_only:
         update_section("any-size-posterior", f"Posterior with the learned prior at {args.size}²",
-                       "python benchmarks/bench_any_size.py posterior --model "
-                       f"{args.model}" + (f" --draws-file {args.draws_file}" if made else ""),
+                       (f"python benchmarks/bench_any_size.py draws --draws-file {args.draws_file} "
+                        "&& " if made else "") + "python benchmarks/bench_any_size.py posterior "
+                       f"--model {args.model}"
+                       + (f" --draws-file {args.draws_file}" if made else ""),
                        body)  # fmt: skip
     return body
 
@@ -624,7 +626,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--timings", default="runs/gpu-2026-12-04/timings.json")
     parser.add_argument("--components", type=int, default=4, help="mse: oracle θ draws")
-    parser.add_argument("--note", default="", help="gpu-report: a sentence added to the text")
+    parser.add_argument("--note", default="", help="gpu-report, posterior: a sentence added")
     parser.add_argument("--model", default="data/spde-anisotropy")
     parser.add_argument("--draws", type=int, default=None, help="posterior draws per case")
     parser.add_argument("--datasets", type=int, default=None)
