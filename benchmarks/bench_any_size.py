@@ -67,6 +67,13 @@ DEFAULT = {}
 FAST = {"steps": 10, "cg_iterations": 3, "start_sigma": 3.0}
 
 
+def _publish(args, key: str, title: str, command: str, body: str) -> None:
+    """Print a section's text and, unless ``--print-only``, write it into BENCHMARKS.md."""
+    print(body)
+    if not args.print_only:
+        update_section(key, title, command, body)
+
+
 def _z_stats(draws: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> dict:
     """``z_rms`` of the draws' mean and their mean sd ratio where the exact sd is not ~0."""
     keep = sd > 1e-3 * sd.max()
@@ -162,9 +169,7 @@ def bench_cg(args) -> str:
                      f"{'–' if np.isnan(vjps) else f'{vjps:.0f}'} | "
                      f"{'–' if np.isnan(s100) else f'{s100:.2f}'} |")  # fmt: skip
     body = "\n".join(lines)
-    print(body)
-    if not args.print_only:
-        update_section("any-size-cg", "MMPS's conjugate gradients: a tolerance instead of a count",
+    _publish(args, "any-size-cg", "MMPS's conjugate gradients: a tolerance instead of a count",
                        "python benchmarks/bench_any_size.py cg", body)  # fmt: skip
     return body
 
@@ -303,14 +308,13 @@ def bench_graph(args) -> str:
             measured = pool.apply(_graph_peak, (args.model, size, batch, args.threads))
             lines.append(f"| {size}² | {batch} | {measured:.0f} | {estimate:.0f} |")
     body = "\n".join(lines)
-    print(body)
-    if not args.print_only:
-        update_section(
-            "any-size-graph",
-            "Memory of the network's graph per grid node",
-            f"python benchmarks/bench_any_size.py graph --model {args.model}",
-            body,
-        )
+    _publish(
+        args,
+        "any-size-graph",
+        "Memory of the network's graph per grid node",
+        f"python benchmarks/bench_any_size.py graph --model {args.model}",
+        body,
+    )
     return body
 
 
@@ -507,14 +511,12 @@ def bench_posterior(args) -> str:
             lines.append(f"| {n_obs} | {name} | {c:.4f} | {c / oracle_crps:.3f} | {cov_text} | "
                          f"{p_text} | {s100} |")  # fmt: skip
     body = "\n".join([*lines, *(["", args.note] if args.note else [])])
-    print(body)
-    if not args.print_only:
-        update_section("any-size-posterior", f"Posterior with the learned prior at {args.size}²",
-                       (f"python benchmarks/bench_any_size.py draws --draws-file {args.draws_file} "
-                        "&& " if made else "") + "python benchmarks/bench_any_size.py posterior "
-                       f"--model {args.model}"
-                       + (f" --draws-file {args.draws_file}" if made else ""),
-                       body)  # fmt: skip
+    command = f"python benchmarks/bench_any_size.py posterior --model {args.model}"
+    if made:
+        draws = f"python benchmarks/bench_any_size.py draws --draws-file {args.draws_file}"
+        command = f"{draws} && {command} --draws-file {args.draws_file}"
+    _publish(args, "any-size-posterior", f"Posterior with the learned prior at {args.size}²",
+             command, body)  # fmt: skip
     return body
 
 
@@ -566,14 +568,13 @@ def bench_timing(args) -> str:
             f"{r['s_per_100'] / base[r['setting']]:.1f} | {r['peak_mb']:.0f} |"
         )
     body = "\n".join(lines)
-    print(body)
-    if not args.print_only:
-        update_section(
-            "any-size-timing",
-            "Posterior cost at 128² and 256² on this CPU",
-            f"python benchmarks/bench_any_size.py timing --model {args.model}",
-            body,
-        )
+    _publish(
+        args,
+        "any-size-timing",
+        "Posterior cost at 128² and 256² on this CPU",
+        f"python benchmarks/bench_any_size.py timing --model {args.model}",
+        body,
+    )
     return body
 
 
@@ -600,9 +601,7 @@ def bench_gpu_report(args) -> str:
         lines.append(f"| {r['device']} | {r['size']}² | {r['n_obs']} | {r['setting']} | "
                      f"{r['s_per_100']:.2f} | {ratio} |")  # fmt: skip
     body = "\n".join(lines)
-    print(body)
-    if not args.print_only:
-        update_section("any-size-gpu", "Posterior cost on a GPU at 128²–512²",
+    _publish(args, "any-size-gpu", "Posterior cost on a GPU at 128²–512²",
                        f"python benchmarks/bench_any_size.py gpu-report --timings {args.timings}",
                        body)  # fmt: skip
     return body

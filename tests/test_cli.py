@@ -116,4 +116,7 @@ def test_noise_sd_with_a_mode_is_the_noise_flag_for_one_release(tmp_path, capsys
     assert old[1] == new[1] == mode and capsys.readouterr().err == ""
     with pytest.raises(SystemExit):
         build_parser().parse_args([*argv, "--noise-sd", "plenty"])
-    assert "expected a number >= 0, got 'plenty'" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "geodiff krige: error: argument --noise-sd: expected a number >= 0, got 'plenty' "
+        "(see geodiff krige --help)"
+    )
