@@ -24,6 +24,14 @@ and, in a non-stationary prior, a parameter may be a map::
 
 (``mean``/``sd`` instead of ``median``/``log_sd`` for the angle, which is not positive).
 
+A ``[marginal]`` table passes the Gaussian field through Tukey's g-and-h transform, a
+heavy-tailed prior (:mod:`geodiff.fields.transformed`)::
+
+    [marginal]
+    transform = "tukey-gh"
+    skew = { distribution = "uniform", low = 0.0, high = 0.5 }
+    tail = { distribution = "uniform", low = 0.0, high = 0.3 }
+
 An SPDE prior (``type = "spde"``, :mod:`geodiff.fields.spde`) takes ``cell_size`` (its
 resolution between arbitrary points) and ``margin`` (its lattice margin in practical
 ranges) at the top level, and maps stationary in physical units, given by a number of
@@ -54,6 +62,7 @@ from geodiff.fields.prior import (
     StationaryPrior,
 )
 from geodiff.fields.spde import SPDEPrior
+from geodiff.fields.transformed import TransformedPrior, marginal_from_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,7 +71,7 @@ else:  # pragma: no cover
 
 __all__ = ["builtin_priors", "load_prior", "load_theta", "prior_from_config"]
 
-_TOP_KEYS = {"name", "type", "family", "domain", "parameters", "description"}
+_TOP_KEYS = {"name", "type", "family", "domain", "parameters", "description", "marginal"}
 _SPDE_KEYS = {"cell_size", "margin"}
 _MAP_KINDS = ("nonstationary", "spde")
 _TYPES = {"stationary": StationaryPrior, "nonstationary": NonStationaryPrior, "spde": SPDEPrior}
@@ -159,9 +168,13 @@ def prior_from_config(config: dict, source: str = "config") -> GRFPrior:
             )
     kwargs.update({key: config[key] for key in _SPDE_KEYS if key in config})
     try:
-        return types[kind](family.name, domain=domain, name=config.get("name"), **kwargs)
+        prior = types[kind](family.name, domain=domain, name=config.get("name"), **kwargs)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from err
+    if "marginal" not in config:
+        return prior
+    marginal = marginal_from_config(config["marginal"], f"{source}: marginal")
+    return TransformedPrior(prior, name=config.get("name"), **marginal)
 
 
 def _domain(value, source: str):

@@ -103,7 +103,8 @@ def simulate(
 
     Parameters
     ----------
-    prior : GRFPrior
+    prior : GRFPrior or TransformedPrior
+        A transformed prior simulates its latent Gaussian field, then transforms it.
     grid : Grid
     n : int
         Number of fields.
@@ -142,6 +143,7 @@ def simulate(
         raise GeodiffError(f"fields_per_theta must be a positive integer, got {fields_per_theta!r}")
     if method not in _METHODS:
         raise GeodiffError(f"unknown simulation method {method!r}; choose from {_METHODS}")
+    target, prior = prior, getattr(prior, "latent", prior)  # a transformed prior's Gaussian
     sparse = prior.kind == "spde"
     if method == "circulant" and not prior.is_stationary:
         raise GeodiffError("circulant embedding needs a stationary prior")
@@ -159,9 +161,9 @@ def simulate(
     if theta is None:  # draw g of the run feeds fields g * fields_per_theta, ...
         group_of = [i // fields_per_theta for i in indices]
         groups = sorted(set(group_of))
-        theta = prior.sample_theta(generators=generators_for(seed, THETA_STREAM, groups))
+        theta = target.sample_theta(generators=generators_for(seed, THETA_STREAM, groups))
     else:
-        theta, group_of = _given_theta(prior, theta, n)
+        theta, group_of = _given_theta(target, theta, n)
         groups = sorted(set(group_of))
     group_pos = {g: k for k, g in enumerate(groups)}
     members_of = {g: [] for g in groups}  # positions in this call of each draw's fields
@@ -212,6 +214,8 @@ def simulate(
     field_group = torch.tensor([group_pos[g] for g in group_of], dtype=torch.long)
     theta_per_field = {k: v[field_group] for k, v in theta.items()}
     maps = {k: v.float() for k, v in prior.grid_maps(theta_per_field, grid).items()} if n else {}
+    if target is not prior:
+        fields = target.transform_fields(fields, theta_per_field, grid)
     return Simulation(fields, theta_per_field, maps, torch.tensor(indices, dtype=torch.long), grid)
 
 
