@@ -129,6 +129,8 @@ def test_prior_checks_pass_exact_simulations_and_flag_scaled_fields(model, monke
         "radially averaged power spectra",
         "marginal quantiles",
         "local anisotropy",
+        "exceedance probabilities of the 90 / 99 / 99.9 % quantiles, by value and by field maximum",
+        "extremal dependence χ(0.95) by lag along x and y",
     ):
         assert checks[name].passed, checks[name]
     assert result.generated.shape == (8, *model.grid.shape)
@@ -138,7 +140,9 @@ def test_prior_checks_pass_exact_simulations_and_flag_scaled_fields(model, monke
     assert checks["denoiser MSE / exact oracle MSE"].passed
     exact_msw = result.msw
     checks, result = _prior_checks(model, monkeypatch, 1.25)
-    for name in ("directional variograms", "radially averaged power spectra", "marginal quantiles"):
+    for name in ("directional variograms", "radially averaged power spectra", "marginal quantiles",
+                 "exceedance probabilities of the 90 / 99 / 99.9 % quantiles, by value and by "
+                 "field maximum"):  # fmt: skip
         assert not checks[name].passed, checks[name]
     # coherence and orientation do not change when a field is scaled: the check that
     # looks at anisotropy alone still passes (its power is in tests/test_anisotropy.py)
@@ -290,7 +294,7 @@ def test_cli_validate_writes_a_report_and_strict_fails_on_warnings(tmp_path, cap
     assert main([*args, "--strict"]) == 1  # a 2-step sampler is far from MCMC: warnings
     text = (out / "report.md").read_text()
     summary = json.loads((out / "summary.json").read_text())
-    assert len(summary["checks"]) == 14
+    assert len(summary["checks"]) == 16
     for name in ("variograms", "spectra", "marginals", "denoising", "ranks", "calibration"):
         assert (out / f"{name}.png").stat().st_size > 1000
         assert f"({name}.png)" in text

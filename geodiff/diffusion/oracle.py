@@ -29,7 +29,18 @@ def mixture_oracle(prior, grid: Grid, schedule: NoiseSchedule, **options):
     """The exact mixture denoiser of ``prior`` on ``grid``: dense eigendecompositions for
     GRF priors, sparse factorisations (:class:`~geodiff.diffusion.spde_oracle.
     SPDEMixtureOracle`) for SPDE priors. ``options`` as :meth:`GaussianMixtureOracle.from_prior`.
+
+    Raises
+    ------
+    GeodiffError
+        A prior that is not Gaussian given θ (a heavy-tailed one): it has no exact
+        mixture denoiser.
     """
+    if not getattr(prior, "is_gaussian", True):
+        raise GeodiffError(
+            f"prior {prior.name!r} is not Gaussian given its parameters, so it has no exact "
+            "mixture oracle: train with --oracle-components 0"
+        )
     if prior.kind == "spde":
         from geodiff.diffusion.spde_oracle import SPDEMixtureOracle
 

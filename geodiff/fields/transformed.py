@@ -28,6 +28,7 @@ import torch
 from geodiff.errors import ConfigError
 from geodiff.fields.parameters import ScalarPrior, scalar_prior_from_config
 from geodiff.fields.tukey import gh_covariance, gh_inverse, gh_mean, gh_transform
+from geodiff.rng import derive_seed
 
 __all__ = ["MARGINAL_KEYS", "TransformedPrior", "marginal_from_config"]
 
@@ -228,23 +229,26 @@ class TransformedPrior:
         return out
 
     def marginal_covariance(self, points, n_theta: int = 64, seed: int = 0) -> torch.Tensor:
-        """``E_θ[Cov(X | θ)] + Cov_θ(E[X | θ])`` at points: the fields' covariance about zero
-        minus the mean's outer product, by Monte Carlo over θ (shape (n, n))."""
-        from geodiff.rng import derive_seed
+        """The fields' second moment ``E[X(x) X(y)]`` under the prior, at ``points``.
 
+        The covariance of the zero-mean Gaussian closest to the prior, as
+        :meth:`GRFPrior.marginal_covariance` is for zero-mean fields: a Monte Carlo mean
+        over ``n_theta`` draws of θ of ``Cov(X | θ) + E[X | θ] E[X | θ]^T``.
+
+        Returns
+        -------
+        torch.Tensor, float64, shape (n, n)
+        """
         theta = self.sample_theta(
             n_theta, generator=torch.Generator().manual_seed(derive_seed(seed, 0))
         )
         pts = torch.as_tensor(points, dtype=torch.float64)
-        second = torch.zeros(len(pts), len(pts), dtype=torch.float64)
-        first = torch.zeros(len(pts), dtype=torch.float64)
+        total = torch.zeros(len(pts), len(pts), dtype=torch.float64)
         for lo in range(0, n_theta, 8):
             part = {key: v[lo : lo + 8] for key, v in theta.items()}
             mean = self.mean(part, pts)
-            second += (self.covariance(pts, pts, part) + mean[:, :, None] * mean[:, None]).sum(0)
-            first += mean.sum(0)
-        first /= n_theta
-        return second / n_theta - first[:, None] * first[None]
+            total += (self.covariance(pts, pts, part) + mean[:, :, None] * mean[:, None]).sum(0)
+        return total / n_theta
 
     # --------------------------------------------------------------- simulation
     def simulate(self, grid, n: int, seed: int = 0, **kwargs):

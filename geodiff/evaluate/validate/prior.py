@@ -28,6 +28,7 @@ from geodiff.metrics import (
     radial_power_spectrum,
 )
 from geodiff.metrics.anisotropy import compare_local_anisotropy
+from geodiff.metrics.extremes import CHI_LEVEL, compare_exceedances, compare_extremal_dependence
 from geodiff.metrics.marginal import compare_marginals
 from geodiff.metrics.scores import max_sliced_wasserstein
 from geodiff.rng import derive_seed
@@ -63,11 +64,17 @@ class PriorValidation:
     ----------
     checks : list of Check
     sigma, network_mse, oracle_mse : np.ndarray, shape (L,)
-        Denoising error per noise level (noise-to-signal ratio σ).
+        Denoising error per noise level (noise-to-signal ratio σ); empty for a prior that
+        is not Gaussian given θ (no exact oracle).
     variograms, control_variograms : VariogramComparison
         Generated and control fields against the reference.
     spectra, control_spectra : SpectrumComparison
     marginals, control_marginals : MarginalComparison
+    exceedances, control_exceedances : TailComparison
+        Exceedance probabilities of the reference's 90 %, 99 % and 99.9 % quantiles, by
+        value and by field maximum.
+    extremal_dependence, control_extremal_dependence : TailComparison
+        ``chi(0.95)`` by lag along each axis.
     msw, msw_floor : float
         Max-sliced Wasserstein distance (prior-sd units): generated and control.
     classifier : ClassifierTestResult
@@ -88,6 +95,10 @@ class PriorValidation:
     control_spectra: object
     marginals: object
     control_marginals: object
+    exceedances: object
+    control_exceedances: object
+    extremal_dependence: object
+    control_extremal_dependence: object
     msw: float
     msw_floor: float
     classifier: object
@@ -235,9 +246,14 @@ def validate_prior(
     device = device or model.device
     seconds = {}
 
+    gaussian = getattr(prior, "is_gaussian", True)
     with _stage(seconds, "denoising error", progress) as log:
-        log(f"[prior 1/5] denoising error against the exact oracle ({n_mse} fields)")
-        errors = _denoising_errors(model, oracle_components, n_mse, seed, device)
+        if gaussian:
+            log(f"[prior 1/5] denoising error against the exact oracle ({n_mse} fields)")
+            errors = _denoising_errors(model, oracle_components, n_mse, seed, device)
+        else:
+            log("[prior 1/5] no exact oracle for a prior that is not Gaussian given θ")
+            errors = {key: np.empty(0) for key in ("sigma", "network_mse", "oracle_mse")}
     with _stage(seconds, "sampling", progress) as log:
         log(f"[prior 2/5] {n} network samples ({sampler}, {steps} steps)")
         generated = model.sample(n, steps=steps, sampler=sampler, seed=seed, progress=progress)
@@ -247,7 +263,7 @@ def validate_prior(
         reference = simulate(prior, grid, n, seed=derive_seed(seed, 11)).fields.double().numpy()
         control = simulate(prior, grid, n, seed=derive_seed(seed, 12)).fields.double().numpy()
     with _stage(seconds, "statistics", progress) as log:
-        log("[prior 4/5] variograms, spectra, marginal quantiles, max-sliced Wasserstein")
+        log("[prior 4/5] variograms, spectra, marginal quantiles, tails, max-sliced Wasserstein")
         stats = _distribution_statistics(model, generated, reference, control, n_directions, seed)
     with _stage(seconds, "classifier", progress) as log:
         log(f"[prior 5/5] classifier two-sample test ({classifier_epochs} epochs)")
@@ -260,7 +276,8 @@ def validate_prior(
             progress=progress,
         )
 
-    checks = [_denoiser_check(errors), *_distribution_checks(stats, n_directions)]
+    checks = [_denoiser_check(errors)] if gaussian else []
+    checks += _distribution_checks(stats, n_directions)
     checks.append(_classifier_check(c2st))
     settings = {
         "fields": n,
@@ -343,10 +360,12 @@ def _distribution_statistics(model, generated, reference, control, n_directions,
     Returns
     -------
     dict
-        ``variograms, spectra, anisotropy, marginals`` (each also with a ``control_``
+        ``variograms, spectra, anisotropy, marginals, exceedances, extremal_dependence``
+        (each also with a ``control_``
         twin), ``msw`` and ``msw_floor``.
     """
     n = len(generated)
+    lags = tuple(k for k in (1, 2, 4, 8) if k < min(generated.shape[-2:]))
     ref_vario, ref_spec = directional_variograms(reference), radial_power_spectrum(reference)
     stats = {
         "variograms": compare_variograms(directional_variograms(generated), ref_vario),
@@ -355,6 +374,14 @@ def _distribution_statistics(model, generated, reference, control, n_directions,
         "control_spectra": compare_spectra(radial_power_spectrum(control), ref_spec),
         "marginals": compare_marginals(generated, reference, seed=seed),
         "control_marginals": compare_marginals(control, reference, seed=seed),
+        "exceedances": compare_exceedances(generated, reference, seed=seed),
+        "control_exceedances": compare_exceedances(control, reference, seed=seed),
+        "extremal_dependence": compare_extremal_dependence(
+            generated, reference, lags=lags, seed=seed
+        ),
+        "control_extremal_dependence": compare_extremal_dependence(
+            control, reference, lags=lags, seed=seed
+        ),
         "anisotropy": compare_local_anisotropy(generated, reference, seed=seed),
         "control_anisotropy": compare_local_anisotropy(control, reference, seed=seed),
     }
@@ -443,6 +470,17 @@ def _distribution_checks(stats: dict, n_directions: int) -> list:
             f"max |z| ≤ {Z_LIMIT:g}",
             bool(marg.max_abs_z <= Z_LIMIT),
         ),
+        _z_check(
+            "exceedance probabilities of the 90 / 99 / 99.9 % quantiles, by value and by "
+            "field maximum (max |z|)",
+            stats["exceedances"],
+            stats["control_exceedances"],
+        ),
+        _z_check(
+            f"extremal dependence χ({CHI_LEVEL:g}) by lag along x and y (max |z|)",
+            stats["extremal_dependence"],
+            stats["control_extremal_dependence"],
+        ),
         Check(
             "prior",
             f"max-sliced Wasserstein distance ({n_directions} principal directions, prior sd)",
@@ -452,6 +490,18 @@ def _distribution_checks(stats: dict, n_directions: int) -> list:
             bool(msw <= MSW_RATIO_LIMIT * msw_floor),
         ),
     ]
+
+
+def _z_check(name: str, comparison, control) -> Check:
+    """A check that a comparison's largest |z| is within :data:`Z_LIMIT`, beside its control."""
+    return Check(
+        "prior",
+        name,
+        f"{comparison.max_abs_z:.1f}",
+        f"{control.max_abs_z:.1f} (control)",
+        f"max |z| ≤ {Z_LIMIT:g}",
+        bool(comparison.max_abs_z <= Z_LIMIT),
+    )
 
 
 def _classifier_check(c2st) -> Check:

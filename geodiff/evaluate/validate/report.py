@@ -177,13 +177,13 @@ def _prior_section(model, prior: PriorValidation, out: Path) -> list:
 
     s = prior.settings
     plot_samples(prior.generated, out / "prior_samples.png", reference=prior.reference)
-    plot_denoising_mse(prior.sigma, prior.network_mse, prior.oracle_mse, out / "denoising.png")
+    if len(prior.sigma):
+        plot_denoising_mse(prior.sigma, prior.network_mse, prior.oracle_mse, out / "denoising.png")
     figures.plot_variograms(
         prior.variograms, out / "variograms.png", control=prior.control_variograms
     )
     figures.plot_spectra(prior.spectra, out / "spectra.png", control=prior.control_spectra)
     figures.plot_marginals(prior.marginals, out / "marginals.png", control=prior.control_marginals)
-    ratio = prior.network_mse / prior.oracle_mse
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in prior.seconds.items())
     return [
         "## Prior checks",
@@ -195,18 +195,7 @@ def _prior_section(model, prior: PriorValidation, out: Path) -> list:
         "",
         "![network samples above exact simulations](prior_samples.png)",
         "",
-        "### Denoising error against the exact oracle",
-        "",
-        f"The exact denoiser E[x₀ | x_t] of a {s['oracle_components']}-component mixture "
-        "of the prior's Gaussians has the smallest possible error (the Bayes risk); the "
-        f"network is scored on {s['mse_fields']} fields drawn from that mixture with the same "
-        f"noise. Criterion: ratio ≤ {DENOISER_TOLERANCE} at every level. Ratios from "
-        f"σ = {prior.sigma[0]:.3g} to {prior.sigma[-1]:.3g}: "
-        + ", ".join(f"{r:.3f}" for r in ratio)
-        + ".",
-        "",
-        "![denoising error](denoising.png)",
-        "",
+        *_denoising_lines(prior),
         "### Directional variograms",
         "",
         "Mean empirical semivariogram along x, y and both diagonals; z is the difference "
@@ -232,6 +221,15 @@ def _prior_section(model, prior: PriorValidation, out: Path) -> list:
         "",
         "![marginal quantiles](marginals.png)",
         "",
+        "### Tails: exceedances and extremal dependence",
+        "",
+        "Thresholds are the reference's pooled quantiles. p(q): the share of all values "
+        "above q; p_max(q): the share of fields whose maximum is above q; χ x k (y k): "
+        "P(X(s + h) > q₀.₉₅ | X(s) > q₀.₉₅) at lag h of k cells along x (y). Bootstrap "
+        f"standard errors over fields; criterion max |z| ≤ {Z_LIMIT:g}.",
+        "",
+        *_tail_table(prior.exceedances, prior.control_exceedances),
+        *_tail_table(prior.extremal_dependence, prior.control_extremal_dependence),
         "### Classifier two-sample test",
         "",
         f"A small ResNet trained for {s['classifier_epochs']} epochs to tell network "
@@ -242,6 +240,38 @@ def _prior_section(model, prior: PriorValidation, out: Path) -> list:
         f"{prior.classifier.auc_se:.3f}. Criterion: AUC ≤ 0.5 + {AUC_Z_LIMIT:g} null sd.",
         "",
     ]
+
+
+def _denoising_lines(prior: PriorValidation) -> list:
+    """The report's denoising-error subsection (none without an exact oracle)."""
+    s = prior.settings
+    if not len(prior.sigma):
+        return ["The prior is not Gaussian given θ, so no exact denoiser exists to compare "
+                "the network's denoising error with.", ""]  # fmt: skip
+    ratio = prior.network_mse / prior.oracle_mse
+    return [
+        "### Denoising error against the exact oracle",
+        "",
+        f"The exact denoiser E[x₀ | x_t] of a {s['oracle_components']}-component mixture "
+        "of the prior's Gaussians has the smallest possible error (the Bayes risk); the "
+        f"network is scored on {s['mse_fields']} fields drawn from that mixture with the same "
+        f"noise. Criterion: ratio ≤ {DENOISER_TOLERANCE} at every level. Ratios from "
+        f"σ = {prior.sigma[0]:.3g} to {prior.sigma[-1]:.3g}: "
+        + ", ".join(f"{r:.3f}" for r in ratio)
+        + ".",
+        "",
+        "![denoising error](denoising.png)",
+        "",
+    ]
+
+
+def _tail_table(comparison, control) -> list:
+    """A markdown table of a tail comparison beside its control's |z|."""
+    rows = ["| statistic | network | reference | z | control z |", "|---|---|---|---|---|"]
+    for k, label in enumerate(comparison.labels):
+        rows.append(f"| {label} | {comparison.generated[k]:.4g} | {comparison.reference[k]:.4g} "
+                    f"| {comparison.z[k]:+.1f} | {control.z[k]:+.1f} |")  # fmt: skip
+    return [*rows, ""]
 
 
 def _posterior_section(posterior: PosteriorValidation, out: Path) -> list:
