@@ -31,6 +31,7 @@ from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 from tqdm.auto import tqdm
 
 from geodiff.baselines.kriging import conditional_simulation
+from geodiff.baselines.transformed import LATENT_SITE, latent_predictive, latent_pyro_model
 from geodiff.errors import GeodiffError, renamed_arguments
 from geodiff.fields.parameters import ScalarPrior
 from geodiff.grid import Grid
@@ -69,11 +70,16 @@ def pyro_model(prior, obs: Observations, noise_prior=None):
     ``noise_variance ~ noise_prior`` is one more unknown, added to every observation's
     own noise variance.
 
+    A heavy-tailed prior (not Gaussian given θ) samples its latent Gaussian values at the
+    observations' support too (:func:`geodiff.baselines.transformed.latent_pyro_model`).
+
     Returns
     -------
     callable
         A model function taking no arguments.
     """
+    if not getattr(prior, "is_gaussian", True):
+        return latent_pyro_model(prior, obs, noise_prior)
     y = torch.as_tensor(obs.values, dtype=torch.float64)
     noise = torch.as_tensor(obs.noise_variance, dtype=torch.float64)
 
@@ -132,6 +138,7 @@ class MCMCResult:
         """All draws, chains concatenated, as a full ``theta`` (batch = chains * draws)."""
         flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in self.samples.items()}
         flat.pop("noise_variance", None)
+        flat.pop(LATENT_SITE, None)
         return self.prior.complete_theta(flat)
 
     def noise_sd_draws(self) -> np.ndarray | None:
@@ -174,9 +181,12 @@ class MCMCResult:
             if nugget_sd is not None:
                 noise = np.sqrt(obs.noise_variance + nugget_sd[k] ** 2)
                 obs = Observations(obs.operator, obs.values, noise)
-            x = conditional_simulation(
-                self.prior, one, obs, targets, 1, derive_seed(seed, _PREDICT_STREAM, int(k))
-            )
+            draw_seed = derive_seed(seed, _PREDICT_STREAM, int(k))
+            if LATENT_SITE in self.samples:  # a heavy-tailed prior: its latent values given
+                white = self.samples[LATENT_SITE].reshape(total, -1)[k]
+                x = latent_predictive(self.prior, one, white, obs, targets, draw_seed)
+            else:
+                x = conditional_simulation(self.prior, one, obs, targets, 1, draw_seed)
             draws.append(x.reshape(-1).numpy())
         grid = targets if isinstance(targets, Grid) else None
         points = grid.points() if grid is not None else np.asarray(targets, dtype=float)

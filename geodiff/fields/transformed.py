@@ -168,8 +168,12 @@ class TransformedPrior:
                 theta[key] = pyro.sample(prefix + key, leaf.distribution())[None]
         return theta
 
+    def latent_theta(self, theta: dict) -> dict:
+        """The latent Gaussian's entries of θ (without ``skew`` and ``tail``)."""
+        return {key: value for key, value in theta.items() if key not in self.marginal}
+
     # ----------------------------------------------------------- the transform
-    def _scale(self, theta: dict, points) -> torch.Tensor:
+    def scale(self, theta: dict, points) -> torch.Tensor:
         """``sqrt(v(s))`` at points, shape (B, n)."""
         return self.latent.local_parameters(theta, points)["variance"].sqrt()
 
@@ -198,20 +202,20 @@ class TransformedPrior:
         """Latent fields ``(n, H, W)`` with per-field θ (batch ``n``) to the prior's fields."""
         if fields.shape[0] == 0:
             return fields
-        scale = self._scale(theta, grid.points()).reshape(-1, *grid.shape).to(fields.device)
+        scale = self.scale(theta, grid.points()).reshape(-1, *grid.shape).to(fields.device)
         out = self.transform(fields.double(), theta, scale.double())
         return out.to(fields.dtype)
 
     # ------------------------------------------------------------------ moments
     def mean(self, theta: dict, points) -> torch.Tensor:
         """``E[X(s) | θ]`` at points, shape (B, n)."""
-        scale = self._scale(theta, points)
+        scale = self.scale(theta, points)
         return scale * gh_mean(theta["skew"], theta["tail"])[:, None].to(scale)
 
     def covariance(self, x, y, theta: dict, *, nugget: bool = True) -> torch.Tensor:
         """``Cov(X(x), X(y) | θ)``, exact, shape (B, n, m) (see :mod:`geodiff.fields.tukey`)."""
         cov = self.latent.covariance(x, y, theta, nugget=False)
-        sx, sy = self._scale(theta, x).to(cov), self._scale(theta, y).to(cov)
+        sx, sy = self.scale(theta, x).to(cov), self.scale(theta, y).to(cov)
         scale = sx[:, :, None] * sy[:, None, :]
         rho = (cov / scale).clamp(-1.0, 1.0)
         g = theta["skew"][:, None, None].to(cov)
