@@ -20,7 +20,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from geodiff import Grid
+from geodiff import Grid, Observations
 from geodiff.errors import ConfigError
 from geodiff.fields.config import load_prior, prior_from_config
 from geodiff.fields.tukey import gh_covariance, gh_inverse, gh_mean, gh_quantile, gh_variance
@@ -213,3 +213,101 @@ def test_config_errors_name_the_problem(marginal, message):
 def test_complete_theta_refuses_a_tail_without_a_finite_variance():
     with pytest.raises(ConfigError, match=r"tail must be in \[0, 0.45\]"):
         PRIOR.complete_theta({**THETA, "tail": 0.7})
+
+
+# ------------------------------------------------------------------ references
+# Given θ and the latent values at the support, the field at a target is the transform of
+# a Gaussian whose mean and sd are written here with numpy from GSTools' covariance; the
+# transform is increasing, so the draws' quantiles at the target are the transformed
+# Gaussian quantiles. The share of draws below each is binomial: 4 se, and a heavier tail
+# (h + 0.1) in the reference is rejected by the same statistic.
+SUPPORT = np.array([[0.2, 0.3], [0.5, 0.5], [0.7, 0.4], [0.35, 0.8]])
+TARGET = np.array([[0.45, 0.55]])
+
+
+def _gstools_cov(a, b):
+    scales = [THETA["length_scale"], THETA["anis_ratio"] * THETA["length_scale"]]
+    model = gs.Matern(dim=2, var=1.0, nu=1.5, len_scale=scales, angles=THETA["angle"])
+    return np.array([[model.cov_spatial((p - q)[:, None])[0] for q in b] for p in a])
+
+
+def _latent_gaussian_at_target(z_support, noise_var=None):
+    k = _gstools_cov(SUPPORT, SUPPORT)
+    if noise_var is not None:
+        k = k + np.diag(noise_var)
+    c = _gstools_cov(TARGET, SUPPORT)[0]
+    mean = c @ np.linalg.solve(k, z_support)
+    sd = math.sqrt(1.0 - c @ np.linalg.solve(k, c))
+    return mean, sd
+
+
+def _share_z(draws, mean, sd, tail):
+    p = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+    q = _tau(mean + sd * stats.norm.ppf(p), THETA["skew"], tail)
+    share = (draws[:, None] <= q[None]).mean(0)
+    return (share - p) / np.sqrt(p * (1 - p) / len(draws))
+
+
+def test_mcmc_predictive_given_latent_values_is_the_transformed_conditional_law():
+    from geodiff.baselines.transformed import latent_predictive, latent_values
+
+    theta = PRIOR.complete_theta(THETA)
+    white = torch.tensor([0.3, -1.2, 0.8, 1.5], dtype=torch.float64)
+    obs = Observations.at_points(SUPPORT, np.zeros(4), 0.1)
+    draws = np.array([float(latent_predictive(PRIOR, theta, white, obs, TARGET, seed)[0])
+                      for seed in range(1500)])  # fmt: skip
+    z = latent_values(PRIOR, theta, white, torch.as_tensor(SUPPORT)).numpy()
+    chol = np.linalg.cholesky(_gstools_cov(SUPPORT, SUPPORT))
+    assert np.allclose(z, chol @ white.numpy(), atol=1e-6)  # Z(P) = L w, L from GSTools
+    mean, sd = _latent_gaussian_at_target(z)
+    assert np.abs(_share_z(draws, mean, sd, THETA["tail"])).max() <= Z_MAX
+    assert np.abs(_share_z(draws, mean, sd, THETA["tail"] + 0.1)).max() > Z_MAX
+
+
+def test_oracle_trans_gaussian_kriging_of_noiseless_data_is_the_exact_conditional_law():
+    from scipy.optimize import brentq
+
+    from geodiff.baselines.transformed import trans_gaussian_kriging
+
+    theta = PRIOR.complete_theta(THETA)
+    values = np.array([0.4, -1.0, 2.5, 6.0])
+    obs = Observations.at_points(SUPPORT, values, 0.0)
+    pred = trans_gaussian_kriging(PRIOR, theta, obs, TARGET, 3000, seed=0)
+    z = np.array([brentq(lambda t, v=v: _tau(t, THETA["skew"], THETA["tail"]) - v, -20, 20)
+                  for v in values])  # fmt: skip
+    mean, sd = _latent_gaussian_at_target(z)
+    draws = pred.draws[:, 0]
+    assert np.abs(_share_z(draws, mean, sd, THETA["tail"])).max() <= Z_MAX
+    assert np.abs(_share_z(draws, mean, sd, THETA["tail"] + 0.1)).max() > Z_MAX
+
+
+def test_nuts_model_log_density_is_the_one_written_here():
+    """The Pyro model's joint log-density at given sites against scipy's."""
+    import pyro
+    from pyro import poutine
+
+    from geodiff.baselines.mcmc import pyro_model
+    from geodiff.baselines.transformed import LATENT_SITE
+
+    values = np.array([0.4, -1.0, 2.5, 6.0])
+    obs = Observations.at_points(SUPPORT, values, 0.3)
+    sites = {"length_scale": 0.2, "anis_ratio": 0.6, "skew": 0.3, "tail": 0.1,
+             "angle.xy": [math.cos(2 * 0.5 - math.pi), math.sin(2 * 0.5 - math.pi)],
+             LATENT_SITE: [0.3, -1.2, 0.8, 1.5]}  # fmt: skip
+    conditioned = poutine.condition(pyro_model(PRIOR, obs),
+                                    {k: torch.tensor(v, dtype=torch.float64)
+                                     for k, v in sites.items()})  # fmt: skip
+    with pyro.poutine.block():
+        trace = poutine.trace(conditioned).get_trace()
+    chol = np.linalg.cholesky(_gstools_cov(SUPPORT, SUPPORT))
+    x = _tau(chol @ np.array(sites[LATENT_SITE]), 0.3, 0.1)
+    expected = (
+        stats.norm.logpdf(values, x, 0.3).sum()
+        + stats.norm.logpdf(sites[LATENT_SITE]).sum()
+        + stats.norm.logpdf(sites["angle.xy"]).sum()
+        + stats.loguniform.logpdf(0.2, 0.05, 0.3)
+        + stats.uniform.logpdf(0.6, 0.4, 0.6)
+        + stats.uniform.logpdf(0.3, 0.0, 0.5)
+        + stats.uniform.logpdf(0.1, 0.0, 0.3)
+    )
+    assert float(trace.log_prob_sum()) == pytest.approx(expected, rel=1e-6)
