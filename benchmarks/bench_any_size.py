@@ -268,9 +268,13 @@ def bench_prior(args) -> str:
         print(lines[-1], flush=True)
         for check in report.checks:
             print(f"    {size}²: {check}", flush=True)
-            lines_checks.append(f"- {size}²: {check}")
+            cells = [c.replace("|", "\\|") for c in (check.name, check.value, check.floor,
+                                                       check.criterion)]  # fmt: skip
+            cells.append("yes" if check.passed else "no")
+            lines_checks.append(f"| {size}² | {' | '.join(cells)} |")
         body = "\n".join([*lines, "", "Checks (each against its noise floor):", "",
-                          *lines_checks])  # fmt: skip
+                          "| grid | check | value | floor | criterion | passed |",
+                          "|---|---|---|---|---|---|", *lines_checks])  # fmt: skip
         if not args.print_only:  # after each size: a run stopped later keeps what it made
             update_section("any-size-prior", "The window-trained prior at 128² and 256²",
                            command, body)  # fmt: skip
