@@ -311,3 +311,18 @@ def test_nuts_model_log_density_is_the_one_written_here():
         + stats.uniform.logpdf(0.1, 0.0, 0.3)
     )
     assert float(trace.log_prob_sum()) == pytest.approx(expected, rel=1e-6)
+
+
+def test_oracle_kriging_predictor_of_a_heavy_tailed_task_is_trans_gaussian():
+    from geodiff.baselines.transformed import trans_gaussian_kriging
+    from geodiff.evaluate.predictors import STREAMS, PredictionTask, run_predictor
+    from geodiff.rng import derive_seed
+
+    theta = PRIOR.complete_theta(THETA)
+    obs = Observations.at_points(SUPPORT, np.array([0.4, -1.0, 2.5, 6.0]), 0.1)
+    task = PredictionTask(PRIOR, obs, TARGET, theta=theta, grid_field=False)
+    pred = run_predictor("kriging-oracle", task, draws=30, seed=4, key=(2,))
+    direct = trans_gaussian_kriging(PRIOR, theta, obs, TARGET, 30,
+                                    derive_seed(4, STREAMS["kriging-oracle"], 2))  # fmt: skip
+    assert pred.draws.shape == (30, 1)
+    assert np.allclose(pred.draws, direct.draws)

@@ -92,7 +92,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: seed streams of the predictors (see the module's docstring); fixed for reproducibility
-STREAMS = {"mcmc": 4, "mcmc-draws": 5, "diffusion": 6, "measurement": 7}
+STREAMS = {"mcmc": 4, "mcmc-draws": 5, "diffusion": 6, "measurement": 7, "kriging-oracle": 8}
 #: what a prediction is of (see the module's docstring)
 QUANTITIES = ("field", "measurement")
 
@@ -249,6 +249,13 @@ def _oracle_kriging(task, *, draws, seed, key, progress):
     from geodiff.baselines.kriging import simple_kriging
 
     obs, targets = task.model_obs(task.plug_in_obs()), task.model_targets()
+    if not getattr(task.prior, "is_gaussian", True):  # known θ and transform: trans-Gaussian
+        from geodiff.baselines.transformed import trans_gaussian_kriging
+
+        stream = derive_seed(seed, STREAMS["kriging-oracle"], *key)
+        pred = trans_gaussian_kriging(task.prior, task.theta, obs, targets, draws, stream)
+        pred.noise_sd = task.reml_noise.sd if task.noise.inferred else None
+        return task.to_physical(pred)
     if task.on_model_grid:  # the synthetic truth lives on the grid: condition on its reads
         obs = obs.on_grid(task.targets)
     pred = simple_kriging(task.prior, task.theta, obs, targets, engine="torch")
