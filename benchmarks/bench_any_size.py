@@ -10,6 +10,7 @@ Sections (each writes its own part of BENCHMARKS.md; run them one at a time)::
     python benchmarks/bench_any_size.py draws --draws-file runs/post128.npz
     python benchmarks/bench_any_size.py posterior --draws-file runs/post128.npz
     python benchmarks/bench_any_size.py timing --model data/spde-anisotropy
+    python benchmarks/bench_any_size.py many-obs --model data/spde-anisotropy
     python benchmarks/bench_any_size.py gpu-report --timings FILES/timings.json
 
 * ``cg`` — the exact oracle of one θ of ``spde-anisotropy`` (a Gaussian prior) drives
@@ -32,6 +33,8 @@ Sections (each writes its own part of BENCHMARKS.md; run them one at a time)::
   ordinary kriging (REML fit on at most 300 of the observations): CRPS, 90 % coverage, rank
   histogram χ² and seconds per 100 draws. ``--draws-file`` scores draws made elsewhere (the
   GPU run, ``benchmarks/gpu.sh``) instead of sampling here.
+* ``many-obs`` — MMPS at 128² with 1,000 and 5,000 observations: seconds per draw, the
+  memory estimated before allocating and the peak.
 * ``timing`` — seconds per 100 MMPS draws at 128² and 256² (fast and default settings) and
   peak memory at 256² with 1,000 observations, against the model's own 64² window in the
   same run (a ratio).
@@ -582,6 +585,40 @@ def bench_timing(args) -> str:
     return body
 
 
+def bench_many_obs(args) -> str:
+    """Seconds and memory of MMPS at 128² with 1,000 and 5,000 observations (fast settings),
+    beside :func:`~geodiff.posterior.predict.posterior_memory`'s estimate made beforehand."""
+    from geodiff.diffusion.model import load_model
+    from geodiff.posterior.predict import posterior_memory
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model, args.device)
+    big = model.on_grid((args.size, args.size))
+    lines = [
+        f"{args.threads} CPU thread(s); {args.draws} draws per row, fast settings "
+        f"`{json.dumps(FAST)}`, τ = 0.1, a {args.size}² grid. Estimate: `posterior_memory`, "
+        "computed before anything is allocated (the run refuses when it exceeds the "
+        "machine's free memory); peak: the process's maximum resident size so far.",
+        "",
+        "| observations | s per draw | s per 100 draws | estimate (MB) | peak memory (MB) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for n_obs in (1000, 5000):
+        _, _, obs = synthetic_dataset(big.prior, big.grid, n_obs, 0.1, args.seed, 7, n_obs)
+        estimate = posterior_memory(big, n_obs, args.draws) / 2**20
+        started = time.perf_counter()
+        _posterior_draws(big, obs, args.draws, args.seed, FAST)
+        wall = time.perf_counter() - started
+        lines.append(f"| {n_obs} | {wall / args.draws:.1f} | {100 * wall / args.draws:.0f} | "
+                     f"{estimate:.0f} | {_peak_mb():.0f} |")  # fmt: skip
+        print(lines[-1], flush=True)
+    body = "\n".join(lines)
+    command = f"python benchmarks/bench_any_size.py many-obs --model {args.model}"
+    title = f"MMPS with thousands of observations at {args.size}²"
+    _publish(args, "any-size-many-obs", title, command, body)
+    return body
+
+
 def bench_gpu_report(args) -> str:
     """The GPU run's timings (``benchmarks/gpu.sh``, ``timings.json``) as a table."""
     rows = json.loads(Path(args.timings).read_text())
@@ -624,6 +661,7 @@ def main(argv=None) -> None:
             "draws",
             "posterior",
             "timing",
+            "many-obs",
             "gpu-report",
         ),
     )
@@ -649,12 +687,13 @@ def main(argv=None) -> None:
         "draws": (19, 50),
         "posterior": (19, 50),
         "timing": (4, 1),
+        "many-obs": (2, 1),
     }
     draws, datasets = defaults.get(args.section, (20, 1))
     args.draws = args.draws or draws
     args.datasets = args.datasets or datasets
     {"cg": bench_cg, "exact128": bench_exact128, "graph": bench_graph, "mse": bench_mse,
-     "prior": bench_prior, "draws": bench_draws,
+     "prior": bench_prior, "draws": bench_draws, "many-obs": bench_many_obs,
      "posterior": bench_posterior, "timing": bench_timing,
      "gpu-report": bench_gpu_report}[args.section](args)  # fmt: skip
 
