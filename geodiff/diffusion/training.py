@@ -202,7 +202,8 @@ class _Validator:
         self.steps = validation_steps(schedule)
         self.sigma = schedule.sigma(self.steps)
         self.oracle = None
-        if config.oracle_components > 0:
+        # a prior that is not Gaussian given θ has no exact oracle: held-out fields only
+        if config.oracle_components > 0 and getattr(prior, "is_gaussian", True):
             self.oracle = mixture_oracle(
                 prior,
                 grid,
