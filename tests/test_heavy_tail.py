@@ -12,6 +12,7 @@ Every reference here is computed independently of the code it checks:
   rejected by the same statistic.
 """
 
+import json
 import math
 
 import gstools as gs
@@ -326,3 +327,26 @@ def test_oracle_kriging_predictor_of_a_heavy_tailed_task_is_trans_gaussian():
                                     derive_seed(4, STREAMS["kriging-oracle"], 2))  # fmt: skip
     assert pred.draws.shape == (30, 1)
     assert np.allclose(pred.draws, direct.draws)
+
+
+def test_training_on_a_heavy_tailed_prior_validates_without_an_oracle(tmp_path):
+    from geodiff.diffusion.data import FreshFields
+    from geodiff.diffusion.network import network_config
+    from geodiff.diffusion.oracle import mixture_oracle
+    from geodiff.diffusion.schedule import NoiseSchedule
+    from geodiff.diffusion.training import TrainingConfig, train
+    from geodiff.errors import GeodiffError
+
+    grid = Grid.square(16)
+    config = TrainingConfig(steps=2, batch_size=4, warmup_steps=1, checkpoint_every=2,
+                            validate_every=2, log_every=1, oracle_components=4,
+                            n_validation=8)  # fmt: skip
+    model = train(tmp_path / "run", prior=PRIOR, grid=grid, data=FreshFields(PRIOR, grid, 4, 0),
+                  network=network_config("tiny", 16), config=config, progress=False)  # fmt: skip
+    assert model.prior.to_config() == PRIOR.to_config()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
+               .splitlines()]  # fmt: skip
+    validation = [r for r in records if "mse" in r]
+    assert validation and all("ratio" not in r for r in validation)
+    with pytest.raises(GeodiffError, match="no exact mixture oracle"):
+        mixture_oracle(PRIOR, grid, NoiseSchedule("cosine", 1000), n_components=2)
