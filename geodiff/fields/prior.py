@@ -201,10 +201,7 @@ class GRFPrior:
         -------
         dict of str to torch.Tensor, each of shape (B,) or (B, K**2)
         """
-        if generators is None:
-            if isinstance(generator, int) or generator is None:
-                generator = torch.Generator().manual_seed(0 if generator is None else generator)
-            generators = [generator] * int(n)
+        generators = theta_generators(n, generator, generators)
         draws = {key: [] for key in self.leaves()}
         for g in generators:
             for key, leaf in self.leaves().items():
@@ -522,6 +519,16 @@ class GRFPrior:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, family={self.family.name!r})"
+
+
+def theta_generators(n, generator=None, generators=None) -> list:
+    """One generator per parameter draw, as :meth:`GRFPrior.sample_theta` takes them:
+    ``generators`` as given, else ``n`` times ``generator`` (a seed or None: seed 0)."""
+    if generators is not None:
+        return list(generators)
+    if isinstance(generator, int) or generator is None:
+        generator = torch.Generator().manual_seed(0 if generator is None else generator)
+    return [generator] * int(n)
 
 
 def _rows(t: torch.Tensor, rows: slice) -> torch.Tensor:

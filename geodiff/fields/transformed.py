@@ -27,6 +27,7 @@ import torch
 
 from geodiff.errors import ConfigError
 from geodiff.fields.parameters import ScalarPrior, scalar_prior_from_config
+from geodiff.fields.prior import theta_generators
 from geodiff.fields.tukey import gh_covariance, gh_inverse, gh_mean, gh_transform
 from geodiff.rng import derive_seed
 
@@ -116,10 +117,7 @@ class TransformedPrior:
 
         Same arguments and shapes as :meth:`GRFPrior.sample_theta`.
         """
-        if generators is None:
-            if isinstance(generator, int) or generator is None:
-                generator = torch.Generator().manual_seed(0 if generator is None else generator)
-            generators = [generator] * int(n)
+        generators = theta_generators(n, generator, generators)
         theta = self.latent.sample_theta(generators=generators)
         for key, leaf in self.marginal.items():
             theta[key] = torch.stack([leaf.sample(g) for g in generators])
