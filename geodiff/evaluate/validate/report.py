@@ -293,7 +293,8 @@ def _posterior_section(posterior: PosteriorValidation, out: Path) -> list:
         f"{s['noise_sd']:g}. Methods predict every grid node with {s['draws']} draws: "
         f"diffusion posterior sampling ({diffusion['method']}, "
         f"{diffusion.get('steps', 'its default')} steps) with the trained network; MCMC "
-        f"(NUTS, 2 chains × ({mcmc['warmup']} + {mcmc['samples']}), then exact conditional "
+        f"(NUTS; for an SPDE prior elliptical slice sampling over θ; 2 chains × "
+        f"({mcmc['warmup']} + {mcmc['samples']}), then exact conditional "
         "fields), the fully Bayesian "
         "reference; and, for context, kriging with the true θ (oracle, which no method "
         "can beat on average) and ordinary kriging with REML-fitted parameters.",
