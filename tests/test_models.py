@@ -11,7 +11,12 @@ from geodiff.errors import CheckpointError
 from geodiff.models import DEMO_MODEL, MODEL_PATH_ENV, resolve_model, shipped_models
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ["nonstationary-anisotropy-32", "spde-anisotropy", "stationary-matern-32"]
+NAMES = [
+    "heavy-tail-anisotropy-32",
+    "nonstationary-anisotropy-32",
+    "spde-anisotropy",
+    "stationary-matern-32",
+]
 
 
 def test_shipped_models_live_in_the_package():

@@ -9,7 +9,8 @@ Example
 -------
 >>> from geodiff.models import DEMO_MODEL, resolve_model, shipped_models
 >>> sorted(shipped_models())
-['nonstationary-anisotropy-32', 'spde-anisotropy', 'stationary-matern-32']
+['heavy-tail-anisotropy-32', 'nonstationary-anisotropy-32', 'spde-anisotropy',
+ 'stationary-matern-32']
 >>> resolve_model(DEMO_MODEL).name
 'nonstationary-anisotropy-32'
 """
