@@ -25,6 +25,7 @@ from geodiff.errors import GeodiffError
 from geodiff.metrics._checks import as_fields, as_seed, check_same_grid
 
 __all__ = [
+    "CHI_LEVEL",
     "EXCEEDANCE_LEVELS",
     "TailComparison",
     "compare_exceedances",
