@@ -106,7 +106,7 @@ def score_dataset(model, n_obs: int, k: int, args, thresholds: dict) -> dict:
                                 on_grid=False)  # fmt: skip
     record = {"n_obs": n_obs, "dataset": k}
     for name, pred in preds.items():
-        draws = pred.draws if pred.draws is not None else _gaussian_draws(pred, k)
+        draws = pred.draws if pred.draws is not None else _quantile_draws(pred)
         record[name] = {"seconds": pred.seconds, **tail_scores(draws, truth, thresholds)}
         if name == "mcmc":
             record[name]["max_rhat"] = pred.info["max_rhat"]
@@ -114,12 +114,11 @@ def score_dataset(model, n_obs: int, k: int, args, thresholds: dict) -> dict:
     return record
 
 
-def _gaussian_draws(pred, k: int) -> np.ndarray:
+def _quantile_draws(pred) -> np.ndarray:
     """A prediction without joint draws as its marginal quantiles at levels i / (S + 1):
     the order-statistic intervals of :func:`tail_scores` are then its exact 90 % and 98 %
     intervals, and the ensemble CRPS approximates its own (only marginal scores are used).
     """
-    del k
     return pred.quantiles(np.arange(1, DRAWS + 1) / (DRAWS + 1))
 
 
