@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
 from _report import update_section  # benchmarks/ is on sys.path when run as a script
 
 from geodiff.diffusion.model import load_model
@@ -52,7 +51,6 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--print-only", action="store_true")
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
     model = load_model(args.model, "cpu")
     prior, grid, n = model.prior, model.grid, args.fields
 

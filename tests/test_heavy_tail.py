@@ -350,3 +350,10 @@ def test_training_on_a_heavy_tailed_prior_validates_without_an_oracle(tmp_path):
     assert validation and all("ratio" not in r for r in validation)
     with pytest.raises(GeodiffError, match="no exact mixture oracle"):
         mixture_oracle(PRIOR, grid, NoiseSchedule("cosine", 1000), n_components=2)
+
+
+def test_a_latent_nugget_is_refused_with_the_reason():
+    config = PRIOR.to_config()
+    config["parameters"]["nugget"] = 0.01
+    with pytest.raises(ConfigError, match=r"^my\.toml: a transformed prior's latent field takes"):
+        prior_from_config(config, source="my.toml")

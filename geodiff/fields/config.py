@@ -174,7 +174,10 @@ def prior_from_config(config: dict, source: str = "config") -> GRFPrior:
     if "marginal" not in config:
         return prior
     marginal = marginal_from_config(config["marginal"], f"{source}: marginal")
-    return TransformedPrior(prior, name=config.get("name"), **marginal)
+    try:
+        return TransformedPrior(prior, name=config.get("name"), **marginal)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from err
 
 
 def _domain(value, source: str):

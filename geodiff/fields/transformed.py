@@ -39,6 +39,8 @@ MARGINAL_KEYS = ("skew", "tail")
 #: training loss and the kriging baselines) needs h < 1/2 (:data:`tukey.H_MAX`)
 TAIL_MAX = 0.45
 _TRANSFORMS = ("tukey-gh",)
+#: the interval each transform parameter's prior must lie in
+_BOUNDS = {"skew": (-2.0, 2.0), "tail": (0.0, TAIL_MAX)}
 
 
 class TransformedPrior:
@@ -60,10 +62,12 @@ class TransformedPrior:
         if getattr(latent, "kind", None) == self.kind:
             raise ConfigError("a transformed prior's latent field must be Gaussian")
         self.latent = latent
-        self.marginal = {
-            "skew": _scalar(skew, "skew", lower=-2.0, upper=2.0),
-            "tail": _scalar(tail, "tail", lower=0.0, upper=TAIL_MAX),
-        }
+        if latent._has_nugget:
+            raise ConfigError(
+                "a transformed prior's latent field takes no nugget (the transform would act "
+                "on it): give the measurement noise with the observations instead"
+            )
+        self.marginal = {"skew": _scalar(skew, "skew"), "tail": _scalar(tail, "tail")}
         self.name = name or f"{latent.name}-tukey"
 
     # --------------------------------------------------------- what the latent fixes
@@ -211,7 +215,11 @@ class TransformedPrior:
         return scale * gh_mean(theta["skew"], theta["tail"])[:, None].to(scale)
 
     def covariance(self, x, y, theta: dict, *, nugget: bool = True) -> torch.Tensor:
-        """``Cov(X(x), X(y) | θ)``, exact, shape (B, n, m) (see :mod:`geodiff.fields.tukey`)."""
+        """``Cov(X(x), X(y) | θ)``, exact, shape (B, n, m) (see :mod:`geodiff.fields.tukey`).
+
+        ``nugget`` is accepted for the common signature: the latent has none.
+        """
+        del nugget
         cov = self.latent.covariance(x, y, theta, nugget=False)
         sx, sy = self.scale(theta, x).to(cov), self.scale(theta, y).to(cov)
         scale = sx[:, :, None] * sy[:, None, :]
@@ -219,15 +227,6 @@ class TransformedPrior:
         g = theta["skew"][:, None, None].to(cov)
         h = theta["tail"][:, None, None].to(cov)
         out = scale * gh_covariance(rho, g, h)
-        if nugget and "nugget" in theta and self.latent._has_nugget:
-            close = (
-                torch.cdist(
-                    torch.as_tensor(x, dtype=cov.dtype).to(cov.device),
-                    torch.as_tensor(y, dtype=cov.dtype).to(cov.device),
-                )
-                == 0
-            )
-            out = out + theta["nugget"][:, None, None].to(cov) * close
         return out
 
     def marginal_covariance(self, points, n_theta: int = 64, seed: int = 0) -> torch.Tensor:
@@ -271,7 +270,8 @@ class TransformedPrior:
         return f"TransformedPrior(name={self.name!r}, latent={self.latent!r})"
 
 
-def _scalar(value, key: str, *, lower: float, upper: float) -> ScalarPrior:
+def _scalar(value, key: str) -> ScalarPrior:
+    lower, upper = _BOUNDS[key]
     if isinstance(value, ScalarPrior):
         prior = value
     else:
@@ -294,11 +294,10 @@ def marginal_from_config(table, where: str) -> dict:
     unknown = sorted(set(table) - set(MARGINAL_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; expected {list(MARGINAL_KEYS)}")
-    bounds = {"skew": (-2.0, 2.0), "tail": (0.0, TAIL_MAX)}
     out = {}
     for key in MARGINAL_KEYS:
         if key in table:
-            lower, upper = bounds[key]
+            lower, upper = _BOUNDS[key]
             out[key] = scalar_prior_from_config(table[key], f"{where}.{key}", lower=lower,
                                                 upper=upper, strict_lower=False)  # fmt: skip
     return out

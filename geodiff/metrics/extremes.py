@@ -25,6 +25,7 @@ from geodiff.errors import GeodiffError
 from geodiff.metrics._checks import as_fields, as_seed, check_same_grid
 
 __all__ = [
+    "CHI_LAGS",
     "CHI_LEVEL",
     "EXCEEDANCE_LEVELS",
     "TailComparison",
@@ -37,6 +38,8 @@ __all__ = [
 EXCEEDANCE_LEVELS = (0.9, 0.99, 0.999)
 #: the level of the extremal-dependence threshold
 CHI_LEVEL = 0.95
+#: lags (cells) at which the extremal dependence is compared by default
+CHI_LAGS = (1, 2, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,6 @@ class TailComparison:
     standard_error: np.ndarray
     z: np.ndarray
     max_abs_z: float
-
-
-def _flat(fields, name: str) -> np.ndarray:
-    return as_fields(fields, name)
 
 
 def _bootstrap(per_field: np.ndarray, ratio_of, n_boot: int, rng) -> tuple:
@@ -119,7 +118,7 @@ def compare_exceedances(
     TailComparison
         ``2 L`` entries: ``p`` for each level, then ``p_max`` for each level.
     """
-    gen, ref = _flat(generated, "generated"), _flat(reference, "reference")
+    gen, ref = as_fields(generated, "generated"), as_fields(reference, "reference")
     check_same_grid(gen, ref)
     levels = np.asarray(levels, dtype=float)
     if levels.ndim != 1 or not np.all((levels > 0) & (levels < 1)):
@@ -150,7 +149,7 @@ def _chi_counts(fields: np.ndarray, threshold: float, lags) -> np.ndarray:
     return np.column_stack([2 * np.array(joint).T, np.array(first).T]).astype(float)
 
 
-def extremal_dependence(fields, threshold: float, lags=(1, 2, 4, 8)) -> np.ndarray:
+def extremal_dependence(fields, threshold: float, lags=CHI_LAGS) -> np.ndarray:
     """``chi`` at ``threshold`` by lag along x then y.
 
     Parameters
@@ -164,7 +163,7 @@ def extremal_dependence(fields, threshold: float, lags=(1, 2, 4, 8)) -> np.ndarr
     np.ndarray, shape (2 K,)
         ``chi`` at each lag along x, then along y (NaN where no value exceeds).
     """
-    array = _flat(fields, "fields")
+    array = as_fields(fields, "fields")
     counts = _chi_counts(array, threshold, _checked_lags(lags, array.shape)).sum(0)
     half = len(counts) // 2
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -179,7 +178,7 @@ def _checked_lags(lags, shape) -> tuple:
 
 
 def compare_extremal_dependence(
-    generated, reference, level: float = CHI_LEVEL, lags=(1, 2, 4, 8), *, n_boot: int = 200,
+    generated, reference, level: float = CHI_LEVEL, lags=CHI_LAGS, *, n_boot: int = 200,
     seed: int = 0,
 ) -> TailComparison:  # fmt: skip
     """``chi(u, h)`` of two sets at the reference's pooled ``u``-quantile, by lag and axis.
@@ -197,7 +196,7 @@ def compare_extremal_dependence(
     TailComparison
         ``2 K`` entries: each lag along x, then along y.
     """
-    gen, ref = _flat(generated, "generated"), _flat(reference, "reference")
+    gen, ref = as_fields(generated, "generated"), as_fields(reference, "reference")
     check_same_grid(gen, ref)
     if not 0 < level < 1:
         raise GeodiffError(f"the extremal-dependence level must lie in (0, 1), got {level}")

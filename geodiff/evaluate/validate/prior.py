@@ -28,7 +28,12 @@ from geodiff.metrics import (
     radial_power_spectrum,
 )
 from geodiff.metrics.anisotropy import compare_local_anisotropy
-from geodiff.metrics.extremes import CHI_LEVEL, compare_exceedances, compare_extremal_dependence
+from geodiff.metrics.extremes import (
+    CHI_LAGS,
+    CHI_LEVEL,
+    compare_exceedances,
+    compare_extremal_dependence,
+)
 from geodiff.metrics.marginal import compare_marginals
 from geodiff.metrics.scores import max_sliced_wasserstein
 from geodiff.rng import derive_seed
@@ -365,7 +370,7 @@ def _distribution_statistics(model, generated, reference, control, n_directions,
         twin), ``msw`` and ``msw_floor``.
     """
     n = len(generated)
-    lags = tuple(k for k in (1, 2, 4, 8) if k < min(generated.shape[-2:]))
+    lags = tuple(k for k in CHI_LAGS if k < min(generated.shape[-2:]))
     ref_vario, ref_spec = directional_variograms(reference), radial_power_spectrum(reference)
     stats = {
         "variograms": compare_variograms(directional_variograms(generated), ref_vario),
