@@ -95,15 +95,22 @@ def score_dataset(model, n_obs: int, k: int, args, thresholds: dict) -> dict:
     task = PredictionTask(model.prior, obs, grid, model=model, theta=theta, grid_field=False)
     run = functools.partial(run_predictor, task=task, seed=args.seed, key=(n_obs, k),
                             draws=DRAWS)  # fmt: skip
-    preds = {"diffusion": run("diffusion"), "tg-oracle": run("kriging-oracle")}
+    wanted = [m for m in args.methods if m != "mcmc" or k < args.mcmc_datasets]
+    preds = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitted = build_task(obs, "grid", model=model, transform="normal-score")
-        preds["tg-fitted"] = run_predictor("kriging-ok", fitted, seed=args.seed, key=(n_obs, k),
-                                           draws=DRAWS)  # fmt: skip
-        if k < args.mcmc_datasets:
-            preds["mcmc"] = run("mcmc", warmup=args.mcmc_warmup, samples=args.mcmc_samples,
-                                on_grid=False)  # fmt: skip
+        for name in wanted:
+            if name == "diffusion":
+                preds[name] = run("diffusion", **args.diffusion_options)
+            elif name == "tg-oracle":
+                preds[name] = run("kriging-oracle")
+            elif name == "tg-fitted":
+                fitted = build_task(obs, "grid", model=model, transform="normal-score")
+                preds[name] = run_predictor("kriging-ok", fitted, seed=args.seed,
+                                            key=(n_obs, k), draws=DRAWS)  # fmt: skip
+            else:
+                preds[name] = run("mcmc", warmup=args.mcmc_warmup, samples=args.mcmc_samples,
+                                  on_grid=False)  # fmt: skip
     record = {"n_obs": n_obs, "dataset": k}
     for name, pred in preds.items():
         draws = pred.draws if pred.draws is not None else _quantile_draws(pred)
@@ -112,6 +119,11 @@ def score_dataset(model, n_obs: int, k: int, args, thresholds: dict) -> dict:
             record[name]["max_rhat"] = pred.info["max_rhat"]
             record[name]["divergences"] = pred.info["divergences"]
     return record
+
+
+def with_changes(args, **changes) -> argparse.Namespace:
+    """A copy of ``args`` with ``changes``."""
+    return argparse.Namespace(**{**vars(args), **changes})
 
 
 def _quantile_draws(pred) -> np.ndarray:
@@ -130,8 +142,8 @@ def _read(path: Path) -> dict:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            break  # a last line cut short by a kill
-        done[(record["n_obs"], record["dataset"])] = record
+            continue  # a line cut short by a kill
+        done.setdefault((record["n_obs"], record["dataset"]), {}).update(record)
     return done
 
 
@@ -176,7 +188,7 @@ def _ratios(records: list, args) -> list:
     for n_obs in args.n_obs:
         rows = [r for r in records if r["n_obs"] == n_obs]
         for other in ("tg-fitted", "mcmc", "tg-oracle"):
-            pairs = [r for r in rows if other in r]
+            pairs = [r for r in rows if other in r and "diffusion" in r]
             if len(pairs) < 2:
                 continue
             ratios = ", ".join(
@@ -203,6 +215,19 @@ def main(argv=None) -> None:
     parser.add_argument("--n-obs", type=int, nargs="+", default=[30, 100])
     parser.add_argument("--results", type=Path, default=Path("runs/heavy-tail-posterior.jsonl"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="methods to run (runs with different ones may share --results)",
+    )
+    parser.add_argument(
+        "--diffusion-options",
+        type=json.loads,
+        default={},
+        help="the diffusion predictor's options as JSON, e.g. '{\"cg_iterations\": 0}'",
+    )
     parser.add_argument("--print-only", action="store_true")
     args = parser.parse_args(argv)
     model = load_model(args.model, "cpu")
@@ -211,11 +236,13 @@ def main(argv=None) -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     for k in range(args.datasets):
         for n_obs in args.n_obs:
-            if (n_obs, k) in done:
+            have = done.get((n_obs, k), {})
+            todo = [m for m in args.methods if m not in have]
+            if not todo or (todo == ["mcmc"] and k >= args.mcmc_datasets):
                 continue
-            record = score_dataset(model, n_obs, k, args, thresholds)
-            done[(n_obs, k)] = record
-            with args.results.open("a") as f:
+            record = score_dataset(model, n_obs, k, with_changes(args, methods=todo), thresholds)
+            done.setdefault((n_obs, k), {}).update(record)
+            with args.results.open("a") as f:  # one write per line: safe for parallel runs
                 f.write(json.dumps(record) + "\n")
             print(f"dataset {k} ({n_obs} obs): "
                   + ", ".join(f"{m} {record[m]['crps']:.4f}" for m in METHODS if m in record),
@@ -225,7 +252,10 @@ def main(argv=None) -> None:
     print(body)
     if not args.print_only:
         command = (f"python benchmarks/bench_heavy_tail.py --model {args.model} --datasets "
-                   f"{args.datasets} --mcmc-datasets {args.mcmc_datasets}")  # fmt: skip
+                   f"{args.datasets} --mcmc-datasets {args.mcmc_datasets} --mcmc-warmup "
+                   f"{args.mcmc_warmup} --mcmc-samples {args.mcmc_samples}")  # fmt: skip
+        if args.diffusion_options:
+            command += f" --diffusion-options '{json.dumps(args.diffusion_options)}'"
         update_section("heavy-tail-posterior", "Heavy-tailed fields: posterior prediction",
                        command, body)  # fmt: skip
 

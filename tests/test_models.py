@@ -89,3 +89,28 @@ def test_bfloat16_precision_keeps_the_denoiser_within_its_stated_error():
     assert load_model(DEMO_MODEL, precision="bfloat16").denoiser.precision == "bfloat16"
     with pytest.raises(GeodiffError, match="precision"):
         model.denoiser.set_precision("float16")
+
+
+def test_a_model_carries_its_measured_sampler_settings_and_the_caller_overrides_them(tmp_path):
+    from geodiff.observe import Observations
+    from geodiff.posterior.predict import diffusion_posterior
+
+    model = load_model("heavy-tail-anisotropy-32")
+    assert model.posterior_defaults("mmps") == {"cg_iterations": 0}  # BENCHMARKS.md's choice
+    assert model.posterior_defaults("daps") == {}
+    obs = Observations.at_points([[0.3, 0.4], [0.7, 0.2]], [0.5, -0.2], 0.1)
+    stored = diffusion_posterior(model, obs, draws=2, steps=3, seed=0)
+    assert stored.info["options"]["cg_iterations"] == 0
+    assert stored.info["per_draw"]["vjps"] == 0  # no Jacobian: the prior's Gaussian
+    given = diffusion_posterior(model, obs, draws=2, steps=3, seed=0, cg_iterations=2)
+    assert given.info["options"]["cg_iterations"] == 2
+    assert given.info["per_draw"]["vjps"] > 0
+
+    model.info["posterior_defaults"] = {"mmps": {"no_such_option": 1}}
+    model.save(tmp_path)
+    with pytest.raises(CheckpointError, match=r"posterior_defaults.*no_such_option"):
+        load_model(tmp_path / "model.json")
+    model.info["posterior_defaults"] = {"mmps": 0}
+    model.save(tmp_path)
+    with pytest.raises(CheckpointError, match="posterior_defaults must map a sampler"):
+        load_model(tmp_path / "model.json")

@@ -83,6 +83,16 @@ class DiffusionModel:
         dy, dx = self.grid.spacing
         return float(dx) if np.isclose(dx, dy, rtol=1e-6) else float(min(dx, dy))
 
+    def posterior_defaults(self, method: str) -> dict:
+        """The sampler options this model was measured to need for ``method``.
+
+        Stored in the checkpoint's ``info["posterior_defaults"]`` as ``{method: {option:
+        value}}`` (for example ``{"mmps": {"cg_iterations": 0}}`` where the network's
+        Jacobian measured worse than the prior's Gaussian); options given by the caller
+        override them. Empty for a model that stores none.
+        """
+        return dict(self.info.get("posterior_defaults", {}).get(method, {}))
+
     @property
     def any_size(self) -> bool:
         """Whether the model is a prior for grids of any size at its :attr:`resolution`:
@@ -295,9 +305,25 @@ def load_model(path, device=None, precision: str = "float32") -> DiffusionModel:
         model.prior  # noqa: B018 - validates the prior config
     except GeodiffError as err:
         raise CheckpointError(f"{where}: invalid checkpoint ({err})") from err
+    _check_posterior_defaults(info.get("posterior_defaults", {}), where)
     warn_unverified(meta)
     _warn_unfinished(info, where)
     return model.to(device or "cpu")
+
+
+def _check_posterior_defaults(defaults, where: str) -> None:
+    """Refuse stored sampler defaults that name no sampler or an option it does not take."""
+    from geodiff.posterior.methods import spec
+
+    if not isinstance(defaults, dict) or not all(isinstance(v, dict) for v in defaults.values()):
+        raise CheckpointError(f"{where}: invalid checkpoint: posterior_defaults must map a "
+                              f"sampler to its options, got {defaults!r}")  # fmt: skip
+    for method, options in defaults.items():
+        try:
+            spec(method).check(options)
+        except GeodiffError as err:
+            message = f"{where}: invalid checkpoint posterior_defaults ({err})"
+            raise CheckpointError(message) from err
 
 
 def _check_meta(meta: dict, where: str) -> None:

@@ -10,6 +10,7 @@ coordinates and units — which :meth:`PosteriorDraws.at` reads at any targets a
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,8 @@ from geodiff.posterior.problem import LinearGaussianProblem
 from geodiff.prediction import Prediction, check_finite
 from geodiff.rng import generators_for
 from geodiff.transform import DomainMap
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -202,10 +205,11 @@ def diffusion_posterior(
         Kept Gibbs sweeps (``noise="bayes"``).
     **options
         The sampler's own options (:attr:`SamplerSpec.options`: ``particles``,
-        ``step_size``, ``eta``, ``cg_iterations``, …). The sampler's ``prepare`` hook
-        adds what the model provides: MMPS is preconditioned by the model's prior
-        covariance (:meth:`DiffusionModel.prior_covariance`) unless given a
-        ``preconditioner``.
+        ``step_size``, ``eta``, ``cg_iterations``, …), over the model's measured
+        :meth:`~geodiff.diffusion.model.DiffusionModel.posterior_defaults`. The
+        sampler's ``prepare`` hook adds what the model provides: MMPS is preconditioned
+        by the model's prior covariance (:meth:`DiffusionModel.prior_covariance`) unless
+        given a ``preconditioner``.
 
     Returns
     -------
@@ -228,7 +232,12 @@ def diffusion_posterior(
         raise GeodiffError(f"number of posterior draws must be a positive integer, got {samples!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise GeodiffError(f"batch size must be a positive integer, got {batch_size!r}")
-    given = options if steps is None else dict(options, steps=steps)
+    stored = {k: v for k, v in model.posterior_defaults(method).items() if k not in options}
+    if stored:
+        logger.info("%s with this model's measured settings %s (override any of them)",
+                    method, stored)  # fmt: skip
+    given = {**stored, **options}
+    given = given if steps is None else dict(given, steps=steps)
     sampler.check(given)
     noise = NoiseModel.parse(noise)
     if sampler.matrix_free:
