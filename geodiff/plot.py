@@ -117,8 +117,11 @@ def plot_simulation(sim, prior, path, *, n_show: int = 4, title: str | None = No
     return _save(fig, path)
 
 
-def plot_prediction(pred, obs, path, *, n_draws: int = 2, title: str | None = None) -> Path:
-    """Posterior mean and standard deviation (and a few draws) with the observations.
+def plot_prediction(
+    pred, obs, path, *, n_draws: int = 2, title: str | None = None, thresholds=()
+) -> Path:
+    """Posterior mean and standard deviation (and a few draws, and exceedance
+    probabilities) with the observations.
 
     Parameters
     ----------
@@ -130,6 +133,8 @@ def plot_prediction(pred, obs, path, *, n_draws: int = 2, title: str | None = No
         Output image (PNG).
     n_draws : int
         Posterior draws to show beside the summaries, when ``pred`` has draws.
+    thresholds : sequence of float
+        A panel of ``P(field > T)`` (:meth:`Prediction.exceedance`, on 0–1) for each.
 
     Returns
     -------
@@ -145,10 +150,14 @@ def plot_prediction(pred, obs, path, *, n_draws: int = 2, title: str | None = No
     if pred.draws is not None:
         for k in range(min(n_draws, len(pred.draws))):
             panels.append((f"draw {k + 1}", pred.draws[k], "RdBu_r"))
+    for t in thresholds or ():
+        panels.append((f"P(field > {t:g})", pred.exceedance(t), "viridis"))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3), squeeze=False)
     limit = float(np.abs(pred.mean).max() + 2 * pred.sd.max())
     for ax, (name, values, cmap) in zip(axes[0], panels, strict=True):
-        norm = {} if cmap == "magma" else {"vmin": -limit, "vmax": limit}
+        norm = {"magma": {}, "viridis": {"vmin": 0.0, "vmax": 1.0}}.get(
+            cmap, {"vmin": -limit, "vmax": limit}
+        )
         if pred.grid is not None:
             (x0, x1), (y0, y1) = pred.grid.extent
             im = ax.imshow(

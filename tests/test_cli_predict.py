@@ -141,3 +141,20 @@ def test_negative_noise_is_refused_by_the_parser(capsys):
         main(["krige", "--obs", "o.csv", "--prior", "p", "--out", "x.csv", "--noise-sd", "-1"])
     assert exit_info.value.code == 2
     assert "expected a number >= 0" in capsys.readouterr().err
+
+
+def test_threshold_adds_an_exceedance_map_to_the_plot(files, capsys):
+    import matplotlib.image
+
+    root, _ = files
+    widths = {}
+    for extra in ([], ["--threshold", "0.5", "--threshold", "1.0"]):
+        out = root / f"ok{len(extra)}.nc"
+        args = ["krige", "--obs", str(root / "obs.csv"), "--prior", "stationary-matern",
+                "--grid", "16", "--out", str(out), "--plot", *extra]  # fmt: skip
+        assert main(args) == 0, capsys.readouterr().err
+        widths[len(extra)] = matplotlib.image.imread(root / f"ok{len(extra)}.png").shape[1]
+        with xr.open_dataset(out, engine="scipy") as ds:
+            assert ("p_gt_0.5" in ds) == bool(extra)
+    # mean and sd, then one panel per threshold: 4 panels against 2
+    assert widths[4] / widths[0] == pytest.approx(2, rel=0.05)

@@ -102,7 +102,8 @@ def _finish_prediction(args, pred, obs, details: dict) -> None:
         from geodiff.plot import figure_path, plot_prediction
 
         try:
-            print(f"plot: {plot_prediction(pred, obs, figure_path(args.plot, out))}")
+            path = figure_path(args.plot, out)
+            print(f"plot: {plot_prediction(pred, obs, path, thresholds=args.threshold)}")
         except (GeodiffError, OSError) as err:
             raise GeodiffError(f"wrote {out}, but not its plot: {err}") from None
 
