@@ -182,26 +182,47 @@ def report(records: list, args, thresholds: dict) -> str:
     return "\n".join(lines)
 
 
+#: NUTS counts as converged on a dataset whose largest R-hat is below this (2 chains)
+RHAT_CONVERGED = 1.1
+SCORES = ("crps", "twcrps", "brier90", "brier99")
+
+
+def _paired_ratio(pairs: list, other: str, score: str) -> str:
+    """``mean(diffusion) / mean(other)`` ± the standard error of the paired differences
+    over the same datasets, in units of ``mean(other)``."""
+    mine = np.array([r["diffusion"][score] for r in pairs])
+    theirs = np.array([r[other][score] for r in pairs])
+    se = (mine - theirs).std(ddof=1) / np.sqrt(len(pairs)) / theirs.mean()
+    return f"{score} {mine.mean() / theirs.mean():.3f} ± {se:.3f}"
+
+
 def _ratios(records: list, args) -> list:
-    """Paired ratios of the diffusion's scores to tg-fitted's (all datasets) and MCMC's."""
-    out = ["Paired ratios (mean of diffusion / mean of the other, over the same datasets):", ""]
+    """Paired ratios of the diffusion's scores to the others', on the datasets both ran;
+    against NUTS also on those where it converged (:data:`RHAT_CONVERGED`)."""
+    out = ["Paired ratios (mean of diffusion / mean of the other over the same datasets, ± "
+           "the standard error of the paired differences):", ""]  # fmt: skip
     for n_obs in args.n_obs:
-        rows = [r for r in records if r["n_obs"] == n_obs]
-        for other in ("tg-fitted", "mcmc", "tg-oracle"):
-            pairs = [r for r in rows if other in r and "diffusion" in r]
+        rows = [r for r in records if r["n_obs"] == n_obs and "diffusion" in r]
+        converged = [r for r in rows if "mcmc" in r and r["mcmc"]["max_rhat"] < RHAT_CONVERGED]
+        subsets = [("tg-fitted", rows, ""), ("mcmc", rows, ""), ("tg-oracle", rows, ""),
+                   ("mcmc", converged, f", NUTS's R-hat < {RHAT_CONVERGED}")]  # fmt: skip
+        for other, subset, where in subsets:
+            pairs = [r for r in subset if other in r]
             if len(pairs) < 2:
                 continue
-            ratios = ", ".join(
-                f"{s} {np.mean([r['diffusion'][s] for r in pairs]) / np.mean([r[other][s] for r in pairs]):.3f}"  # noqa: E501
-                for s in ("crps", "twcrps", "brier90", "brier99")
-            )
-            out.append(f"- {n_obs} observations, diffusion / {other} ({len(pairs)} datasets): "
-                       f"{ratios}")  # fmt: skip
+            ratios = ", ".join(_paired_ratio(pairs, other, s) for s in SCORES)
+            out.append(f"- {n_obs} observations, diffusion / {other} ({len(pairs)} datasets"
+                       f"{where}): {ratios}")  # fmt: skip
         rhats = [r["mcmc"]["max_rhat"] for r in rows if "mcmc" in r]
         if rhats:
             divs = sum(r["mcmc"]["divergences"] for r in rows if "mcmc" in r)
+            slower = sum(r["mcmc"]["seconds"] for r in rows if "mcmc" in r) / sum(
+                r["diffusion"]["seconds"] for r in rows if "mcmc" in r
+            )
             out.append(f"- {n_obs} observations, NUTS: largest R-hat {max(rhats):.3f}, median "
-                       f"{np.median(rhats):.3f}; {divs} divergences in all")  # fmt: skip
+                       f"{np.median(rhats):.3f}, below {RHAT_CONVERGED} on {len(converged)} of "
+                       f"{len(rhats)} datasets; {divs} divergences in all; {slower:.1f} × the "
+                       "diffusion's time for the same draws")  # fmt: skip
     return out
 
 
