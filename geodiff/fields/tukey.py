@@ -157,5 +157,6 @@ def gh_covariance(rho, g, h) -> torch.Tensor:
     """
     rho = _as_tensor(rho).double()
     g, h = _as_tensor(g, rho), _as_tensor(h, rho)
-    rho, g, h = torch.broadcast_tensors(rho, g, h)
-    return _pair_moment(rho, g, h) - gh_mean(g, h) ** 2
+    shape = torch.broadcast_shapes(rho.shape, g.shape, h.shape)
+    # the mean depends on (g, h) only: computed before broadcasting over the pairs
+    return (_pair_moment(rho, g, h) - gh_mean(g, h) ** 2).expand(shape)
