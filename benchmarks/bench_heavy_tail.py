@@ -115,6 +115,9 @@ def score_dataset(model, n_obs: int, k: int, args, thresholds: dict) -> dict:
     for name, pred in preds.items():
         draws = pred.draws if pred.draws is not None else _quantile_draws(pred)
         record[name] = {"seconds": pred.seconds, **tail_scores(draws, truth, thresholds)}
+        if name == "diffusion":  # what it ran with, the model's stored settings included
+            record[name]["options"] = {k: v for k, v in pred.info.get("options", {}).items()
+                                       if isinstance(v, (int, float, str, type(None)))}  # fmt: skip
         if name == "mcmc":
             record[name]["max_rhat"] = pred.info["max_rhat"]
             record[name]["divergences"] = pred.info["divergences"]
