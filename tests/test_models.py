@@ -108,8 +108,9 @@ def test_a_model_carries_its_measured_sampler_settings_and_the_caller_overrides_
 
     model.info["posterior_defaults"] = {"mmps": {"no_such_option": 1}}
     model.save(tmp_path)
+    stale = load_model(tmp_path / "model.json")  # loads; the sampler refuses it when run
     with pytest.raises(CheckpointError, match=r"posterior_defaults.*no_such_option"):
-        load_model(tmp_path / "model.json")
+        diffusion_posterior(stale, obs, draws=1, steps=2)
     model.info["posterior_defaults"] = {"mmps": 0}
     model.save(tmp_path)
     with pytest.raises(CheckpointError, match="posterior_defaults must map a sampler"):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from geodiff.errors import GeodiffError, renamed_arguments
+from geodiff.errors import CheckpointError, GeodiffError, renamed_arguments
 from geodiff.grid import Grid
 from geodiff.logs import progress_bar
 from geodiff.machine import check_dense, check_memory
@@ -233,6 +233,10 @@ def diffusion_posterior(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise GeodiffError(f"batch size must be a positive integer, got {batch_size!r}")
     stored = {k: v for k, v in model.posterior_defaults(method).items() if k not in options}
+    try:
+        sampler.check(stored)
+    except GeodiffError as err:
+        raise CheckpointError(f"the model's stored posterior_defaults: {err}") from None
     if stored:
         logger.info("%s with this model's measured settings %s (override any of them)",
                     method, stored)  # fmt: skip
