@@ -237,7 +237,8 @@ def _sampler_flag() -> dict:
             for name, spec in POSTERIOR_SAMPLERS.items()
             if key in spec.defaults
         ]
-        out[flag] = {"help": f"{FLAGS[flag]['help']} (default: {', '.join(defaults)})"}
+        out[flag] = {"help": f"{FLAGS[flag]['help']} (default: {', '.join(defaults)}, unless "
+                             "the model stores its own, which is logged)"}  # fmt: skip
     return out
 
 
