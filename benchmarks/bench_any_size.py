@@ -326,16 +326,57 @@ def bench_graph(args) -> str:
 
 
 # ----------------------------------------------------------------------------- mse
+#: the noise levels of the MSE checks (nearest schedule steps)
+MSE_SIGMAS = (0.03, 0.2, 0.6, 1.7, 4.6, 13.0)
+
+
+def mse_ratios(model, size: int, n_fields: int, components: int, seed: int) -> np.ndarray:
+    """The network's denoising MSE over the exact mixture oracle's on ``size²`` fields.
+
+    Parameters
+    ----------
+    model : DiffusionModel
+        A model of a translation-invariant prior (any grid size).
+    size : int
+        Grid side.
+    n_fields, components : int
+        Fields drawn from a mixture of ``components`` θ draws of the prior; the oracle knows
+        those θ.
+    seed : int
+        The same seed gives the same fields and noise for every model of the same prior.
+
+    Returns
+    -------
+    ratios : ndarray, shape (len(MSE_SIGMAS),)
+        At the schedule's steps nearest :data:`MSE_SIGMAS` (:func:`mse_sigmas`).
+    """
+    from geodiff.diffusion.validation import denoising_mse
+
+    big = model.on_grid((size, size))
+    steps = torch.unique(model.schedule.nearest_step(torch.tensor(MSE_SIGMAS, dtype=torch.float64)))
+    oracle = SPDEMixtureOracle.from_prior(big.prior, big.grid, big.schedule,
+                                          n_components=components, seed=seed,
+                                          scale=big.data_scale)  # fmt: skip
+    clean = oracle.sample(n_fields, seed=seed).float()
+    floor = denoising_mse(oracle, clean, big.schedule, steps, seed=seed, batch_size=8)
+    net = denoising_mse(big.denoiser, clean, big.schedule, steps, seed=seed, batch_size=8,
+                        device=big.device)  # fmt: skip
+    return (net / floor).numpy()
+
+
+def mse_sigmas(model) -> np.ndarray:
+    """The noise levels :func:`mse_ratios` reports, shape (len(MSE_SIGMAS),)."""
+    steps = torch.unique(model.schedule.nearest_step(torch.tensor(MSE_SIGMAS, dtype=torch.float64)))
+    return model.schedule.sigma(steps).numpy()
+
+
 def bench_mse(args) -> str:
     """The denoiser's MSE over the exact mixture oracle's at the window and larger grids."""
     from geodiff.diffusion.model import load_model
-    from geodiff.diffusion.validation import denoising_mse
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model, args.device)
-    sigmas = torch.tensor([0.03, 0.2, 0.6, 1.7, 4.6, 13.0], dtype=torch.float64)
-    steps = torch.unique(model.schedule.nearest_step(sigmas))
-    shown = model.schedule.sigma(steps).numpy()
+    shown = mse_sigmas(model)
     lines = [
         f"The shipped network's denoising MSE over the exact oracle's, on {args.fields} fields "
         f"drawn from a mixture of {args.components} θ draws of the prior (the oracle knows "
@@ -349,15 +390,7 @@ def bench_mse(args) -> str:
     ]
     for size in [model.window_shape[0], *args.sizes]:
         started = time.perf_counter()
-        big = model.on_grid((size, size))
-        oracle = SPDEMixtureOracle.from_prior(big.prior, big.grid, big.schedule,
-                                              n_components=args.components, seed=args.seed,
-                                              scale=big.data_scale)  # fmt: skip
-        clean = oracle.sample(args.fields, seed=args.seed).float()
-        floor = denoising_mse(oracle, clean, big.schedule, steps, seed=args.seed, batch_size=8)
-        net = denoising_mse(big.denoiser, clean, big.schedule, steps, seed=args.seed,
-                            batch_size=8, device=big.device)  # fmt: skip
-        ratio = (net / floor).numpy()
+        ratio = mse_ratios(model, size, args.fields, args.components, args.seed)
         lines.append(f"| {size}² | " + " | ".join(f"{r:.3f}" for r in ratio)
                      + f" | {time.perf_counter() - started:.0f} |")  # fmt: skip
         print(lines[-1], flush=True)

@@ -64,6 +64,13 @@ def test_a_model_with_attention_stays_on_its_grid():
         model.on_grid((64, 64))
 
 
+def test_the_wide_conv_network_takes_any_size_too():
+    model = _conv_model(network="conv-wide")
+    assert model.any_size and model.denoiser.n_parameters > _conv_model().denoiser.n_parameters
+    fields = model.on_grid((40, 56)).sample(1, steps=2, seed=0)
+    assert fields.shape == (1, 40, 56) and torch.isfinite(fields).all()
+
+
 def test_saved_conv_model_loads_and_takes_any_size(tmp_path):
     model = _conv_model()
     model.save(tmp_path)

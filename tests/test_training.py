@@ -17,7 +17,7 @@ from geodiff import Grid, load_prior
 from geodiff.cli import main
 from geodiff.diffusion.checkpoint import meta_checksum
 from geodiff.diffusion.data import FreshFields
-from geodiff.diffusion.model import load_model
+from geodiff.diffusion.model import UnfinishedRunWarning, load_model
 from geodiff.diffusion.network import Denoiser, network_config
 from geodiff.diffusion.schedule import NoiseSchedule
 from geodiff.diffusion.training import TrainingConfig, train
@@ -131,6 +131,23 @@ def test_an_interrupted_run_resumes_to_the_same_state(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     records = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").open()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]  # none twice
+
+
+def test_a_callback_that_stops_the_run_keeps_its_work(tmp_path):
+    """What ``benchmarks/bench_window.py`` does at the end of a CPU budget: a
+    KeyboardInterrupt from the callback of ``train_command`` checkpoints that step."""
+    from geodiff.diffusion.training import train_command
+
+    def budget(step, loss):
+        if step == 4:  # between the checkpoints at 3 and 6
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_command(tmp_path, _config(), prior="stationary-matern", grid="16", network="tiny",
+                      progress=False, callback=budget)  # fmt: skip
+    assert [p.name for p in tmp_path.glob("state-*.json")] == ["state-000000004.json"]
+    with pytest.warns(UnfinishedRunWarning, match="step 4 of 6"):
+        assert load_model(tmp_path, "cpu").info["step"] == 4
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):

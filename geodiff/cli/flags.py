@@ -131,8 +131,9 @@ FLAGS = {
     "--mcmc-warmup": _flag("MCMC warm-up steps per chain", _count, 500),
     "--mcmc-samples": _flag("MCMC draws per chain", _count, 500),
     "--no-jit": _switch("do not JIT-compile the NUTS potential"),
-    "--network": _flag("backbone: tiny, small (CPU, 32²), base (GPU, 64²) or conv (any grid "
-                       "size); default conv for a translation-invariant prior, else by grid"),
+    "--network": _flag("backbone: tiny, small (CPU, 32²), base (GPU, 64²), conv or conv-wide "
+                       "(any grid size); default conv for a translation-invariant prior, else "
+                       "by grid"),
     "--target": _flag("the network's training target", default="v", choices=("eps", "v", "x0")),
     "--schedule": _flag("noise schedule", default="cosine", choices=("cosine", "linear")),
     "--timesteps": _flag("diffusion steps T", _count, 1000),

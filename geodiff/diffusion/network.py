@@ -31,7 +31,9 @@ PRECISIONS = ("float32", "bfloat16")
 #: ``small`` (1.1 M parameters) trains on a CPU at 32²; ``base`` (6.3 M, 25 MB in float32,
 #: attention at 16² and 8²) is the 64² GPU model; ``tiny`` is for tests. ``conv`` (2.9 M,
 #: four levels, no attention) is fully convolutional: trained on windows of a
-#: translation-invariant prior, it denoises grids of any size (:func:`is_fully_convolutional`).
+#: translation-invariant prior, it denoises grids of any size (:func:`is_fully_convolutional`);
+#: ``conv-wide`` (6.5 M) is ``conv`` with 1.5 × the channels, to measure whether capacity
+#: or CPU time limits the any-size prior (``benchmarks/bench_window.py``).
 NETWORKS = {
     "tiny": {
         "block_out_channels": [16, 32],
@@ -56,6 +58,13 @@ NETWORKS = {
     },
     "conv": {
         "block_out_channels": [32, 64, 64, 128],
+        "down_block_types": ["DownBlock2D"] * 4,
+        "up_block_types": ["UpBlock2D"] * 4,
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+    },
+    "conv-wide": {
+        "block_out_channels": [48, 96, 96, 192],
         "down_block_types": ["DownBlock2D"] * 4,
         "up_block_types": ["UpBlock2D"] * 4,
         "layers_per_block": 1,

@@ -618,6 +618,7 @@ def train_command(
     fields_per_theta: int = 1,
     device: str | None = None,
     progress: bool = True,
+    callback=None,
 ) -> DiffusionModel:
     """:func:`train` from the settings of ``geodiff train`` (names and paths, not objects).
 
@@ -641,6 +642,8 @@ def train_command(
         With ``prior``: fields drawn per parameter draw.
     device : str, optional
     progress : bool
+    callback : callable, optional
+        ``callback(step, loss)`` after every optimiser step (see :func:`train`).
 
     Returns
     -------
@@ -674,7 +677,7 @@ def train_command(
     return train(
         out, prior=prior, grid=grid, data=source, network=network_config(name, grid.shape[0]),
         schedule=NoiseSchedule(schedule, timesteps), prediction=prediction, config=config,
-        device=device, progress=progress,
+        device=device, progress=progress, callback=callback,
     )  # fmt: skip
 
 

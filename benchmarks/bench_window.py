@@ -1,0 +1,201 @@
+"""Which window and network make the best any-size prior per CPU-hour.
+
+Each configuration trains ``spde-anisotropy`` from scratch (the shipped model's recipe,
+``geodiff train --prior spde-anisotropy --network conv --grid 64 --batch-size 32
+--fields-per-theta 8``, with one thing changed) until its process has used the same CPU
+time (``--cpu-minutes``, counted by the process itself, so configurations may share the
+machine and still get equal budgets). All run at once, one torch thread each; an
+interrupted run resumes from its last checkpoint with the CPU time it had spent then.
+
+Every trained network is then scored on the same fields: its denoising MSE over the exact
+mixture oracle's (:func:`bench_any_size.mse_ratios`) at 64² and 128², grids larger than
+either window. Windows differ in nodes per field, so the batch is set to equal nodes per
+optimiser step (128 fields of 32², 32 of 64²): configurations see the same number of nodes
+per step and differ in what one field spans.
+
+Usage: ``python benchmarks/bench_window.py --cpu-minutes 40``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from _report import update_section  # benchmarks/ is on sys.path when run as a script
+from bench_any_size import mse_ratios, mse_sigmas
+
+from geodiff.diffusion.model import UnfinishedRunWarning, load_model
+from geodiff.io import write_text
+from geodiff.tables import markdown_table
+
+#: window side, network and batch (equal nodes per step) of each configuration
+CONFIGS = {
+    "32² window, conv": {"grid": 32, "network": "conv", "batch": 128},
+    "64² window, conv": {"grid": 64, "network": "conv", "batch": 32},
+    "32² window, conv-wide": {"grid": 32, "network": "conv-wide", "batch": 128},
+    "64² window, conv-wide": {"grid": 64, "network": "conv-wide", "batch": 32},
+}
+#: the shipped model's configuration, the baseline of the ratios
+BASELINE = "64² window, conv"
+CHECKPOINT_EVERY = 50
+
+#: run in a child process: train until this process's CPU time (plus what the run spent
+#: before an interruption, read from cpu.json) reaches the budget, then checkpoint and stop
+_TRAIN = """
+import json, sys, time
+from pathlib import Path
+from geodiff.diffusion.training import TrainingConfig, train_command
+from geodiff.io import write_text
+
+out, grid, network = sys.argv[1:4]
+batch, budget, every = int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+ledger = Path(out) / "cpu.json"
+before = json.loads(ledger.read_text())["cpu_s"] if ledger.exists() else 0.0
+started = time.process_time()
+
+def spend(step, loss):
+    spent = before + time.process_time() - started
+    over = spent >= budget
+    if over or step % every == 0:  # the trainer checkpoints right after this call
+        write_text(ledger, json.dumps({"step": step, "cpu_s": spent, "done": over}))
+    if over:
+        raise KeyboardInterrupt
+
+config = TrainingConfig(steps=10**7, batch_size=batch, checkpoint_every=every,
+                        validate_every=10**9, log_every=10, oracle_components=0, n_preview=0,
+                        seed=0)
+try:
+    train_command(out, config, prior="spde-anisotropy", grid=grid, network=network,
+                  fields_per_theta=8, device="cpu", progress=False, callback=spend)
+except KeyboardInterrupt:
+    pass
+"""
+
+
+def _ledger(run: Path) -> dict:
+    path = run / "cpu.json"
+    return json.loads(path.read_text()) if path.exists() else {"step": 0, "cpu_s": 0.0}
+
+
+def train_all(args) -> None:
+    """Train every configuration not yet at its budget, all at once (one thread each)."""
+    children = []
+    for name, config in CONFIGS.items():
+        run = Path(args.runs) / name.replace("² window, ", "-")
+        if _ledger(run).get("done"):
+            continue
+        run.mkdir(parents=True, exist_ok=True)
+        budget = str(60.0 * args.cpu_minutes)
+        argv = [sys.executable, "-c", _TRAIN, str(run), str(config["grid"]), config["network"],
+                str(config["batch"]), budget, str(CHECKPOINT_EVERY)]  # fmt: skip
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        with (run / "train.log").open("a") as log:
+            children.append((name, subprocess.Popen(argv, stdout=log, stderr=log, env=env)))
+    for name, child in children:
+        if child.wait():
+            raise SystemExit(f"{name}: training failed (exit {child.returncode}): see train.log")
+
+
+def score_all(args) -> list[dict]:
+    """Each trained configuration's MSE ratios at ``args.sizes`` (same fields for all)."""
+    torch.set_num_threads(args.threads)
+    results = []
+    for name, config in CONFIGS.items():
+        run = Path(args.runs) / name.replace("² window, ", "-")
+        ledger = _ledger(run)
+        if not ledger.get("done"):
+            raise SystemExit(f"{name}: not trained to its budget yet ({run})")
+        with warnings.catch_warnings():  # stopped by its budget: "unfinished" by design
+            warnings.simplefilter("ignore", UnfinishedRunWarning)
+            model = load_model(run, "cpu")
+        log = run / "metrics.jsonl"
+        metrics = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+        losses = [r["loss"] for r in metrics if "loss" in r] or [float("nan")]
+        row = {
+            "name": name,
+            **config,
+            "parameters": model.denoiser.n_parameters,
+            "step": int(model.info.get("step", ledger["step"])),
+            "cpu_s": ledger["cpu_s"],
+            "loss": float(np.mean(losses[-max(1, len(losses) // 5) :])),
+            "sigmas": mse_sigmas(model).tolist(),
+        }
+        for size in args.sizes:
+            row[f"mse{size}"] = mse_ratios(model, size, args.fields, args.components,
+                                           args.seed).tolist()  # fmt: skip
+            print(name, size, np.round(row[f"mse{size}"], 3), flush=True)
+        results.append(row)
+    write_text(Path(args.runs) / "scores.json", json.dumps(results, indent=1))
+    return results
+
+
+def report(results: list[dict], args) -> str:
+    """The comparison table and its legend."""
+    base = next(r for r in results if r["name"] == BASELINE)
+    sigmas = results[0]["sigmas"]
+    rows = []
+    for r in results:
+        cells = [r["name"], f"{r['parameters'] / 1e6:.1f} M", r["step"],
+                 f"{r['step'] * r['batch'] * r['grid'] ** 2 / 1e6:.1f}",
+                 f"{r['cpu_s'] / 60:.1f}"]  # fmt: skip
+        for size in args.sizes:
+            ratios = np.asarray(r[f"mse{size}"])
+            cells += [" / ".join(f"{x:.3f}" for x in ratios[1:5]), f"{ratios.mean():.4f}",
+                      f"{(ratios.mean() - 1) / (np.mean(base[f'mse{size}']) - 1):.2f}"]  # fmt: skip
+        rows.append(cells)
+    header = ["configuration", "parameters", "steps", "M nodes seen", "CPU min"]
+    for size in args.sizes:
+        shown = " / ".join(f"{s:.2g}" for s in sigmas[1:5])
+        header += [f"{size}²: σ≈{shown}", f"{size}²: mean over σ", f"{size}²: excess / base"]
+    best = {s: min(results, key=lambda r: np.mean(r[f"mse{s}"]))["name"] for s in args.sizes}
+    return (
+        f"Each configuration trained `spde-anisotropy` from scratch for {args.cpu_minutes} "
+        "CPU-minutes of its own process (one torch thread; all ran at once on this "
+        "2-core machine, so each budget is CPU time, not wall time), with the shipped "
+        "recipe (`--fields-per-theta 8`, learning rate 2e-4 with 500 warm-up steps, EMA "
+        "0.999) and the batch set to equal nodes per step (128 fields of 32², 32 of 64²). "
+        f"Scores: the EMA network's denoising MSE over the exact mixture oracle's on "
+        f"{args.fields} fields of each size drawn from {args.components} θ draws, the same "
+        "fields and noise for every configuration (1 is the oracle; its floor sits a little "
+        "below the prior's Bayes risk, so compare rows, not ratios with 1). Excess / base: "
+        f"(mean − 1) over the baseline's (mean − 1), the baseline being `{BASELINE}`, the "
+        "shipped recipe; below 1 is better. Lowest mean: "
+        + "; ".join(f"{s}²: {best[s]}" for s in args.sizes) + ".\n\n"
+        + markdown_table(header, rows)
+    )  # fmt: skip
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpu-minutes", type=float, default=40.0, help="budget per config")
+    parser.add_argument("--runs", default="runs/window", help="run folders (resumed)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--fields", type=int, default=16, help="scored fields per size")
+    parser.add_argument("--components", type=int, default=4, help="oracle θ draws")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for scoring")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-only", action="store_true")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    train_all(args)
+    print(f"training done after {time.perf_counter() - started:.0f} s", flush=True)
+    if args.train_only:
+        return
+    body = report(score_all(args), args)
+    print(body)
+    given = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--train-only"]
+    update_section("window-choice", "Window and network of the any-size prior per CPU-hour",
+                   "python benchmarks/bench_window.py " + shlex.join(given), body)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
