@@ -53,7 +53,8 @@ from geodiff.tables import markdown_table
 
 PRIOR = "heavy-tail-anisotropy"
 METHODS = ("exact", "mmps, V = V̄", "mmps, Jacobian", "oracle θ")
-HEADER = ("observations", "method", "datasets", "CRPS", "CRPS / exact", "90 % coverage", "seconds")
+HEADER = ("observations", "method", "datasets", "CRPS", "CRPS / exact",
+          "median / largest", "90 % coverage", "seconds")  # fmt: skip
 MMPS_OPTIONS = {"mmps, V = V̄": {"cg_iterations": 0}, "mmps, Jacobian": {}}
 
 
@@ -158,6 +159,7 @@ def report(records: list, args) -> str:
             seconds = np.mean([r[name]["seconds"] for r in mine])
             rows.append((n_obs, name, len(mine), f"{crps.mean():.4f}",
                          f"{ratio.mean():.3f} ± {ratio.std(ddof=1) / np.sqrt(len(mine)):.3f}",
+                         f"{np.median(ratio):.3f} / {ratio.max():.3f}",
                          f"{cover:.3f}", f"{seconds:.1f}"))  # fmt: skip
     weights = [r["exact"]["true_weight"] for r in records]
     return (
