@@ -61,7 +61,7 @@ from geodiff.fields.config import load_prior
 from geodiff.posterior import gaussian_posterior, posterior_sample
 from geodiff.posterior.gaussian import StationaryGaussian
 from geodiff.posterior.problem import LinearGaussianProblem
-from geodiff.rng import generators_for
+from geodiff.rng import derive_seed, generators_for
 
 PRIOR = "spde-anisotropy"
 SCHEDULE = NoiseSchedule("cosine", 1000)
@@ -330,8 +330,8 @@ def bench_graph(args) -> str:
 MSE_SIGMAS = (0.03, 0.2, 0.6, 1.7, 4.6, 13.0)
 
 
-def mse_ratios(model, size: int, n_fields: int, components: int, seed: int) -> np.ndarray:
-    """The network's denoising MSE over the exact mixture oracle's on ``size²`` fields.
+def denoising_errors(model, size: int, n_fields: int, components: int, seed: int) -> tuple:
+    """Per-field denoising MSE of the network and of the exact mixture oracle, ``size²``.
 
     Parameters
     ----------
@@ -343,31 +343,46 @@ def mse_ratios(model, size: int, n_fields: int, components: int, seed: int) -> n
         Fields drawn from a mixture of ``components`` θ draws of the prior; the oracle knows
         those θ.
     seed : int
-        The same seed gives the same fields and noise for every model of the same prior.
+        The same seed gives the same fields and noise for every model of the same prior
+        (each field its own noise), so models can be compared field by field.
 
     Returns
     -------
-    ratios : ndarray, shape (len(MSE_SIGMAS),)
-        At the schedule's steps nearest :data:`MSE_SIGMAS` (:func:`mse_sigmas`).
+    network, oracle : ndarray, shape (n_fields, len(MSE_SIGMAS))
+        Per-pixel MSE at the schedule's steps nearest :data:`MSE_SIGMAS` (:func:`mse_sigmas`).
     """
     from geodiff.diffusion.validation import denoising_mse
 
     big = model.on_grid((size, size))
-    steps = torch.unique(model.schedule.nearest_step(torch.tensor(MSE_SIGMAS, dtype=torch.float64)))
+    steps = _mse_steps(model)
     oracle = SPDEMixtureOracle.from_prior(big.prior, big.grid, big.schedule,
                                           n_components=components, seed=seed,
                                           scale=big.data_scale)  # fmt: skip
     clean = oracle.sample(n_fields, seed=seed).float()
-    floor = denoising_mse(oracle, clean, big.schedule, steps, seed=seed, batch_size=8)
-    net = denoising_mse(big.denoiser, clean, big.schedule, steps, seed=seed, batch_size=8,
-                        device=big.device)  # fmt: skip
-    return (net / floor).numpy()
+    network, floor = [], []
+    for j in range(n_fields):
+        one, noise_seed = clean[j : j + 1], derive_seed(seed, 5, j)
+        floor.append(denoising_mse(oracle, one, big.schedule, steps, seed=noise_seed).numpy())
+        network.append(denoising_mse(big.denoiser, one, big.schedule, steps, seed=noise_seed,
+                                     device=big.device).numpy())  # fmt: skip
+    return np.array(network), np.array(floor)
+
+
+def mse_ratios(model, size: int, n_fields: int, components: int, seed: int) -> np.ndarray:
+    """The network's denoising MSE over the oracle's (:func:`denoising_errors`), shape
+    (len(MSE_SIGMAS),)."""
+    network, floor = denoising_errors(model, size, n_fields, components, seed)
+    return network.sum(0) / floor.sum(0)
+
+
+def _mse_steps(model) -> torch.Tensor:
+    sigmas = torch.tensor(MSE_SIGMAS, dtype=torch.float64)
+    return torch.unique(model.schedule.nearest_step(sigmas))
 
 
 def mse_sigmas(model) -> np.ndarray:
-    """The noise levels :func:`mse_ratios` reports, shape (len(MSE_SIGMAS),)."""
-    steps = torch.unique(model.schedule.nearest_step(torch.tensor(MSE_SIGMAS, dtype=torch.float64)))
-    return model.schedule.sigma(steps).numpy()
+    """The noise levels :func:`denoising_errors` reports, shape (len(MSE_SIGMAS),)."""
+    return model.schedule.sigma(_mse_steps(model)).numpy()
 
 
 def bench_mse(args) -> str:
