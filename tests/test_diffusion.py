@@ -136,6 +136,20 @@ def test_oracle_mse_is_the_bayes_risk_within_monte_carlo_error():
         exact = float(oracle.gaussian_mse(t)[0])
         # per-field squared errors average d chi-square-like terms: sd <= sqrt(2/(n d)) rel.
         assert abs(float(mse[k]) / exact - 1) < 5 * math.sqrt(2 / n)
+    # per field: each field's own squared error, by hand with the same noise draws
+    from geodiff.diffusion.validation import _NOISE_STREAM
+    from geodiff.rng import derive_seed
+
+    few = fields[:7].float()
+    per_field = denoising_mse(oracle, few, schedule, steps, seed=6, batch_size=3, per_field=True)
+    for k, t in enumerate(steps.tolist()):
+        gen = torch.Generator().manual_seed(derive_seed(6, _NOISE_STREAM, t))
+        noise = torch.cat([torch.randn(few[lo : lo + 3].shape, generator=gen) for lo in (0, 3, 6)])
+        x_t = schedule.add_noise(few, noise, torch.full((7,), t))
+        error = (oracle(x_t, t).float() - few).double().square().flatten(1).mean(1)
+        torch.testing.assert_close(per_field[:, k], error)
+    mean = denoising_mse(oracle, few, schedule, steps, seed=6, batch_size=3)
+    torch.testing.assert_close(per_field.mean(0), mean, rtol=1e-12, atol=0)
 
 
 def _gaussian_oracle(grid_size=8, seed=0):

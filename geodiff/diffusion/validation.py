@@ -30,6 +30,7 @@ def denoising_mse(
     seed: int = 0,
     batch_size: int = 128,
     device=None,
+    per_field: bool = False,
 ) -> torch.Tensor:
     """Per-pixel MSE of ``denoise(x_t, t) -> x̂_0`` at each step, with fixed noise.
 
@@ -45,21 +46,22 @@ def denoising_mse(
     batch_size : int
     device : optional
         Where ``denoise`` wants its input.
+    per_field : bool
+        Each field's own MSE instead of the mean over fields (to compare two denoisers
+        field by field, with a paired standard error).
 
     Returns
     -------
-    torch.Tensor, float64, shape (L,)
+    torch.Tensor, float64, shape (L,), or (n, L) with ``per_field``
     """
-    out = torch.zeros(len(steps), dtype=torch.float64)
+    out = torch.zeros(len(fields), len(steps), dtype=torch.float64)
     for i, t in enumerate(steps.tolist()):
         gen = torch.Generator().manual_seed(derive_seed(seed, _NOISE_STREAM, t))
-        total = 0.0
         for lo in range(0, len(fields), batch_size):
             x0 = fields[lo : lo + batch_size].float()
             noise = torch.randn(x0.shape, generator=gen)
             t_batch = torch.full((len(x0),), t, dtype=torch.long)
             x_t = schedule.add_noise(x0, noise, t_batch)
             x0_hat = denoise(x_t.to(device), t_batch.to(device)).float().cpu()
-            total += float((x0_hat - x0).double().square().sum())
-        out[i] = total / fields[:, 0].numel()
-    return out
+            out[lo : lo + len(x0), i] = (x0_hat - x0).double().square().flatten(1).mean(1)
+    return out if per_field else out.mean(0)
