@@ -578,19 +578,43 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def network_seconds(model, batch: int = 4, repeats: int = 3) -> tuple[float, float]:
+    """Seconds per field of one denoiser evaluation with its graph, and of one
+    vector-Jacobian product through it, on ``model``'s grid (best of ``repeats``)."""
+    shape = (batch, 1, *model.grid.shape)
+    t = torch.full((batch,), 500, device=model.device)
+    forward, vjp = [], []
+    for _ in range(repeats):
+        x = torch.randn(shape, device=model.device, requires_grad=True)
+        started = time.perf_counter()
+        out = model.denoiser(x, t)
+        forward.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        torch.autograd.grad(out, x, torch.ones_like(out))
+        vjp.append(time.perf_counter() - started)
+    return min(forward) / batch, min(vjp) / batch
+
+
 def time_posteriors(model, sizes, n_obs_list, draws: int, settings: dict, seed: int = 0) -> list:
-    """Seconds per 100 MMPS draws for each grid size, observation count and setting."""
+    """Seconds per 100 MMPS draws for each grid size, observation count and setting, and
+    the share of them the network's evaluations and vector-Jacobian products take."""
+    from geodiff.posterior.mmps import mmps_cost
+
     rows = []
     for size in sizes:
         big = model.on_grid((size, size))
+        forward, vjp = network_seconds(big)
         for n_obs in n_obs_list:
             _, _, obs = synthetic_dataset(big.prior, big.grid, n_obs, 0.1, seed, size, n_obs)
             for name, options in settings.items():
                 started = time.perf_counter()
                 _posterior_draws(big, obs, draws, seed, options)
                 wall = time.perf_counter() - started
+                cost = mmps_cost(big.schedule, n_obs, **options)
+                network = cost["denoiser_evaluations"] * forward + cost["vjps"] * vjp
                 rows.append({"size": size, "n_obs": n_obs, "setting": name, "draws": draws,
                              "s_per_100": 100 * wall / draws, "peak_mb": _peak_mb(),
+                             "network_share": network / (wall / draws), **cost,
                              "device": str(big.device)})  # fmt: skip
                 print(rows[-1], flush=True)
     return rows
@@ -610,15 +634,20 @@ def bench_timing(args) -> str:
         f"{args.threads} CPU thread(s); {args.draws} draws per row (1,000-observation row: "
         f"{max(2, args.draws // 4)}); fast = `{json.dumps(FAST)}`, default = the sampler's "
         "defaults. Ratio: against the same setting on the model's own window in this run. "
-        "Peak memory: the process's maximum resident size so far (it only grows).",
+        "Peak memory: the process's maximum resident size so far (it only grows). Network "
+        "share: the sampler's denoiser evaluations and vector-Jacobian products per draw "
+        "(upper bounds: CG may stop early) times their measured cost per field at that "
+        "size, over the seconds per draw.",
         "",
-        "| grid | observations | setting | s per 100 draws | × window | peak memory (MB) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| grid | observations | setting | s per 100 draws | × window | peak memory (MB) | "
+        "evaluations + VJPs per draw | network share |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['size']}² | {r['n_obs']} | {r['setting']} | {r['s_per_100']:.1f} | "
-            f"{r['s_per_100'] / base[r['setting']]:.1f} | {r['peak_mb']:.0f} |"
+            f"{r['s_per_100'] / base[r['setting']]:.1f} | {r['peak_mb']:.0f} | "
+            f"{r['denoiser_evaluations']} + {r['vjps']} | {r['network_share']:.2f} |"
         )
     body = "\n".join(lines)
     _publish(
