@@ -4,13 +4,13 @@ Sections (each writes its own part of BENCHMARKS.md; run them one at a time)::
 
     python benchmarks/bench_any_size.py cg          # MMPS's CG tolerance at fixed θ, 24²
     python benchmarks/bench_any_size.py exact128    # MMPS = exact SPDE kriging at 128²
-    python benchmarks/bench_any_size.py mse --model data/spde-anisotropy
-    python benchmarks/bench_any_size.py graph --model data/spde-anisotropy
-    python benchmarks/bench_any_size.py prior --model data/spde-anisotropy
+    python benchmarks/bench_any_size.py mse --model spde-anisotropy
+    python benchmarks/bench_any_size.py graph --model spde-anisotropy
+    python benchmarks/bench_any_size.py prior --model spde-anisotropy
     python benchmarks/bench_any_size.py draws --draws-file runs/post128.npz
     python benchmarks/bench_any_size.py posterior --draws-file runs/post128.npz
-    python benchmarks/bench_any_size.py timing --model data/spde-anisotropy
-    python benchmarks/bench_any_size.py many-obs --model data/spde-anisotropy
+    python benchmarks/bench_any_size.py timing --model spde-anisotropy
+    python benchmarks/bench_any_size.py many-obs --model spde-anisotropy
     python benchmarks/bench_any_size.py gpu-report --timings FILES/timings.json
 
 * ``cg`` — the exact oracle of one θ of ``spde-anisotropy`` (a Gaussian prior) drives
@@ -596,25 +596,22 @@ def network_seconds(model, batch: int = 4, repeats: int = 3) -> tuple[float, flo
 
 
 def time_posteriors(model, sizes, n_obs_list, draws: int, settings: dict, seed: int = 0) -> list:
-    """Seconds per 100 MMPS draws for each grid size, observation count and setting, and
-    the share of them the network's evaluations and vector-Jacobian products take."""
+    """Seconds per 100 MMPS draws for each grid size, observation count and setting, with
+    the sampler's network evaluations and vector-Jacobian products per draw."""
     from geodiff.posterior.mmps import mmps_cost
 
     rows = []
     for size in sizes:
         big = model.on_grid((size, size))
-        forward, vjp = network_seconds(big)
         for n_obs in n_obs_list:
             _, _, obs = synthetic_dataset(big.prior, big.grid, n_obs, 0.1, seed, size, n_obs)
             for name, options in settings.items():
                 started = time.perf_counter()
                 _posterior_draws(big, obs, draws, seed, options)
                 wall = time.perf_counter() - started
-                cost = mmps_cost(big.schedule, n_obs, **options)
-                network = cost["denoiser_evaluations"] * forward + cost["vjps"] * vjp
                 rows.append({"size": size, "n_obs": n_obs, "setting": name, "draws": draws,
                              "s_per_100": 100 * wall / draws, "peak_mb": _peak_mb(),
-                             "network_share": network / (wall / draws), **cost,
+                             **mmps_cost(big.schedule, n_obs, **options),
                              "device": str(big.device)})  # fmt: skip
                 print(rows[-1], flush=True)
     return rows
@@ -629,25 +626,35 @@ def bench_timing(args) -> str:
     window = model.window_shape[0]
     rows = time_posteriors(model, [window, *args.sizes], [100], args.draws, settings)
     rows += time_posteriors(model, [256], [1000], max(2, args.draws // 4), {"fast": FAST})
+    # after every row's peak memory is recorded: these batches hold graphs of their own
+    network = {size: network_seconds(model.on_grid((size, size)))
+               for size in sorted({r["size"] for r in rows})}  # fmt: skip
+    for r in rows:
+        r["forward_s"], r["vjp_s"] = network[r["size"]]
     base = {r["setting"]: r["s_per_100"] for r in rows if r["size"] == window}
     lines = [
         f"{args.threads} CPU thread(s); {args.draws} draws per row (1,000-observation row: "
         f"{max(2, args.draws // 4)}); fast = `{json.dumps(FAST)}`, default = the sampler's "
         "defaults. Ratio: against the same setting on the model's own window in this run. "
-        "Peak memory: the process's maximum resident size so far (it only grows). Network "
-        "share: the sampler's denoiser evaluations and vector-Jacobian products per draw "
-        "(upper bounds: CG may stop early) times their measured cost per field at that "
-        "size, over the seconds per draw.",
+        "Peak memory: the process's maximum resident size so far (it only grows). "
+        "Evaluations + VJPs: the sampler's denoiser evaluations and vector-Jacobian products "
+        "per draw (the VJPs an upper bound: CG stops at its tolerance). Network s per field: "
+        "one evaluation with its graph and one VJP, measured at that size in a batch of 4. "
+        "Evaluations alone: their cost per 100 draws, a floor for that number of steps "
+        "whatever the rest costs.",
         "",
         "| grid | observations | setting | s per 100 draws | × window | peak memory (MB) | "
-        "evaluations + VJPs per draw | network share |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "evaluations + VJPs per draw | network s per field (evaluation / VJP) | "
+        "evaluations alone, s per 100 draws |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['size']}² | {r['n_obs']} | {r['setting']} | {r['s_per_100']:.1f} | "
             f"{r['s_per_100'] / base[r['setting']]:.1f} | {r['peak_mb']:.0f} | "
-            f"{r['denoiser_evaluations']} + {r['vjps']} | {r['network_share']:.2f} |"
+            f"{r['denoiser_evaluations']} + {r['vjps']} | "
+            f"{r['forward_s']:.3f} / {r['vjp_s']:.3f} | "
+            f"{100 * r['denoiser_evaluations'] * r['forward_s']:.0f} |"
         )
     body = "\n".join(lines)
     _publish(
@@ -743,7 +750,7 @@ def main(argv=None) -> None:
     parser.add_argument("--timings", default="runs/gpu-2026-12-04/timings.json")
     parser.add_argument("--components", type=int, default=4, help="mse: oracle θ draws")
     parser.add_argument("--note", default="", help="gpu-report, posterior: a sentence added")
-    parser.add_argument("--model", default="data/spde-anisotropy")
+    parser.add_argument("--model", default="spde-anisotropy")
     parser.add_argument("--draws", type=int, default=None, help="posterior draws per case")
     parser.add_argument("--datasets", type=int, default=None)
     parser.add_argument("--fields", type=int, default=200, help="prior: fields at the window")
