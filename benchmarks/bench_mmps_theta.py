@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from _report import update_section  # benchmarks/ is on sys.path when run as a script
 from bench_heavy_tail import DRAWS, NOISE_SD, tail_scores
+from bench_heavy_tail import _read as read_results
 
 from geodiff import Grid
 from geodiff.diffusion.oracle import GaussianMixtureOracle
@@ -135,18 +136,6 @@ def score_dataset(oracle, covariances, grid: Grid, schedule, n_obs: int, k: int,
     return record
 
 
-def _read(path: Path) -> dict:
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            done[(r["n_obs"], r["dataset"])] = r
-    return done
-
-
 def report(records: list, args) -> str:
     rows = []
     for n_obs in args.n_obs:
@@ -198,7 +187,7 @@ def main(argv=None) -> None:
                            torch.zeros(args.components, grid.n_nodes), chols, 2000,
                            derive_seed(args.seed, 1)).reshape(-1)  # fmt: skip
     thresholds = {"t90": float(np.quantile(pooled, 0.9)), "t99": float(np.quantile(pooled, 0.99))}
-    done = _read(args.results)
+    done = read_results(args.results)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     for k in range(args.datasets):
         for n_obs in args.n_obs:
