@@ -18,9 +18,9 @@ from geodiff.diffusion.samplers import (
     initial_noise,
 )
 from geodiff.diffusion.schedule import NoiseSchedule
-from geodiff.diffusion.validation import denoising_mse
+from geodiff.diffusion.validation import _NOISE_STREAM, denoising_mse
 from geodiff.errors import GeodiffError
-from geodiff.rng import generators_for
+from geodiff.rng import derive_seed, generators_for
 
 
 def _random_covariances(n_components, d, seed):
@@ -137,9 +137,6 @@ def test_oracle_mse_is_the_bayes_risk_within_monte_carlo_error():
         # per-field squared errors average d chi-square-like terms: sd <= sqrt(2/(n d)) rel.
         assert abs(float(mse[k]) / exact - 1) < 5 * math.sqrt(2 / n)
     # per field: each field's own squared error, by hand with the same noise draws
-    from geodiff.diffusion.validation import _NOISE_STREAM
-    from geodiff.rng import derive_seed
-
     few = fields[:7].float()
     per_field = denoising_mse(oracle, few, schedule, steps, seed=6, batch_size=3, per_field=True)
     for k, t in enumerate(steps.tolist()):

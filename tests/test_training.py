@@ -20,7 +20,7 @@ from geodiff.diffusion.data import FreshFields
 from geodiff.diffusion.model import UnfinishedRunWarning, load_model
 from geodiff.diffusion.network import Denoiser, network_config
 from geodiff.diffusion.schedule import NoiseSchedule
-from geodiff.diffusion.training import TrainingConfig, train
+from geodiff.diffusion.training import TrainingConfig, train, train_command
 from geodiff.diffusion.validation import denoising_mse
 from geodiff.errors import CheckpointError, GeodiffError
 
@@ -136,7 +136,6 @@ def test_an_interrupted_run_resumes_to_the_same_state(tmp_path):
 def test_a_callback_that_stops_the_run_keeps_its_work(tmp_path):
     """What ``benchmarks/bench_window.py`` does at the end of a CPU budget: a
     KeyboardInterrupt from the callback of ``train_command`` checkpoints that step."""
-    from geodiff.diffusion.training import train_command
 
     def budget(step, loss):
         if step == 4:  # between the checkpoints at 3 and 6

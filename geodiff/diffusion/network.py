@@ -32,7 +32,7 @@ PRECISIONS = ("float32", "bfloat16")
 #: attention at 16² and 8²) is the 64² GPU model; ``tiny`` is for tests. ``conv`` (2.9 M,
 #: four levels, no attention) is fully convolutional: trained on windows of a
 #: translation-invariant prior, it denoises grids of any size (:func:`is_fully_convolutional`);
-#: ``conv-wide`` (6.5 M) is ``conv`` with 1.5 × the channels, to measure whether capacity
+#: ``conv-wide`` (6.6 M) is ``conv`` with 1.5 × the channels, to measure whether capacity
 #: or CPU time limits the any-size prior (``benchmarks/bench_window.py``).
 NETWORKS = {
     "tiny": {
