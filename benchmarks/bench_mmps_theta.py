@@ -121,7 +121,7 @@ def score_dataset(oracle, covariances, grid: Grid, schedule, n_obs: int, k: int,
     record["exact"] = {"seconds": time.perf_counter() - started,
                        "true_weight": float(weights[component]),
                        **tail_scores(draws, truth, thresholds)}  # fmt: skip
-    one = mixture_draws(weights[component : component + 1] * 0 + 1, means[component][None],
+    one = mixture_draws(torch.ones(1, dtype=torch.float64), means[component][None],
                         chols[component][None], DRAWS, derive_seed(seed, 3))  # fmt: skip
     record["oracle θ"] = {"seconds": 0.0, **tail_scores(one, truth, thresholds)}
     mixture_cov = covariances.mean(0)

@@ -49,37 +49,9 @@ CONFIGS = {
 BASELINE = "64² window, conv"
 CHECKPOINT_EVERY = 50
 
-#: run in a child process: train until this process's CPU time (plus what the run spent
-#: before an interruption, read from cpu.json) reaches the budget, then checkpoint and stop
-_TRAIN = """
-import json, sys, time
-from pathlib import Path
-from geodiff.diffusion.training import TrainingConfig, train_command
-from geodiff.io import write_text
 
-out, grid, network = sys.argv[1:4]
-batch, budget, every = int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
-ledger = Path(out) / "cpu.json"
-before = json.loads(ledger.read_text())["cpu_s"] if ledger.exists() else 0.0
-started = time.process_time()
-
-def spend(step, loss):
-    spent = before + time.process_time() - started
-    over = spent >= budget
-    if over or step % every == 0:  # the trainer checkpoints right after this call
-        write_text(ledger, json.dumps({"step": step, "cpu_s": spent, "done": over}))
-    if over:
-        raise KeyboardInterrupt
-
-config = TrainingConfig(steps=10**7, batch_size=batch, checkpoint_every=every,
-                        validate_every=10**9, log_every=10, oracle_components=0, n_preview=0,
-                        seed=0)
-try:
-    train_command(out, config, prior="spde-anisotropy", grid=grid, network=network,
-                  fields_per_theta=8, device="cpu", progress=False, callback=spend)
-except KeyboardInterrupt:
-    pass
-"""
+def _run_dir(args, name: str) -> Path:
+    return Path(args.runs) / name.replace("² window, ", "-")
 
 
 def _ledger(run: Path) -> dict:
@@ -87,17 +59,41 @@ def _ledger(run: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"step": 0, "cpu_s": 0.0}
 
 
+def train_to_budget(run: Path, config: dict, budget_s: float) -> None:
+    """Train one configuration in this process until its CPU time, plus what the run spent
+    before an interruption (``cpu.json``), reaches ``budget_s``; then checkpoint and stop."""
+    from geodiff.diffusion.training import TrainingConfig, train_command
+
+    before, started = _ledger(run)["cpu_s"], time.process_time()
+
+    def spend(step, loss):
+        spent = before + time.process_time() - started
+        if spent >= budget_s or step % CHECKPOINT_EVERY == 0:  # the trainer checkpoints next
+            write_text(run / "cpu.json", json.dumps({"step": step, "cpu_s": spent}))
+        if spent >= budget_s:
+            raise KeyboardInterrupt  # the trainer checkpoints this step and re-raises
+
+    settings = TrainingConfig(steps=10**7, batch_size=config["batch"],
+                              checkpoint_every=CHECKPOINT_EVERY, validate_every=10**9,
+                              log_every=10, oracle_components=0, n_preview=0, seed=0)  # fmt: skip
+    try:
+        train_command(run, settings, prior="spde-anisotropy", grid=str(config["grid"]),
+                      network=config["network"], fields_per_theta=8, device="cpu",
+                      progress=False, callback=spend)  # fmt: skip
+    except KeyboardInterrupt:
+        pass
+
+
 def train_all(args) -> None:
     """Train every configuration not yet at its budget, all at once (one thread each)."""
     children = []
-    for name, config in CONFIGS.items():
-        run = Path(args.runs) / name.replace("² window, ", "-")
+    for name in CONFIGS:
+        run = _run_dir(args, name)
         if _ledger(run)["cpu_s"] >= 60.0 * args.cpu_minutes:
             continue  # at its budget (a larger --cpu-minutes resumes it)
         run.mkdir(parents=True, exist_ok=True)
-        budget = str(60.0 * args.cpu_minutes)
-        argv = [sys.executable, "-c", _TRAIN, str(run), str(config["grid"]), config["network"],
-                str(config["batch"]), budget, str(CHECKPOINT_EVERY)]  # fmt: skip
+        argv = [sys.executable, __file__, "--train-one", name, "--runs", args.runs,
+                "--cpu-minutes", str(args.cpu_minutes)]  # fmt: skip
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         with (run / "train.log").open("a") as log:
             children.append((name, subprocess.Popen(argv, stdout=log, stderr=log, env=env)))
@@ -111,7 +107,7 @@ def score_all(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     results = []
     for name, config in CONFIGS.items():
-        run = Path(args.runs) / name.replace("² window, ", "-")
+        run = _run_dir(args, name)
         ledger = _ledger(run)
         if ledger["cpu_s"] < 60.0 * args.cpu_minutes:
             raise SystemExit(f"{name}: not trained to its budget yet ({run})")
@@ -197,7 +193,12 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for scoring")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--train-one", choices=CONFIGS, help=argparse.SUPPRESS)  # a child
     args = parser.parse_args(argv)
+    if args.train_one:
+        run = _run_dir(args, args.train_one)
+        train_to_budget(run, CONFIGS[args.train_one], 60.0 * args.cpu_minutes)
+        return
     started = time.perf_counter()
     train_all(args)
     print(f"training done after {time.perf_counter() - started:.0f} s", flush=True)
